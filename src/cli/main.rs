@@ -1,0 +1,127 @@
+//! The `bitnet` command line.
+
+mod inspect;
+mod json;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bitnet::{Error, Result};
+
+const USAGE: &str = "\
+bitnet: BitNet b1.58 models in Rust
+
+usage:
+  bitnet inspect [MODEL] [--json]          what a GGUF file holds: architecture, hyperparameters,
+                                           tokenizer, metadata, tensors (name, type, shape, offset, bytes)
+  bitnet inspect MODEL --dequant TENSOR --out FILE
+                                           write one tensor dequantized as raw little-endian f32
+  bitnet help | --help | --version
+
+With no MODEL, the small default model is used (generated on first use by
+tests/models/prepare.sh into $BITNET_CACHE_DIR, default ~/.cache/bitnet-rs).
+";
+
+/// The default model's path, generating the test-model set first if it is not there.
+fn default_model() -> Result<String> {
+    let cache = std::env::var_os("BITNET_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bitnet-rs")))
+        .ok_or_else(|| {
+            Error::bad_input("no MODEL given and neither BITNET_CACHE_DIR nor HOME is set")
+        })?;
+    let model = cache.join("models/tiny/bitnet-b1.58-i2_s.gguf");
+    if !model.exists() {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/models/prepare.sh");
+        if !script.exists() {
+            return Err(Error::bad_input(format!(
+                "no MODEL given and the default model {} is missing (make it with \
+                 tests/models/prepare.sh from the bitnet-rs source tree)",
+                model.display()
+            )));
+        }
+        eprintln!(
+            "bitnet: making the default model with {} ...",
+            script.display()
+        );
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .env("BITNET_CACHE_DIR", &cache)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| Error::io(format!("cannot run {}: {e}", script.display())))?;
+        if !status.success() || !model.exists() {
+            return Err(Error::io(format!("{} failed ({status})", script.display())));
+        }
+    }
+    Ok(model.to_string_lossy().into_owned())
+}
+
+fn parse_inspect(args: &[String]) -> Result<inspect::Args> {
+    let mut model = None;
+    let mut json = false;
+    let mut dequant = None;
+    let mut out = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Error::bad_input(format!("{flag} needs a value")))
+        };
+        match a.as_str() {
+            "--json" => json = true,
+            "--dequant" => dequant = Some(value("--dequant")?),
+            "--out" | "-o" => out = Some(value("--out")?),
+            "-m" | "--model" => model = Some(value("--model")?),
+            s if s.starts_with('-') => {
+                return Err(Error::bad_input(format!("inspect: unknown option {s}")))
+            }
+            s if model.is_none() => model = Some(s.to_string()),
+            s => {
+                return Err(Error::bad_input(format!(
+                    "inspect: unexpected argument {s}"
+                )))
+            }
+        }
+    }
+    let model = match model {
+        Some(m) => m,
+        None => default_model()?,
+    };
+    Ok(inspect::Args {
+        model,
+        json,
+        dequant,
+        out,
+    })
+}
+
+fn run(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("inspect") => inspect::run(&parse_inspect(&args[1..])?),
+        None | Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("--version" | "-V") => {
+            println!("bitnet {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some(cmd) => Err(Error::bad_input(format!(
+            "unknown command {cmd:?} (try bitnet help)"
+        ))),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the message names the file, key or tensor at fault.
+            eprintln!("bitnet: error: {}", e.message.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! A small GGUF writer for our tools and tests: metadata of every type, tensors of any type
+//! given as bytes, alignment padding. It can also write deliberately bad files (any type id,
+//! any offset) for the hostile-input tests.
+
+use std::path::Path;
+
+use super::{ValueType, DEFAULT_ALIGNMENT, MAGIC};
+use crate::error::{Error, Result};
+use crate::quant::GgmlType;
+
+/// A metadata value owned by the writer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OwnedValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(Vec<u8>),
+    /// Element type and elements (each must be of that type).
+    Array(ValueType, Vec<OwnedValue>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl OwnedValue {
+    pub fn str(s: &str) -> OwnedValue {
+        OwnedValue::String(s.as_bytes().to_vec())
+    }
+
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            OwnedValue::U8(_) => ValueType::U8,
+            OwnedValue::I8(_) => ValueType::I8,
+            OwnedValue::U16(_) => ValueType::U16,
+            OwnedValue::I16(_) => ValueType::I16,
+            OwnedValue::U32(_) => ValueType::U32,
+            OwnedValue::I32(_) => ValueType::I32,
+            OwnedValue::F32(_) => ValueType::F32,
+            OwnedValue::Bool(_) => ValueType::Bool,
+            OwnedValue::String(_) => ValueType::String,
+            OwnedValue::Array(..) => ValueType::Array,
+            OwnedValue::U64(_) => ValueType::U64,
+            OwnedValue::I64(_) => ValueType::I64,
+            OwnedValue::F64(_) => ValueType::F64,
+        }
+    }
+}
+
+/// One tensor to write: its dims (ne0 first), raw type id and bytes.
+#[derive(Clone, Debug)]
+pub struct TensorEntry {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub type_id: u32,
+    pub data: Vec<u8>,
+    /// Write this offset instead of the computed one (for bad-file tests).
+    pub offset_override: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GgufWriter {
+    pub version: u32,
+    pub alignment: u64,
+    pub metadata: Vec<(String, OwnedValue)>,
+    pub tensors: Vec<TensorEntry>,
+}
+
+impl Default for GgufWriter {
+    fn default() -> Self {
+        GgufWriter {
+            version: 3,
+            alignment: DEFAULT_ALIGNMENT,
+            metadata: vec![],
+            tensors: vec![],
+        }
+    }
+}
+
+fn put_string(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s);
+}
+
+fn put_value(out: &mut Vec<u8>, v: &OwnedValue) {
+    match v {
+        OwnedValue::U8(x) => out.push(*x),
+        OwnedValue::I8(x) => out.push(*x as u8),
+        OwnedValue::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        OwnedValue::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        OwnedValue::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        OwnedValue::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        OwnedValue::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        OwnedValue::Bool(x) => out.push(*x as u8),
+        OwnedValue::String(s) => put_string(out, s),
+        OwnedValue::Array(elem, items) => {
+            out.extend_from_slice(&elem.id().to_le_bytes());
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                put_value(out, item);
+            }
+        }
+        OwnedValue::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        OwnedValue::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        OwnedValue::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
+    }
+}
+
+fn pad_to(out: &mut Vec<u8>, alignment: u64) {
+    while out.len() as u64 % alignment != 0 {
+        out.push(0);
+    }
+}
+
+impl GgufWriter {
+    pub fn kv(&mut self, key: &str, value: OwnedValue) -> &mut Self {
+        self.metadata.push((key.to_string(), value));
+        self
+    }
+
+    /// Adds a tensor of a known type; `data` must hold exactly its bytes.
+    pub fn tensor(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        ty: GgmlType,
+        data: Vec<u8>,
+    ) -> Result<&mut Self> {
+        let n: u64 = dims.iter().product();
+        if dims.is_empty()
+            || dims[0] % ty.block_size() != 0
+            || ty.tensor_bytes(n) != Some(data.len() as u64)
+        {
+            return Err(Error::bad_input(format!(
+                "tensor {name}: {} bytes do not hold {ty} values of shape {dims:?}",
+                data.len()
+            )));
+        }
+        self.tensors.push(TensorEntry {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            type_id: ty.id(),
+            data,
+            offset_override: None,
+        });
+        Ok(self)
+    }
+
+    /// Adds an f32 tensor from values.
+    pub fn tensor_f32(&mut self, name: &str, dims: &[u64], values: &[f32]) -> Result<&mut Self> {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.tensor(name, dims, GgmlType::F32, data)
+    }
+
+    /// The whole file.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
+        for (key, value) in &self.metadata {
+            put_string(&mut out, key.as_bytes());
+            out.extend_from_slice(&value.value_type().id().to_le_bytes());
+            put_value(&mut out, value);
+        }
+        let mut offset = 0u64;
+        for t in &self.tensors {
+            put_string(&mut out, t.name.as_bytes());
+            out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+            for d in &t.dims {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.extend_from_slice(&t.type_id.to_le_bytes());
+            out.extend_from_slice(&t.offset_override.unwrap_or(offset).to_le_bytes());
+            offset += (t.data.len() as u64).div_ceil(self.alignment) * self.alignment;
+        }
+        pad_to(&mut out, self.alignment);
+        for t in &self.tensors {
+            out.extend_from_slice(&t.data);
+            pad_to(&mut out, self.alignment);
+        }
+        out
+    }
+
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_bytes())
+            .map_err(|e| Error::io(format!("cannot write {}: {e}", path.display())))
+    }
+}

@@ -1,0 +1,12 @@
+//! bitnet-rs: a Rust engine for ternary (BitNet b1.58) language models.
+//!
+//! The data path, one module per stage:
+//! `gguf` (zero-copy file view) -> `quant` (tensor formats) -> `model` (hyperparameters, forward).
+
+pub mod error;
+pub mod gguf;
+pub mod model;
+pub mod quant;
+pub mod rng;
+
+pub use error::{Error, ErrorKind, Result};

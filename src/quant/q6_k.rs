@@ -1,0 +1,179 @@
+//! Q6_K (ggml type 14): super-blocks of 256 values in 16 groups of 16. Each value is a 6-bit
+//! code `q` (0..63, stored as 4 low bits plus 2 high bits); each group has a signed 8-bit
+//! scale; the super-block has one f16 `d`. value = (d * scale[group]) * (q - 32).
+//!
+//! ```text
+//! bytes   0..128  ql: low 4 bits of the codes
+//! bytes 128..192  qh: high 2 bits of the codes
+//! bytes 192..208  scales[16], i8
+//! bytes 208..210  d, f16 little-endian
+//! ```
+//!
+//! The 256 values are two halves of 128. Value `r` (0..128) of half `h` takes
+//! - its low 4 bits from `ql[64h + r % 64]`: the low nibble when `r < 64`, else the high one;
+//! - its high 2 bits from `qh[32h + r % 32]`, bits `2 * (r / 32)` and up.
+//!
+//! The float work is done as gguf-py does it, so results are the same bits: `d * scale` in
+//! f32 first, then times `q - 32`.
+
+use super::float::f16_to_f32;
+
+pub const BLOCK: usize = 256;
+pub const BLOCK_BYTES: usize = 210;
+
+const QL: usize = 0;
+const QH: usize = 128;
+const SCALES: usize = 192;
+const D: usize = 208;
+
+/// The 6-bit code (0..63) of value `e` (0..256) of one block.
+fn code(block: &[u8], e: usize) -> u8 {
+    let (h, r) = (e / 128, e % 128);
+    let low = (block[QL + 64 * h + r % 64] >> (4 * (r / 64))) & 0x0f;
+    let high = (block[QH + 32 * h + r % 32] >> (2 * (r / 32))) & 0x03;
+    low | (high << 4)
+}
+
+/// Dequantizes whole Q6_K blocks.
+pub fn dequantize(data: &[u8], out: &mut [f32]) {
+    debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());
+    for (block, out) in data
+        .chunks_exact(BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(BLOCK))
+    {
+        let d = f16_to_f32(u16::from_le_bytes([block[D], block[D + 1]]));
+        for (group, out) in out.chunks_exact_mut(16).enumerate() {
+            let scaled = d * (block[SCALES + group] as i8) as f32;
+            for (k, o) in out.iter_mut().enumerate() {
+                let q = code(block, 16 * group + k) as i32 - 32;
+                *o = scaled * q as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    fn dequantize_vec(data: &[u8]) -> Vec<f32> {
+        let mut out = vec![0f32; data.len() / BLOCK_BYTES * BLOCK];
+        dequantize(data, &mut out);
+        out
+    }
+
+    /// A block with d = 1, every scale 1 and the given codes, packed from the layout facts.
+    fn pack(codes: &[u8; 256], scales: &[i8; 16], d_bits: u16) -> Vec<u8> {
+        let mut b = vec![0u8; BLOCK_BYTES];
+        for (e, &q) in codes.iter().enumerate() {
+            assert!(q < 64);
+            let (h, r) = (e / 128, e % 128);
+            b[QL + 64 * h + r % 64] |= (q & 0x0f) << (4 * (r / 64));
+            b[QH + 32 * h + r % 32] |= (q >> 4) << (2 * (r / 32));
+        }
+        for (i, &s) in scales.iter().enumerate() {
+            b[SCALES + i] = s as u8;
+        }
+        b[D..].copy_from_slice(&d_bits.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn every_position_decodes_from_its_own_bits() {
+        // code 32 means 0; put a distinct non-zero code at one position at a time
+        for e in 0..256 {
+            let mut codes = [32u8; 256];
+            codes[e] = 63;
+            let out = dequantize_vec(&pack(&codes, &[1; 16], 0x3c00));
+            for (i, &v) in out.iter().enumerate() {
+                assert_eq!(v, if i == e { 31.0 } else { 0.0 }, "set {e}, read {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn hand_built_bytes() {
+        // all ql = 0, all qh = 0: every code 0, value = d * scale * -32
+        let mut b = vec![0u8; BLOCK_BYTES];
+        for (i, s) in b[SCALES..D].iter_mut().enumerate() {
+            *s = (i as i8 - 8) as u8;
+        }
+        b[D..].copy_from_slice(&0x3800u16.to_le_bytes()); // d = 0.5
+        let out = dequantize_vec(&b);
+        for (e, &v) in out.iter().enumerate() {
+            assert_eq!(v, (0.5 * ((e / 16) as f32 - 8.0)) * -32.0, "{e}");
+        }
+        // ql[0] = 0xa5: value 0 gets low nibble 5, value 64 high nibble 10.
+        // qh[0] = 0b11_10_01_00: values 0, 32, 64, 96 get high bits 0, 1, 2, 3.
+        let mut b = vec![0u8; BLOCK_BYTES];
+        b[QL] = 0xa5;
+        b[QH] = 0b1110_0100;
+        b[SCALES..D].fill(1);
+        b[D..].copy_from_slice(&0x3c00u16.to_le_bytes());
+        let out = dequantize_vec(&b);
+        assert_eq!(out[0], (5 - 32) as f32);
+        assert_eq!(out[32], (16 - 32) as f32);
+        assert_eq!(out[64], (10 + 32 - 32) as f32);
+        assert_eq!(out[96], (48 - 32) as f32);
+        assert_eq!(out[128], -32.0); // second half reads ql[64..], qh[32..]
+    }
+
+    #[test]
+    fn float_order_is_d_times_scale_first() {
+        // d * scale rounds in f32 before multiplying by q: pick values where the order shows.
+        let d = f16_to_f32(0x3c01); // 1 + 2^-10
+        let mut codes = [0u8; 256];
+        codes[0] = 63;
+        let mut scales = [0i8; 16];
+        scales[0] = 127;
+        let out = dequantize_vec(&pack(&codes, &scales, 0x3c01));
+        assert_eq!(out[0].to_bits(), ((d * 127.0) * 31.0).to_bits());
+    }
+
+    #[test]
+    fn gguf_py_vector() {
+        // bytes b[i] = (i * 37 + 11) % 256 for i in 0..208, d = 0x2e66 (about 0.1), dequantized
+        // by gguf-py (gguf 0.19.0); a few outputs checked bit for bit.
+        let mut b: Vec<u8> = (0..208u32).map(|i| ((i * 37 + 11) % 256) as u8).collect();
+        b.extend_from_slice(&0x2e66u16.to_le_bytes());
+        let out = dequantize_vec(&b);
+        let want: [(usize, u32); 8] = [
+            (0, 0xc30f_10a8),   // -143.06506
+            (1, 0x4329_8f00),   // 169.5586
+            (17, 0x424c_c000),  // 51.1875
+            (100, 0x437c_3d08), // 252.2384
+            (128, 0xc20c_5da0), // -35.09143
+            (200, 0x42d9_bf30), // 108.87341
+            (254, 0xc07f_f000), // -3.9990234
+            (255, 0xc0bf_f400), // -5.998535
+        ];
+        for (i, bits) in want {
+            assert_eq!(out[i].to_bits(), bits, "value {i}");
+        }
+    }
+
+    #[test]
+    fn any_bytes_decode_without_panicking() {
+        let mut rng = Rng(99);
+        let data: Vec<u8> = (0..BLOCK_BYTES * 8).map(|_| rng.next_u64() as u8).collect();
+        let out = dequantize_vec(&data);
+        for (block, out) in data.chunks(BLOCK_BYTES).zip(out.chunks(BLOCK)) {
+            let d = f16_to_f32(u16::from_le_bytes([block[D], block[D + 1]]));
+            for (e, &v) in out.iter().enumerate() {
+                let want =
+                    (d * (block[SCALES + e / 16] as i8) as f32) * (code(block, e) as f32 - 32.0);
+                assert_eq!(v.to_bits(), want.to_bits());
+            }
+        }
+    }
+}
