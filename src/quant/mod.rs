@@ -110,11 +110,12 @@ impl GgmlType {
             .expect("every GgmlType has a table entry")
     }
 
-    /// The type stored under `id`. In a BitNet file (bitnet.cpp's ggml), ids 38 and 39 are
-    /// the TL1/TL2 lookup-table formats, which we do not read; elsewhere 39 is MXFP4.
+    /// The type stored under `id`. In a BitNet file (bitnet.cpp's ggml), ids 37, 38 and 39 are
+    /// I8_S and the TL1/TL2 lookup-table formats, which we do not read; elsewhere 39 is MXFP4.
     /// The error says which type it was, for a message naming the tensor.
     pub fn from_id(id: u32, bitnet_file: bool) -> Result<GgmlType, String> {
         match id {
+            37 if bitnet_file => Err(format!("unsupported tensor type I8_S (id {id})")),
             38 if bitnet_file => Err(format!("unsupported tensor type TL1 (id {id})")),
             39 if bitnet_file => Err(format!("unsupported tensor type TL2 (id {id})")),
             _ => TYPES
