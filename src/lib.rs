@@ -1,10 +1,12 @@
 //! bitnet-rs: a Rust engine for ternary (BitNet b1.58) language models.
 //!
 //! The data path, one module per stage:
-//! `gguf` (zero-copy file view) -> `quant` (tensor formats) -> `model` (hyperparameters, forward).
+//! `gguf` (zero-copy file view) -> `quant` (tensor formats) -> `kernels` (matmul) -> `model`
+//! (hyperparameters, weights, forward pass).
 
 pub mod error;
 pub mod gguf;
+pub mod kernels;
 pub mod model;
 pub mod quant;
 pub mod rng;

@@ -1,5 +1,10 @@
-//! The model: hyperparameters from metadata (and, with the engine, weights and `forward`).
+//! The model: hyperparameters from metadata, the weights of each layer, and a context that
+//! runs the forward pass over a KV cache.
 
+pub mod context;
 pub mod hparams;
+pub mod weights;
 
+pub use context::{Batch, Context, ContextParams};
 pub use hparams::{Arch, HParams};
+pub use weights::Model;

@@ -26,8 +26,8 @@ const QH: usize = 128;
 const SCALES: usize = 192;
 const D: usize = 208;
 
-/// The 6-bit code (0..63) of value `e` (0..256) of one block.
-fn code(block: &[u8], e: usize) -> u8 {
+/// The unsigned 6-bit code (0..63; the value is code - 32) of value `e` (0..256) of one block.
+pub fn code(block: &[u8], e: usize) -> u8 {
     let (h, r) = (e / 128, e % 128);
     let low = (block[QL + 64 * h + r % 64] >> (4 * (r / 64))) & 0x0f;
     let high = (block[QH + 32 * h + r % 32] >> (2 * (r / 32))) & 0x03;

@@ -47,6 +47,12 @@ fn digit(byte: u8, m: usize) -> u8 {
     ((shifted as u16 * 3) >> 8) as u8
 }
 
+/// The unsigned code (0..=2, value code - 1) of element `e` of one block (for dot kernels).
+pub fn code(block: &[u8], e: usize) -> i32 {
+    let (byte, m) = position(e);
+    digit(block[byte], m) as i32
+}
+
 /// Dequantizes whole TQ1_0 blocks.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
     debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());

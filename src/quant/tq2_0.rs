@@ -27,6 +27,12 @@ fn position(e: usize) -> (usize, usize) {
     (32 * h + r % 32, 2 * (r / 32))
 }
 
+/// The unsigned code (0..=3, value code - 1) of element `e` of one block (for dot kernels).
+pub fn code(block: &[u8], e: usize) -> i32 {
+    let (byte, shift) = position(e);
+    ((block[byte] >> shift) & 3) as i32
+}
+
 /// Dequantizes whole TQ2_0 blocks.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
     debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());

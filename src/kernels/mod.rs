@@ -1,0 +1,186 @@
+//! Matrix kernels: a weight matrix in its stored format times activation rows.
+//!
+//! Like the reference's CPU backend, each activation row is first converted to the weight
+//! type's partner format (F16 -> f16, BF16 -> bf16, Q8_0 -> Q8_0, TQ1_0/TQ2_0/Q6_K -> Q8_K,
+//! I2_S -> per-token int8), then every output is one dot product. These are the plain scalar
+//! references; faster kernels must match them.
+
+pub mod dot;
+
+pub use crate::quant::q8_0::quantize as quantize_q8_0;
+pub use crate::quant::q8_k::quantize as quantize_q8_k;
+pub use dot::{dot_q6_k_q8_k, dot_q8_0_q8_0, dot_tq1_0_q8_k, dot_tq2_0_q8_k};
+
+use crate::error::{Error, Result};
+use crate::quant::float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
+use crate::quant::{i2_s, q8_0, q8_k, GgmlType};
+
+/// A weight matrix as stored: `rows` outputs, each a row of `cols` inputs (ne0 = cols).
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+}
+
+/// Whether `matmul` handles weights of this type.
+pub fn supports(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::F32
+            | GgmlType::F16
+            | GgmlType::BF16
+            | GgmlType::Q8_0
+            | GgmlType::Q6_K
+            | GgmlType::TQ1_0
+            | GgmlType::TQ2_0
+            | GgmlType::I2_S
+    )
+}
+
+impl MatRef<'_> {
+    /// Bytes of one row (I2_S: its packed codes; the scale sits after all rows).
+    fn row_bytes(&self) -> usize {
+        match self.ty {
+            GgmlType::I2_S => self.cols / 4,
+            ty => self.cols / ty.block_size() as usize * ty.block_bytes() as usize,
+        }
+    }
+
+    fn row(&self, r: usize) -> &[u8] {
+        let n = self.row_bytes();
+        &self.data[r * n..(r + 1) * n]
+    }
+}
+
+/// One activation row in the weight type's partner format.
+enum Act {
+    Float(Vec<f32>),
+    Blocks(Vec<u8>),
+    /// I2_S: int8 values, their sum, and the scale they were multiplied by.
+    Int8 {
+        q: Vec<i8>,
+        sum: i32,
+        scale: f32,
+    },
+}
+
+/// Per-token int8 quantization for I2_S (REFERENCE section 3): scale = 127 / max(1e-5, max|x|),
+/// q = round-half-even(x * scale) clamped to [-128, 127].
+pub fn quantize_i8_per_token(x: &[f32]) -> (Vec<i8>, i32, f32) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = 127.0 / amax.max(1e-5);
+    let q: Vec<i8> = x
+        .iter()
+        .map(|&v| (v * scale).round_ties_even().clamp(-128.0, 127.0) as i8)
+        .collect();
+    let sum = q.iter().map(|&v| v as i32).sum();
+    (q, sum, scale)
+}
+
+fn convert(ty: GgmlType, x: &[f32]) -> Act {
+    match ty {
+        GgmlType::F16 => Act::Float(x.iter().map(|&v| f16_to_f32(f32_to_f16(v))).collect()),
+        GgmlType::BF16 => Act::Float(x.iter().map(|&v| bf16_to_f32(f32_to_bf16(v))).collect()),
+        GgmlType::Q8_0 => {
+            let mut b = vec![0u8; x.len() / q8_0::BLOCK * q8_0::BLOCK_BYTES];
+            q8_0::quantize(x, &mut b);
+            Act::Blocks(b)
+        }
+        GgmlType::TQ1_0 | GgmlType::TQ2_0 | GgmlType::Q6_K => {
+            let mut b = vec![0u8; x.len() / q8_k::BLOCK * q8_k::BLOCK_BYTES];
+            q8_k::quantize(x, &mut b);
+            Act::Blocks(b)
+        }
+        GgmlType::I2_S => {
+            let (q, sum, scale) = quantize_i8_per_token(x);
+            Act::Int8 { q, sum, scale }
+        }
+        _ => Act::Float(x.to_vec()),
+    }
+}
+
+/// f32 dot product accumulated in 16 lanes, summed pairwise.
+fn dot_f32(w: impl Iterator<Item = f32>, x: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    for (i, (w, &x)) in w.zip(x).enumerate() {
+        acc[i % 16] = w.mul_add(x, acc[i % 16]);
+    }
+    let mut n = 16;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            acc[i] += acc[i + n];
+        }
+    }
+    acc[0]
+}
+
+fn dot_row(w: &MatRef<'_>, r: usize, act: &Act) -> f32 {
+    let row = w.row(r);
+    match (w.ty, act) {
+        (GgmlType::F32, Act::Float(x)) => dot_f32(
+            row.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            x,
+        ),
+        (GgmlType::F16, Act::Float(x)) => dot_f32(
+            row.chunks_exact(2)
+                .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+            x,
+        ),
+        (GgmlType::BF16, Act::Float(x)) => dot_f32(
+            row.chunks_exact(2)
+                .map(|b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+            x,
+        ),
+        (GgmlType::Q8_0, Act::Blocks(a)) => dot_q8_0_q8_0(row, a),
+        (GgmlType::TQ1_0, Act::Blocks(a)) => dot_tq1_0_q8_k(row, a),
+        (GgmlType::TQ2_0, Act::Blocks(a)) => dot_tq2_0_q8_k(row, a),
+        (GgmlType::Q6_K, Act::Blocks(a)) => dot_q6_k_q8_k(row, a),
+        (GgmlType::I2_S, Act::Int8 { q, sum, scale }) => {
+            let mut isum = 0i32;
+            for (i, &v) in q.iter().enumerate() {
+                isum += i2_s::code_at(row, i) as i32 * v as i32;
+            }
+            let w_scale = i2_s::scale(w.data);
+            (isum - sum) as f32 / scale * w_scale
+        }
+        _ => unreachable!("convert() picks the partner format of the weight type"),
+    }
+}
+
+/// `out[t][r] = w.row(r) . x[t]` for `n` activation rows `x` (each `w.cols` long).
+pub fn matmul(w: &MatRef<'_>, x: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
+    if !supports(w.ty) {
+        return Err(Error::unsupported(format!(
+            "no matmul for tensor type {} (id {})",
+            w.ty,
+            w.ty.id()
+        )));
+    }
+    debug_assert_eq!(x.len(), n * w.cols);
+    debug_assert_eq!(out.len(), n * w.rows);
+    for (xt, ot) in x.chunks_exact(w.cols).zip(out.chunks_exact_mut(w.rows)) {
+        let act = convert(w.ty, xt);
+        for (r, o) in ot.iter_mut().enumerate() {
+            *o = dot_row(w, r, &act);
+        }
+    }
+    Ok(())
+}
+
+/// Row `r` of `w` as f32 (an embedding lookup).
+pub fn row_to_f32(w: &MatRef<'_>, r: usize, out: &mut [f32]) -> Result<()> {
+    match w.ty {
+        GgmlType::I2_S => {
+            let scale = i2_s::scale(w.data);
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = (i2_s::code_at(w.row(r), i) as i32 - 1) as f32 * scale;
+            }
+            Ok(())
+        }
+        ty => crate::quant::dequantize(ty, w.row(r), out),
+    }
+}

@@ -1,0 +1,230 @@
+//! The forward pass on the generated models: prefill equals token-by-token decode, greedy output
+//! is varied, the same weights stored in different formats agree, bad input is refused with
+//! the context still usable.
+
+mod common;
+
+use std::sync::Arc;
+
+use bitnet::model::{Batch, Context, ContextParams, Model};
+use common::*;
+
+fn load(name: &str) -> Arc<Model> {
+    Arc::new(Model::load(model(name)).unwrap())
+}
+
+fn ctx(m: &Arc<Model>) -> Context {
+    Context::new(
+        m.clone(),
+        ContextParams {
+            n_ctx: 128,
+            n_batch: 32,
+        },
+    )
+    .unwrap()
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+    let na: f64 = a.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Logits of every position of `tokens`, one decode call per token.
+fn stepwise(m: &Arc<Model>, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let mut c = ctx(m);
+    let mut out = Vec::new();
+    for (p, &t) in tokens.iter().enumerate() {
+        c.decode(&Batch {
+            tokens: &[t],
+            positions: &[p as u32],
+            want_logits: &[true],
+        })
+        .unwrap();
+        out.push(c.logits(0).unwrap().to_vec());
+    }
+    out
+}
+
+fn prompt(m: &Model) -> Vec<u32> {
+    let n_vocab = m.hparams().n_vocab as u64;
+    let mut rng = SplitMix64(5);
+    (0..12).map(|_| rng.below(n_vocab) as u32).collect()
+}
+
+#[test]
+fn prefill_matches_stepwise_decode() {
+    for name in [
+        "bitnet-spm-f32.gguf",
+        "bitnet-spm-tq2_0.gguf",
+        "bitnet-b1.58-i2_s.gguf",
+    ] {
+        let m = load(name);
+        let tokens = prompt(&m);
+        let steps = stepwise(&m, &tokens);
+        let mut c = ctx(&m);
+        let positions: Vec<u32> = (0..tokens.len() as u32).collect();
+        let want = vec![true; tokens.len()];
+        c.decode(&Batch {
+            tokens: &tokens,
+            positions: &positions,
+            want_logits: &want,
+        })
+        .unwrap();
+        for (i, s) in steps.iter().enumerate() {
+            let batch_row = c.logits(i).unwrap();
+            // Same kernels, same order: identical, not merely close.
+            assert_eq!(batch_row, &s[..], "{name}: position {i}");
+            assert!(batch_row.iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+#[test]
+fn greedy_output_is_varied() {
+    for name in ["bitnet-spm-tq1_0.gguf", "bitnet-b1.58-i2_s-q6k.gguf"] {
+        let m = load(name);
+        let mut c = ctx(&m);
+        let mut tok = prompt(&m)[0];
+        let mut seen = Vec::new();
+        for p in 0..32u32 {
+            c.decode(&Batch {
+                tokens: &[tok],
+                positions: &[p],
+                want_logits: &[true],
+            })
+            .unwrap();
+            tok = argmax(c.logits(0).unwrap());
+            seen.push(tok);
+        }
+        let mut distinct = seen.clone();
+        distinct.sort();
+        distinct.dedup();
+        let n = distinct.len();
+        assert!(n >= 4, "{name}: greedy output repeats ({n} distinct): {seen:?}");
+    }
+}
+
+#[test]
+fn same_weights_in_other_formats_agree() {
+    // F32 / F16 / BF16 copies hold bit-identical ternary weights (see tests/models/README.md);
+    // they differ only in how the reference-style matmul rounds activations.
+    let tokens = prompt(&load("bitnet-spm-f32.gguf"));
+    let f32l = stepwise(&load("bitnet-spm-f32.gguf"), &tokens);
+    let noscale = stepwise(&load("bitnet-spm-f32-noscale.gguf"), &tokens);
+    for (name, floor) in [
+        ("bitnet-spm-f16.gguf", 0.999),
+        ("bitnet-spm-bf16.gguf", 0.99),
+    ] {
+        let other = stepwise(&load(name), &tokens);
+        for (a, b) in f32l.iter().zip(&other) {
+            assert!(cosine(a, b) > floor, "{name}: cosine {}", cosine(a, b));
+        }
+    }
+    for (a, b) in f32l.iter().zip(&noscale) {
+        assert!(
+            cosine(a, b) > 0.99999,
+            "scale folded in: cosine {}",
+            cosine(a, b)
+        );
+    }
+    // I2_S and its F32 copy: the same per-token int8 path, the same weights: identical.
+    let i2s = stepwise(&load("bitnet-b1.58-i2_s.gguf"), &tokens);
+    let tq2 = stepwise(&load("bitnet-b1.58-tq2_0.gguf"), &tokens);
+    for (a, b) in i2s.iter().zip(&tq2) {
+        assert!(
+            cosine(a, b) > 0.99,
+            "I2_S vs TQ2_0: cosine {}",
+            cosine(a, b)
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_refused_and_the_context_stays_usable() {
+    let m = load("bitnet-spm-tq2_0.gguf");
+    let mut c = ctx(&m);
+    let n_vocab = m.hparams().n_vocab as u32;
+    let ok = Batch {
+        tokens: &[1, 2],
+        positions: &[0, 1],
+        want_logits: &[false, true],
+    };
+    c.decode(&ok).unwrap();
+    let before = c.logits(1).unwrap().to_vec();
+    let bad_token = [n_vocab];
+    let big = vec![1u32; 33];
+    let big_pos: Vec<u32> = (0..33).collect();
+    let cases: Vec<(Batch, &str)> = vec![
+        (
+            Batch {
+                tokens: &[],
+                positions: &[],
+                want_logits: &[],
+            },
+            "empty batch",
+        ),
+        (
+            Batch {
+                tokens: &bad_token,
+                positions: &[2],
+                want_logits: &[true],
+            },
+            "outside the vocabulary",
+        ),
+        (
+            Batch {
+                tokens: &[1],
+                positions: &[128],
+                want_logits: &[true],
+            },
+            "beyond the context size",
+        ),
+        (
+            Batch {
+                tokens: &[1],
+                positions: &[2, 3],
+                want_logits: &[true],
+            },
+            "differ in length",
+        ),
+        (
+            Batch {
+                tokens: &big,
+                positions: &big_pos,
+                want_logits: &[false; 33],
+            },
+            "larger than n_batch",
+        ),
+    ];
+    for (batch, expected) in cases {
+        let err = c.decode(&batch).unwrap_err();
+        assert!(err.message.contains(expected), "{}", err.message);
+    }
+    assert_eq!(
+        c.logits(1).unwrap(),
+        &before[..],
+        "a refused batch changed the context"
+    );
+    // Still usable: continuing gives the same as a fresh run of the whole sequence.
+    c.decode(&Batch {
+        tokens: &[3],
+        positions: &[2],
+        want_logits: &[true],
+    })
+    .unwrap();
+    let fresh = stepwise(&m, &[1, 2, 3]);
+    assert_eq!(c.logits(0).unwrap(), &fresh[2][..]);
+    assert!(c.logits(1).is_none());
+}
