@@ -24,23 +24,6 @@ fn ctx(m: &Arc<Model>) -> Context {
     .unwrap()
 }
 
-fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
-    let na: f64 = a.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
-
 /// Logits of every position of `tokens`, one decode call per token.
 fn stepwise(m: &Arc<Model>, tokens: &[u32]) -> Vec<Vec<f32>> {
     let mut c = ctx(m);
@@ -74,14 +57,7 @@ fn prefill_matches_stepwise_decode() {
         let tokens = prompt(&m);
         let steps = stepwise(&m, &tokens);
         let mut c = ctx(&m);
-        let positions: Vec<u32> = (0..tokens.len() as u32).collect();
-        let want = vec![true; tokens.len()];
-        c.decode(&Batch {
-            tokens: &tokens,
-            positions: &positions,
-            want_logits: &want,
-        })
-        .unwrap();
+        prefill(&mut c, &tokens);
         for (i, s) in steps.iter().enumerate() {
             let batch_row = c.logits(i).unwrap();
             // Same kernels, same order: identical, not merely close.
@@ -105,14 +81,17 @@ fn greedy_output_is_varied() {
                 want_logits: &[true],
             })
             .unwrap();
-            tok = argmax(c.logits(0).unwrap());
+            tok = argmax(c.logits(0).unwrap()) as u32;
             seen.push(tok);
         }
         let mut distinct = seen.clone();
         distinct.sort();
         distinct.dedup();
         let n = distinct.len();
-        assert!(n >= 4, "{name}: greedy output repeats ({n} distinct): {seen:?}");
+        assert!(
+            n >= 4,
+            "{name}: greedy output repeats ({n} distinct): {seen:?}"
+        );
     }
 }
 

@@ -106,3 +106,27 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 pub use bitnet::rng::SplitMix64;
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+    let na: f64 = a.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Index of the largest value (the first of equals), as greedy sampling picks it.
+pub fn argmax(x: &[f32]) -> usize {
+    (0..x.len()).fold(0, |best, i| if x[i] > x[best] { i } else { best })
+}
+
+/// Decodes `tokens` at positions 0.. in one batch, asking for every position's logits.
+pub fn prefill(c: &mut bitnet::model::Context, tokens: &[u32]) {
+    let positions: Vec<u32> = (0..tokens.len() as u32).collect();
+    let want = vec![true; tokens.len()];
+    let batch = bitnet::model::Batch {
+        tokens,
+        positions: &positions,
+        want_logits: &want,
+    };
+    c.decode(&batch).unwrap();
+}
