@@ -7,7 +7,6 @@
 
 pub mod dot;
 
-pub use crate::quant::q8_0::quantize as quantize_q8_0;
 pub use crate::quant::q8_k::quantize as quantize_q8_k;
 pub use dot::{dot_q6_k_q8_k, dot_q8_0_q8_0, dot_tq1_0_q8_k, dot_tq2_0_q8_k};
 
@@ -66,6 +65,24 @@ enum Act {
     },
 }
 
+/// Q8_0 activation blocks as the reference's x86 CPU path makes them (`from_float` for Q8_0):
+/// d = max|x| / 127 stored as f16, q = round-half-even(x * (127 / max|x|)). This differs from
+/// the file writer `quant::q8_0::quantize` (gguf-py's, rounding half away from zero).
+pub fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
+    for (xb, ob) in x
+        .chunks_exact(q8_0::BLOCK)
+        .zip(out.chunks_exact_mut(q8_0::BLOCK_BYTES))
+    {
+        let max = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = max / 127.0;
+        let id = if max != 0.0 { 127.0 / max } else { 0.0 };
+        ob[..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+        for (o, &v) in ob[2..].iter_mut().zip(xb) {
+            *o = (v * id).round_ties_even().clamp(-128.0, 127.0) as i8 as u8;
+        }
+    }
+}
+
 /// Per-token int8 quantization for I2_S (REFERENCE section 3): scale = 127 / max(1e-5, max|x|),
 /// q = round-half-even(x * scale) clamped to [-128, 127].
 pub fn quantize_i8_per_token(x: &[f32]) -> (Vec<i8>, i32, f32) {
@@ -85,7 +102,7 @@ fn convert(ty: GgmlType, x: &[f32]) -> Act {
         GgmlType::BF16 => Act::Float(x.iter().map(|&v| bf16_to_f32(f32_to_bf16(v))).collect()),
         GgmlType::Q8_0 => {
             let mut b = vec![0u8; x.len() / q8_0::BLOCK * q8_0::BLOCK_BYTES];
-            q8_0::quantize(x, &mut b);
+            quantize_q8_0(x, &mut b);
             Act::Blocks(b)
         }
         GgmlType::TQ1_0 | GgmlType::TQ2_0 | GgmlType::Q6_K => {
@@ -182,5 +199,35 @@ pub fn row_to_f32(w: &MatRef<'_>, r: usize, out: &mut [f32]) -> Result<()> {
             Ok(())
         }
         ty => crate::quant::dequantize(ty, w.row(r), out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q8_0_activations_round_half_to_even() {
+        let mut x = [0f32; 32];
+        x[0] = 127.0; // max 127: id = 1, d = 1
+        x[1..5].copy_from_slice(&[2.5, 3.5, -2.5, -0.5]);
+        let mut b = [0u8; 34];
+        quantize_q8_0(&x, &mut b);
+        assert_eq!(f16_to_f32(u16::from_le_bytes([b[0], b[1]])), 1.0);
+        let q: Vec<i8> = b[2..7].iter().map(|&v| v as i8).collect();
+        assert_eq!(q, vec![127, 2, 4, -2, 0]);
+        let mut zeros = [0u8; 34];
+        quantize_q8_0(&[0.0; 32], &mut zeros);
+        assert!(zeros.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn i8_per_token() {
+        let (q, sum, scale) = quantize_i8_per_token(&[0.5, -1.0, 0.25, 0.0]);
+        assert_eq!(scale, 127.0);
+        assert_eq!(q, vec![64, -127, 32, 0]); // 63.5 rounds to even 64; 31.75 -> 32
+        assert_eq!(sum, -31);
+        let (q, _, scale) = quantize_i8_per_token(&[0.0; 8]);
+        assert_eq!((q, scale), (vec![0; 8], 127.0 / 1e-5));
     }
 }
