@@ -78,9 +78,20 @@ pub fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
         let id = if max != 0.0 { 127.0 / max } else { 0.0 };
         ob[..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
         for (o, &v) in ob[2..].iter_mut().zip(xb) {
-            *o = (v * id).round_ties_even().clamp(-128.0, 127.0) as i8 as u8;
+            *o = x86_round_to_i8(v * id) as u8;
         }
     }
+}
+
+/// What x86's round-to-nearest-even, float -> int32 conversion and saturating packs give:
+/// NaN, infinities and anything outside int32 become int32::MIN, so -128. (A block whose max is
+/// subnormal has 127/max = inf, and every value of it, zeros included, comes out as -128.)
+fn x86_round_to_i8(v: f32) -> i8 {
+    let r = v.round_ties_even();
+    if !r.is_finite() || r >= 2147483648.0 || r < -2147483648.0 {
+        return -128;
+    }
+    (r as i32).clamp(-128, 127) as i8
 }
 
 /// Per-token int8 quantization for I2_S (REFERENCE section 3): scale = 127 / max(1e-5, max|x|),
@@ -216,6 +227,14 @@ mod tests {
         assert_eq!(f16_to_f32(u16::from_le_bytes([b[0], b[1]])), 1.0);
         let q: Vec<i8> = b[2..7].iter().map(|&v| v as i8).collect();
         assert_eq!(q, vec![127, 2, 4, -2, 0]);
+        let mut tiny = [1e-40f32; 32];
+        tiny[1] = 0.0;
+        tiny[2] = -1e-40;
+        quantize_q8_0(&tiny, &mut b);
+        assert!(
+            b[2..].iter().all(|&v| v as i8 == -128),
+            "127/max is inf: all -128"
+        );
         let mut zeros = [0u8; 34];
         quantize_q8_0(&[0.0; 32], &mut zeros);
         assert!(zeros.iter().all(|&v| v == 0));
