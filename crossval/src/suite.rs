@@ -4,7 +4,7 @@
 //! 2. op-level exact checks (quantizers, dot products) against ggml's CPU routines;
 //! 3. every `bitnet-*.gguf` of the tiny fixture set that the reference loads, fixed prompt,
 //!    64 greedy steps, judged as in `compare`; the ones the reference cannot load
-//!    (`bitnet-b1.58`: upstream llama.cpp does not know that architecture) are skipped with the
+//!    (`bitnet-b1.58` or I2_S weights: upstream llama.cpp knows neither) are skipped with the
 //!    reference's own error;
 //! 4. the divergence canary: ours on a copy of a model with one `ffn_down` row negated against
 //!    the reference on the original must be reported divergent (once for a float-weight model,
@@ -179,12 +179,16 @@ pub fn run(o: &SuiteOptions) -> Result<bool> {
         let kind = compare::model_kind(&path)?;
         // Probe: can the reference load it at all?
         if let Err(e) = RefModel::load(&path) {
+            // Upstream llama.cpp knows neither Microsoft's architecture names nor I2_S.
             let b158 = kind.arch == "bitnet-b1.58" || kind.arch == "bitnet-25";
-            if b158 {
-                println!(
-                    "  {name:34} SKIP  reference cannot load arch {}: {e}",
-                    kind.arch
-                );
+            let i2_s = kind.projection_types.iter().any(|t| t == "I2_S");
+            if b158 || i2_s {
+                let what = if b158 {
+                    format!("arch {}", kind.arch)
+                } else {
+                    "I2_S".into()
+                };
+                println!("  {name:34} SKIP  reference cannot load {what}: {e}");
                 models_json.push(json!({
                     "model": name, "arch": kind.arch, "skipped": true, "reason": e.to_string(),
                 }));

@@ -70,6 +70,7 @@ WEIGHT_FTYPE = {
     "BF16": int(FT.MOSTLY_BF16),
     "TQ1_0": int(FT.MOSTLY_TQ1_0),
     "TQ2_0": int(FT.MOSTLY_TQ2_0),
+    "Q8_0": int(FT.MOSTLY_Q8_0),
     "I2_S": FTYPE_MOSTLY_I2_S,
 }
 
@@ -89,9 +90,11 @@ def model_specs(shape: str) -> list[dict]:
 
     if shape == "tiny":
         specs = []
-        for wt in ("F32", "F16", "BF16", "TQ1_0", "TQ2_0"):
+        for wt in ("F32", "F16", "BF16", "TQ1_0", "TQ2_0", "Q8_0"):
             specs.append(m(f"bitnet-spm-{wt.lower()}", "bitnet", "bitnet-spm", "llama-spm", wt))
         specs += [
+            # bitnet.cpp's 2024 files for 1bitLLM models: arch bitnet, I2_S weights.
+            m("bitnet-spm-i2_s", "bitnet", "bitnet-spm", "llama-spm", "I2_S", scales=False),
             m("bitnet-spm-tq2_0-noscale", "bitnet", "bitnet-spm", "llama-spm", "TQ2_0", scales=False),
             m("bitnet-spm-f32-noscale", "bitnet", "bitnet-spm", "llama-spm", "F32", scales=False),
             m("bitnet-bpe-tq2_0", "bitnet", "bitnet-bpe", "llama-bpe", "TQ2_0"),
@@ -382,9 +385,12 @@ def add_projection(w, spec, seed, name, m, k, verify) -> None:
     codes, s = proj_codes_and_scale(seed, group, name + ".weight", m, k)
     scale_tensor = spec["has_scale_tensors"]
     d = 1.0 if scale_tensor else s  # with .scale tensors the weights are exactly {-1,0,1}
-    if wt in ("F32", "F16", "BF16"):
+    if wt in ("F32", "F16", "BF16", "Q8_0"):
         vals = codes.astype(np.float32) * np.float32(d)
-        if wt == "F32":
+        if wt == "Q8_0":
+            b = gguf.quants.quantize(vals, QT.Q8_0)
+            w.add_tensor(name + ".weight", b, raw_dtype=QT.Q8_0)
+        elif wt == "F32":
             w.add_tensor(name + ".weight", vals)
         elif wt == "F16":
             w.add_tensor(name + ".weight", vals.astype(np.float16))
