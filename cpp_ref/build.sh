@@ -85,6 +85,11 @@ cmake_flags=(
     -DCMAKE_SKIP_BUILD_RPATH=OFF
     -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
     '-DCMAKE_INSTALL_RPATH=$ORIGIN:$ORIGIN/../lib'
+    # No AMX: these machines' CPUs advertise AMX, but the guest kernel does not grant the tile
+    # state, and ggml's AMX kernels (used for Q8_0) die with SIGILL on the first tilezero.
+    # Explicit -mno-* flags win over -march=native in GCC whatever their order.
+    '-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'
+    '-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'
 )
 targets=(llama ggml ggml-base ggml-cpu llama-bench)
 

@@ -88,7 +88,7 @@ pub fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
 /// subnormal has 127/max = inf, and every value of it, zeros included, comes out as -128.)
 fn x86_round_to_i8(v: f32) -> i8 {
     let r = v.round_ties_even();
-    if !r.is_finite() || r >= 2147483648.0 || r < -2147483648.0 {
+    if !(-2147483648.0..2147483648.0).contains(&r) {
         return -128;
     }
     (r as i32).clamp(-128, 127) as i8
