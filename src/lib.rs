@@ -10,5 +10,6 @@ pub mod kernels;
 pub mod model;
 pub mod quant;
 pub mod rng;
+pub mod tokenizer;
 
 pub use error::{Error, ErrorKind, Result};

@@ -2,6 +2,7 @@
 
 mod inspect;
 mod json;
+mod tokenize;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,10 @@ usage:
                                            tokenizer, metadata, tensors (name, type, shape, offset, bytes)
   bitnet inspect MODEL --dequant TENSOR --out FILE
                                            write one tensor dequantized as raw little-endian f32
+  bitnet tokenize [-m MODEL] [--no-bos] [--special] [--ids] (TEXT | -f FILE | -f -)
+                                           the tokens of a text, as llama_tokenize makes them
+                                           (--no-bos: no BOS/EOS; --special: control tokens
+                                           written in the text are parsed; --ids: ids only)
   bitnet help | --help | --version
 
 With no MODEL, the small default model is used (generated on first use by
@@ -97,9 +102,67 @@ fn parse_inspect(args: &[String]) -> Result<inspect::Args> {
     })
 }
 
+fn parse_tokenize(args: &[String]) -> Result<tokenize::Args> {
+    let mut model = None;
+    let mut add_special = true;
+    let mut special = false;
+    let mut ids_only = false;
+    let mut text = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Error::bad_input(format!("{flag} needs a value")))
+        };
+        let input = match a.as_str() {
+            "-m" | "--model" => {
+                model = Some(value("--model")?);
+                continue;
+            }
+            "--no-bos" => {
+                add_special = false;
+                continue;
+            }
+            "--special" => {
+                special = true;
+                continue;
+            }
+            "--ids" => {
+                ids_only = true;
+                continue;
+            }
+            "-f" | "--file" => tokenize::Input::File(value("--file")?),
+            "--" => tokenize::Input::Text(it.by_ref().cloned().collect::<Vec<_>>().join(" ")),
+            s if s.starts_with('-') && s.len() > 1 => {
+                return Err(Error::bad_input(format!("tokenize: unknown option {s}")))
+            }
+            s => tokenize::Input::Text(s.to_string()),
+        };
+        if text.replace(input).is_some() {
+            return Err(Error::bad_input(
+                "tokenize: give one TEXT or one -f FILE (quote a text with spaces)",
+            ));
+        }
+    }
+    let text = text.ok_or_else(|| Error::bad_input("tokenize: no TEXT and no -f FILE"))?;
+    let model = match model {
+        Some(m) => m,
+        None => default_model()?,
+    };
+    Ok(tokenize::Args {
+        model,
+        add_special,
+        special,
+        ids_only,
+        text,
+    })
+}
+
 fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("inspect") => inspect::run(&parse_inspect(&args[1..])?),
+        Some("tokenize") => tokenize::run(&parse_tokenize(&args[1..])?),
         None | Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())

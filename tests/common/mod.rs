@@ -130,3 +130,14 @@ pub fn prefill(c: &mut bitnet::model::Context, tokens: &[u32]) {
     };
     c.decode(&batch).unwrap();
 }
+
+/// A vocabulary of llama.cpp's tokenizer tests: `models/ggml-vocab-NAME.gguf` in the sdist
+/// (vocabulary-only GGUF files, read in place, never copied into the repository).
+pub fn sdist_vocab(name: &str) -> PathBuf {
+    let p = fixtures()
+        .sdist
+        .join("vendor/llama.cpp/models")
+        .join(format!("ggml-vocab-{name}.gguf"));
+    assert!(p.exists(), "missing {}", p.display());
+    p
+}
