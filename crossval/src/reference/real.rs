@@ -50,6 +50,15 @@ unsafe impl Send for RefModel {}
 
 impl RefModel {
     pub fn load(path: &Path) -> Result<RefModel> {
+        Self::load_with(path, false)
+    }
+
+    /// Loads only the vocabulary (works on vocab-only files, no tensors read).
+    pub fn load_vocab_only(path: &Path) -> Result<RefModel> {
+        Self::load_with(path, true)
+    }
+
+    fn load_with(path: &Path, vocab_only: bool) -> Result<RefModel> {
         let lib = loader::get()?;
         let api = &lib.api;
         let cpath = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
@@ -60,6 +69,7 @@ impl RefModel {
             let mut mp = api.llama_model_default_params();
             mp.n_gpu_layers = 0;
             mp.check_tensors = false;
+            mp.vocab_only = vocab_only;
             api.llama_model_load_from_file(cpath.as_ptr(), mp)
         };
         let Some(model) = NonNull::new(model) else {
@@ -117,42 +127,82 @@ impl RefModel {
     /// Tokenizes like llama.cpp's examples do: special tokens added as the model wants (BOS),
     /// special-token text parsed.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenize_with(text.as_bytes(), true, true)
+    }
+
+    /// `llama_tokenize` with its two flags.
+    pub fn tokenize_with(
+        &self,
+        text: &[u8],
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>> {
         let api = &self.lib.api;
-        let len = i32::try_from(text.len()).map_err(|_| "prompt too long")?;
-        let mut out = vec![0 as ffi::llama_token; text.len() + 8];
-        // SAFETY: `text` is valid for `len` bytes (no NUL needed); `out` is writable for its
-        // length, which we pass.
-        let mut n = unsafe {
-            api.llama_tokenize(
-                self.vocab,
-                text.as_ptr().cast(),
-                len,
-                out.as_mut_ptr(),
-                out.len() as i32,
-                true,
-                true,
-            )
-        };
-        if n < 0 && n != i32::MIN {
-            out.resize((-n) as usize, 0);
-            // SAFETY: as above, with the size the first call asked for.
-            n = unsafe {
+        let len = i32::try_from(text.len()).map_err(|_| "text too long")?;
+        let call = |out: &mut Vec<ffi::llama_token>| {
+            // SAFETY: `text` is valid for `len` bytes (no NUL needed); `out` is writable for
+            // its length, which we pass.
+            unsafe {
                 api.llama_tokenize(
                     self.vocab,
                     text.as_ptr().cast(),
                     len,
                     out.as_mut_ptr(),
                     out.len() as i32,
-                    true,
-                    true,
+                    add_special,
+                    parse_special,
                 )
-            };
+            }
+        };
+        let mut out = vec![0 as ffi::llama_token; text.len() + 8];
+        let mut n = call(&mut out);
+        if n < 0 && n != i32::MIN {
+            // Too small: -n is the size it needs.
+            out.resize((-n) as usize, 0);
+            n = call(&mut out);
         }
         if n < 0 {
             return Err(format!("reference tokenizer failed ({n})").into());
         }
         out.truncate(n as usize);
         Ok(out.into_iter().map(|t| t as u32).collect())
+    }
+
+    /// `llama_detokenize` with its two flags.
+    pub fn detokenize(
+        &self,
+        ids: &[u32],
+        remove_special: bool,
+        unparse_special: bool,
+    ) -> Result<Vec<u8>> {
+        let api = &self.lib.api;
+        let tokens: Vec<ffi::llama_token> = ids.iter().map(|&t| t as ffi::llama_token).collect();
+        let n_tokens = i32::try_from(tokens.len()).map_err(|_| "too many tokens")?;
+        let call = |buf: &mut Vec<u8>| {
+            // SAFETY: `tokens` holds `n_tokens` ids; `buf` is writable for its length.
+            unsafe {
+                api.llama_detokenize(
+                    self.vocab,
+                    tokens.as_ptr(),
+                    n_tokens,
+                    buf.as_mut_ptr().cast(),
+                    buf.len() as i32,
+                    remove_special,
+                    unparse_special,
+                )
+            }
+        };
+        let mut buf = vec![0u8; 16 * ids.len() + 16];
+        let mut n = call(&mut buf);
+        if n < 0 && n != i32::MIN {
+            buf.resize((-n) as usize, 0);
+            n = call(&mut buf);
+        }
+        if n < 0 {
+            return Err(format!("reference detokenizer failed ({n})").into());
+        }
+        buf.truncate(n as usize);
+        Ok(buf)
     }
 
     /// The text of a token (for tables), special tokens rendered.
