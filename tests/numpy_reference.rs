@@ -110,6 +110,8 @@ fn bitnet_b1_58_logits_match_the_numpy_reference() {
             &list.join(","),
             "--out",
             out.to_str().unwrap(),
+            "--mode",
+            "llama",
         ]);
         let theirs = read_f32(&out);
         let mut c = Context::new(
@@ -139,11 +141,14 @@ fn bitnet_b1_58_logits_match_the_numpy_reference() {
             "{name}: worst cosine {worst:.7}, top-1 agreement {agree}/{}, worst top-1 gap {worst_gap:.2e} of the range",
             tokens.len()
         );
-        // The numpy reference keeps attention's q and probabilities in f32 and computes RoPE
-        // angles in f64, where we (like llama.cpp) round to f16 and step angles in f32; one
-        // flipped int8 activation is within that noise. A different top-1 is allowed only on a
-        // near-tie: our pick within 0.05 of the best logit (the logits span ~40).
-        assert!(worst >= 0.999, "{name}: worst cosine {worst}");
+        // The numpy reference runs in mode `llama` (llama.cpp's f16 rounding of q and of the
+        // attention probabilities, f32-stepped RoPE angles) but sums in f64 and computes the
+        // Q6_K head in float where we (like llama.cpp) quantize its input to Q8_K. So one int8
+        // activation may flip: the bar is the reference's own self-noise floor for int8 models
+        // as crossval measures it (worst cosine 0.99957..0.99977 on the tiny fixtures). A
+        // different top-1 is allowed only on a near-tie: our pick within 0.2% of the row's
+        // range below the reference's best.
+        assert!(worst >= 0.9995, "{name}: worst cosine {worst}");
         assert!(
             worst_gap <= 0.05,
             "{name}: top-1 differs by {worst_gap} ({agree} agree)"

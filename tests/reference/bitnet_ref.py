@@ -64,6 +64,9 @@ exactly, KV cache float64); --kv is ignored.
         scores = f32(q.k) * f32(1/sqrt(head_dim)); causal; softmax: e = exp(f32(s - max)),
                  p = e * f32(1 / sum f64(e)); out = f32(sum f64(p * v)). GQA: query head h reads
                  kv head h // (n_head / n_head_kv). Q and the probabilities stay f32.
+        Mode `llama` is `exact` with llama.cpp's (non-flash) attention and RoPE rounding: q and
+        the probabilities rounded to f16 before meeting the f16 cache, RoPE angles stepped by
+        repeated f32 multiplication.
         FFN: relu(g)^2 * u (bitnet-b1.58 / bitnet-25) or silu(g) * u (bitnet), in f32.
   * The head: logits = f32(E . h) computed in float64 from the dequantized token_embd (F16, or
     Q6_K via gguf-py), or output.weight if present, and the f32 final hidden state.
@@ -244,13 +247,14 @@ class Proj:
                 y = y * F64(self.out_scale)
             return y
         x = np.asarray(x, dtype=F32)
-        if b158:
-            if self.codes is not None:
-                y = i2s_matmul_exact(self.codes, self.wscale, x)["y"]
-            else:
-                q, s = quant_act_i8(x)
-                acc = q.astype(F64) @ self.w64().T
-                y = (acc.astype(F32) / s[:, None]).astype(F32)
+        if self.codes is not None:
+            # I2_S: per-token int8 activations whatever the arch (bitnet.cpp's 1bitLLM files are
+            # arch `bitnet` with I2_S weights: the activation follows the weight type).
+            y = i2s_matmul_exact(self.codes, self.wscale, x)["y"]
+        elif b158:
+            q, s = quant_act_i8(x)
+            acc = q.astype(F64) @ self.w64().T
+            y = (acc.astype(F32) / s[:, None]).astype(F32)
         else:
             if self.tid in Q8K_TYPES:
                 xa = act_q8_k(x)
@@ -336,8 +340,17 @@ class Model:
     def rope(self, x, pos, mode):
         """x: (T, H, head_dim); pos: (T,) absolute positions. NEOX pairs (i, i + n_rot/2)."""
         half = self.n_rot // 2
-        i = np.arange(half, dtype=F64)
-        theta = pos.astype(F64)[:, None] * self.rope_base ** (-2.0 * i / self.n_rot)[None, :]
+        if mode == "llama":
+            # llama.cpp's way: theta_scale = powf(base, -2/n_rot) in f32, and the angle stepped
+            # by repeated f32 multiplication from theta_0 = pos.
+            theta_scale = np.power(F32(self.rope_base), F32(-2.0) / F32(self.n_rot), dtype=F32)
+            theta = np.empty((pos.shape[0], half), dtype=F32)
+            theta[:, 0] = pos.astype(F32)
+            for j in range(1, half):
+                theta[:, j] = theta[:, j - 1] * theta_scale
+        else:
+            i = np.arange(half, dtype=F64)
+            theta = pos.astype(F64)[:, None] * self.rope_base ** (-2.0 * i / self.n_rot)[None, :]
         dt = F64 if mode == "float" else F32
         c = np.cos(theta).astype(dt)[:, None, :]
         s = np.sin(theta).astype(dt)[:, None, :]
@@ -387,13 +400,18 @@ class Model:
             kh = np.repeat(np.arange(Hkv), group)  # kv head of each query head
             Kq = K[:, kh, :]  # (total, H, hd)
             Vq = V[:, kh, :]
-            sc = np.einsum("thd,jhd->htj", q.astype(F64), Kq)  # (H, T, total)
+            # mode "llama": like llama.cpp's non-flash attention, q meets the f16 keys rounded
+            # to f16, and the probabilities meet the f16 values rounded to f16.
+            qd = q.astype(np.float16) if mode == "llama" else q
+            sc = np.einsum("thd,jhd->htj", qd.astype(F64), Kq)  # (H, T, total)
             if exact:
                 sc = sc.astype(F32) * kq_scale
                 sc = np.where(mask[None], sc, F32(-np.inf))
                 e = np.exp((sc - sc.max(axis=-1, keepdims=True)).astype(F32)).astype(F32)
                 inv = (1.0 / e.astype(F64).sum(axis=-1, keepdims=True)).astype(F32)
                 p = (e * inv).astype(F32)
+                if mode == "llama":
+                    p = p.astype(np.float16)
                 att = np.einsum("htj,jhd->thd", p.astype(F64), Vq).astype(F32)
             else:
                 sc = sc * kq_scale
@@ -522,7 +540,7 @@ def main(argv: list[str]) -> int:
     def common(p):
         p.add_argument("model")
         p.add_argument("--tokens", required=True, help="comma-separated token ids")
-        p.add_argument("--mode", choices=("exact", "float"), default="exact")
+        p.add_argument("--mode", choices=("exact", "llama", "float"), default="exact")
         p.add_argument("--kv", choices=("f16", "f32"), default="f16")
 
     p = sub.add_parser("logits")
