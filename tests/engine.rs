@@ -95,38 +95,39 @@ fn greedy_output_is_varied() {
     }
 }
 
+/// The worst cosine over positions between two runs of the same prompt.
+fn worst_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| cosine(x, y))
+        .fold(1.0, f64::min)
+}
+
 #[test]
 fn same_weights_in_other_formats_agree() {
-    // F32 / F16 / BF16 copies hold bit-identical ternary weights (see tests/models/README.md);
-    // they differ only in how the reference-style matmul rounds activations.
+    // Each group's files hold bit-identical ternary weights (tests/models/README.md); they differ
+    // only in how the matmul treats activations for that weight type, as the reference does.
     let tokens = prompt(&load("bitnet-spm-f32.gguf"));
-    let f32l = stepwise(&load("bitnet-spm-f32.gguf"), &tokens);
-    let noscale = stepwise(&load("bitnet-spm-f32-noscale.gguf"), &tokens);
-    for (name, floor) in [
-        ("bitnet-spm-f16.gguf", 0.999),
-        ("bitnet-spm-bf16.gguf", 0.99),
-    ] {
-        let other = stepwise(&load(name), &tokens);
-        for (a, b) in f32l.iter().zip(&other) {
-            assert!(cosine(a, b) > floor, "{name}: cosine {}", cosine(a, b));
-        }
-    }
-    for (a, b) in f32l.iter().zip(&noscale) {
-        assert!(
-            cosine(a, b) > 0.99999,
-            "scale folded in: cosine {}",
-            cosine(a, b)
-        );
-    }
-    // I2_S and its F32 copy: the same per-token int8 path, the same weights: identical.
-    let i2s = stepwise(&load("bitnet-b1.58-i2_s.gguf"), &tokens);
-    let tq2 = stepwise(&load("bitnet-b1.58-tq2_0.gguf"), &tokens);
-    for (a, b) in i2s.iter().zip(&tq2) {
-        assert!(
-            cosine(a, b) > 0.99,
-            "I2_S vs TQ2_0: cosine {}",
-            cosine(a, b)
-        );
+    let run = |name: &str| stepwise(&load(name), &tokens);
+    let f32l = run("bitnet-spm-f32.gguf");
+    let i2s = run("bitnet-b1.58-i2_s.gguf");
+    // Float activations (f16/bf16 rounding only) stay at float-model parity. Int8 activations
+    // (Q8_0, Q8_K, per-token int8) against float activations or another int8 scheme cost about
+    // 1e-3 of cosine on these random models (the numpy reference measures the same gap, 0.9991
+    // at worst, between its int8 and float modes).
+    let pairs = [
+        (&f32l, "bitnet-spm-f32-noscale.gguf", 0.99999),
+        (&f32l, "bitnet-spm-f16.gguf", 0.99999),
+        (&f32l, "bitnet-spm-bf16.gguf", 0.9999),
+        (&f32l, "bitnet-spm-q8_0.gguf", 0.999),
+        (&f32l, "bitnet-spm-tq2_0.gguf", 0.999),
+        (&i2s, "bitnet-b1.58-tq2_0.gguf", 0.999),
+        (&i2s, "bitnet-b1.58-f32.gguf", 0.999),
+    ];
+    for (base, name, bar) in pairs {
+        let worst = worst_cosine(base, &run(name));
+        println!("{name}: worst cosine {worst:.7} against its group's reference file");
+        assert!(worst >= bar, "{name}: worst cosine {worst} < {bar}");
     }
 }
 
