@@ -121,8 +121,10 @@ fn same_weights_in_other_formats_agree() {
         (&f32l, "bitnet-spm-bf16.gguf", 0.9999),
         (&f32l, "bitnet-spm-q8_0.gguf", 0.999),
         (&f32l, "bitnet-spm-tq2_0.gguf", 0.999),
-        (&i2s, "bitnet-b1.58-tq2_0.gguf", 0.999),
-        (&i2s, "bitnet-b1.58-f32.gguf", 0.999),
+        // bitnet-b1.58 quantizes projection inputs per token whatever the storage, so its
+        // copies compute the same function, up to the order of float operations.
+        (&i2s, "bitnet-b1.58-tq2_0.gguf", 0.99999),
+        (&i2s, "bitnet-b1.58-f32.gguf", 0.99999),
     ];
     for (base, name, bar) in pairs {
         let worst = worst_cosine(base, &run(name));

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use bitnet::gguf::MappedFile;
-use bitnet::kernels::{self, MatRef};
+use bitnet::kernels::{self, Activations, MatRef};
 use bitnet::model::{Context, ContextParams, Model};
 use common::*;
 
@@ -69,7 +69,7 @@ fn i2_s_matmul_is_op_exact() {
             data: t.data,
         };
         let mut ours = vec![0f32; n * rows];
-        kernels::matmul(&w, &x, n, &mut ours).unwrap();
+        kernels::matmul(&w, Activations::ByWeightType, &x, n, &mut ours).unwrap();
         let diff = ours
             .iter()
             .zip(&theirs)
@@ -95,6 +95,8 @@ fn bitnet_b1_58_logits_match_the_numpy_reference() {
     for name in [
         "bitnet-b1.58-i2_s.gguf",
         "bitnet-b1.58-i2_s-q6k.gguf",
+        "bitnet-b1.58-tq2_0.gguf",
+        "bitnet-b1.58-f32.gguf",
         "bitnet-spm-i2_s.gguf",
     ] {
         let path = model(name);

@@ -53,6 +53,17 @@ impl MatRef<'_> {
     }
 }
 
+/// How a matmul treats its input rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activations {
+    /// As the reference does for the weight type: f16/bf16 rounding for F16/BF16 weights,
+    /// Q8_0 for Q8_0, Q8_K for TQ1_0/TQ2_0/Q6_K, per-token int8 for I2_S, f32 otherwise.
+    ByWeightType,
+    /// Per-token int8 whatever the storage: BitNet b1.58's BitLinear, so that I2_S, TQ2_0 and
+    /// F32 copies of the same ternary weights compute the same function.
+    PerTokenInt8,
+}
+
 /// One activation row in the weight type's partner format.
 enum Act {
     Float(Vec<f32>),
@@ -107,7 +118,11 @@ pub fn quantize_i8_per_token(x: &[f32]) -> (Vec<i8>, i32, f32) {
     (q, sum, scale)
 }
 
-fn convert(ty: GgmlType, x: &[f32]) -> Act {
+fn convert(ty: GgmlType, mode: Activations, x: &[f32]) -> Act {
+    if mode == Activations::PerTokenInt8 {
+        let (q, sum, scale) = quantize_i8_per_token(x);
+        return Act::Int8 { q, sum, scale };
+    }
     match ty {
         GgmlType::F16 => Act::Float(x.iter().map(|&v| f16_to_f32(f32_to_f16(v))).collect()),
         GgmlType::BF16 => Act::Float(x.iter().map(|&v| bf16_to_f32(f32_to_bf16(v))).collect()),
@@ -175,12 +190,26 @@ fn dot_row(w: &MatRef<'_>, r: usize, act: &Act) -> f32 {
             let w_scale = i2_s::scale(w.data);
             (isum - sum) as f32 / scale * w_scale
         }
+        (_, Act::Int8 { q, scale, .. }) => {
+            // Other storage under per-token int8: the stored weights times the int8 values,
+            // summed in f64 (exact for ternary weights), then divided by the token's scale.
+            let mut wr = vec![0f32; w.cols];
+            row_to_f32(w, r, &mut wr).expect("supported type, whole row");
+            let acc: f64 = wr.iter().zip(q).map(|(&a, &b)| a as f64 * b as f64).sum();
+            acc as f32 / scale
+        }
         _ => unreachable!("convert() picks the partner format of the weight type"),
     }
 }
 
 /// `out[t][r] = w.row(r) . x[t]` for `n` activation rows `x` (each `w.cols` long).
-pub fn matmul(w: &MatRef<'_>, x: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
+pub fn matmul(
+    w: &MatRef<'_>,
+    mode: Activations,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+) -> Result<()> {
     if !supports(w.ty) {
         return Err(Error::unsupported(format!(
             "no matmul for tensor type {} (id {})",
@@ -191,7 +220,7 @@ pub fn matmul(w: &MatRef<'_>, x: &[f32], n: usize, out: &mut [f32]) -> Result<()
     debug_assert_eq!(x.len(), n * w.cols);
     debug_assert_eq!(out.len(), n * w.rows);
     for (xt, ot) in x.chunks_exact(w.cols).zip(out.chunks_exact_mut(w.rows)) {
-        let act = convert(w.ty, xt);
+        let act = convert(w.ty, mode, xt);
         for (r, o) in ot.iter_mut().enumerate() {
             *o = dot_row(w, r, &act);
         }

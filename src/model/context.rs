@@ -8,7 +8,7 @@ use half::f16;
 use super::hparams::Arch;
 use super::weights::{Model, Proj};
 use crate::error::{Error, Result};
-use crate::kernels;
+use crate::kernels::{self, Activations};
 
 #[derive(Clone, Copy, Debug)]
 pub struct ContextParams {
@@ -96,7 +96,13 @@ fn silu(x: f32) -> f32 {
 /// out = proj(x) for `n` rows, times the projection's scale when it has one.
 fn project(model: &Model, p: &Proj, x: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
     let w = model.mat(&p.w);
-    kernels::matmul(&w, &x[..n * w.cols], n, &mut out[..n * w.rows])?;
+    // BitNet b1.58 (Microsoft's arch) quantizes every projection's input per token to int8,
+    // whatever the weights' storage; upstream's `bitnet` treats activations by weight type.
+    let mode = match model.hparams().arch {
+        Arch::BitnetB158 => Activations::PerTokenInt8,
+        Arch::Bitnet => Activations::ByWeightType,
+    };
+    kernels::matmul(&w, mode, &x[..n * w.cols], n, &mut out[..n * w.rows])?;
     if let Some(s) = p.scale {
         out[..n * w.rows].iter_mut().for_each(|v| *v *= s);
     }
@@ -326,6 +332,7 @@ impl Context {
         let head = model.mat(&model.output);
         kernels::matmul(
             &head,
+            Activations::ByWeightType,
             &b.xb[..wanted.len() * n_embd],
             wanted.len(),
             &mut self.logits,
