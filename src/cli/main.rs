@@ -21,6 +21,10 @@ usage:
                                            the tokens of a text, as llama_tokenize makes them
                                            (--no-bos: no BOS/EOS; --special: control tokens
                                            written in the text are parsed; --ids: ids only)
+  bitnet tokenize --tokenizer-json FILE [--no-bos] [--ids] (TEXT | -f FILE | -f -)
+                                           the same with a Hugging Face tokenizer.json
+                                           instead of the model's vocabulary (no MODEL needed;
+                                           --no-bos: no post-processor special tokens)
   bitnet help | --help | --version
 
 With no MODEL, the small default model is used (generated on first use by
@@ -104,6 +108,7 @@ fn parse_inspect(args: &[String]) -> Result<inspect::Args> {
 
 fn parse_tokenize(args: &[String]) -> Result<tokenize::Args> {
     let mut model = None;
+    let mut tokenizer_json = None;
     let mut add_special = true;
     let mut special = false;
     let mut ids_only = false;
@@ -118,6 +123,10 @@ fn parse_tokenize(args: &[String]) -> Result<tokenize::Args> {
         let input = match a.as_str() {
             "-m" | "--model" => {
                 model = Some(value("--model")?);
+                continue;
+            }
+            "--tokenizer-json" => {
+                tokenizer_json = Some(value("--tokenizer-json")?);
                 continue;
             }
             "--no-bos" => {
@@ -146,12 +155,15 @@ fn parse_tokenize(args: &[String]) -> Result<tokenize::Args> {
         }
     }
     let text = text.ok_or_else(|| Error::bad_input("tokenize: no TEXT and no -f FILE"))?;
-    let model = match model {
-        Some(m) => m,
-        None => default_model()?,
+    // With a tokenizer.json the model is not read: no default model is made.
+    let model = match (model, &tokenizer_json) {
+        (Some(m), _) => Some(m),
+        (None, Some(_)) => None,
+        (None, None) => Some(default_model()?),
     };
     Ok(tokenize::Args {
         model,
+        tokenizer_json,
         add_special,
         special,
         ids_only,

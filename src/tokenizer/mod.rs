@@ -9,8 +9,11 @@
 //!   handling) under them.
 //!
 //! This module splits text around special tokens, adds BOS/EOS, and turns ids back into text.
+//! `hf` (a separate tokenizer, not used by the GGUF path) loads a Hugging Face
+//! `tokenizer.json` through the `tokenizers` crate.
 
 mod bpe;
+pub mod hf;
 pub mod pretokenize;
 pub mod regex;
 mod spm;
