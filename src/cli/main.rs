@@ -66,6 +66,13 @@ fn default_model() -> Result<String> {
     Ok(model.to_string_lossy().into_owned())
 }
 
+/// The value after a flag that takes one.
+fn flag_value(it: &mut std::slice::Iter<'_, String>, flag: &str) -> Result<String> {
+    it.next()
+        .cloned()
+        .ok_or_else(|| Error::bad_input(format!("{flag} needs a value")))
+}
+
 fn parse_inspect(args: &[String]) -> Result<inspect::Args> {
     let mut model = None;
     let mut json = false;
@@ -73,11 +80,7 @@ fn parse_inspect(args: &[String]) -> Result<inspect::Args> {
     let mut out = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |flag: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| Error::bad_input(format!("{flag} needs a value")))
-        };
+        let mut value = |flag: &str| flag_value(&mut it, flag);
         match a.as_str() {
             "--json" => json = true,
             "--dequant" => dequant = Some(value("--dequant")?),
@@ -115,11 +118,7 @@ fn parse_tokenize(args: &[String]) -> Result<tokenize::Args> {
     let mut text = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |flag: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| Error::bad_input(format!("{flag} needs a value")))
-        };
+        let mut value = |flag: &str| flag_value(&mut it, flag);
         let input = match a.as_str() {
             "-m" | "--model" => {
                 model = Some(value("--model")?);
