@@ -50,13 +50,16 @@ pub struct Context {
     logits_row: Vec<Option<usize>>, // batch index -> row of `logits`
 }
 
-/// y = x / sqrt(mean(x^2) + eps) * w, the mean accumulated in f64 as the reference does.
+/// Each row (w.len() values) of x: y = x / sqrt(mean(x^2) + eps) * w, the mean accumulated in
+/// f64 as the reference does. `out` and `x` hold the same number of rows.
 fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
-    let sum: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
-    let mean = (sum / x.len() as f64) as f32;
-    let scale = 1.0 / (mean + eps).sqrt();
-    for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
-        *o = v * scale * w;
+    for (out, x) in out.chunks_exact_mut(w.len()).zip(x.chunks_exact(w.len())) {
+        let sum: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+        let mean = (sum / x.len() as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
+            *o = v * scale * w;
+        }
     }
 }
 
@@ -226,10 +229,12 @@ impl Context {
 
         for (l, layer) in model.layers.iter().enumerate() {
             // Attention block: norm -> q, k, v -> rope -> cache -> attention -> sub-norm -> o.
-            for t in 0..n {
-                let r = t * n_embd..(t + 1) * n_embd;
-                rmsnorm(&mut b.xb[r.clone()], &b.x[r], &layer.attn_norm, h.rms_eps);
-            }
+            rmsnorm(
+                &mut b.xb[..n * n_embd],
+                &b.x[..n * n_embd],
+                &layer.attn_norm,
+                h.rms_eps,
+            );
             project(&model, &layer.wq, &b.xb, n, &mut b.q)?;
             project(&model, &layer.wk, &b.xb, n, &mut b.k)?;
             project(&model, &layer.wv, &b.xb, n, &mut b.v)?;
@@ -274,25 +279,24 @@ impl Context {
                     }
                 }
             }
-            for t in 0..n {
-                let r = t * n_embd..(t + 1) * n_embd;
-                rmsnorm(
-                    &mut b.xb[r.clone()],
-                    &b.att[r],
-                    &layer.attn_sub_norm,
-                    h.rms_eps,
-                );
-            }
+            rmsnorm(
+                &mut b.xb[..n * n_embd],
+                &b.att[..n * n_embd],
+                &layer.attn_sub_norm,
+                h.rms_eps,
+            );
             project(&model, &layer.wo, &b.xb, n, &mut b.proj)?;
             for (x, &o) in b.x[..n * n_embd].iter_mut().zip(&b.proj) {
                 *x += o;
             }
 
             // FFN block: norm -> gate, up -> act(gate) * up -> sub-norm -> down.
-            for t in 0..n {
-                let r = t * n_embd..(t + 1) * n_embd;
-                rmsnorm(&mut b.xb[r.clone()], &b.x[r], &layer.ffn_norm, h.rms_eps);
-            }
+            rmsnorm(
+                &mut b.xb[..n * n_embd],
+                &b.x[..n * n_embd],
+                &layer.ffn_norm,
+                h.rms_eps,
+            );
             project(&model, &layer.w_gate, &b.xb, n, &mut b.gate)?;
             project(&model, &layer.w_up, &b.xb, n, &mut b.up)?;
             for (g, &u) in b.gate[..n * n_ff].iter_mut().zip(&b.up) {
@@ -304,15 +308,12 @@ impl Context {
                     }
                 };
             }
-            for t in 0..n {
-                let r = t * n_ff..(t + 1) * n_ff;
-                rmsnorm(
-                    &mut b.up[r.clone()],
-                    &b.gate[r],
-                    &layer.ffn_sub_norm,
-                    h.rms_eps,
-                );
-            }
+            rmsnorm(
+                &mut b.up[..n * n_ff],
+                &b.gate[..n * n_ff],
+                &layer.ffn_sub_norm,
+                h.rms_eps,
+            );
             project(&model, &layer.w_down, &b.up, n, &mut b.proj)?;
             for (x, &o) in b.x[..n * n_embd].iter_mut().zip(&b.proj) {
                 *x += o;

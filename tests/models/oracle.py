@@ -88,6 +88,15 @@ class Reader(GGUFReader):
         self.tensors = tensors
 
 
+
+def report(header: str, items: list) -> None:
+    """The header and the first MAX_REPORT items on stderr."""
+    print(header, file=sys.stderr)
+    for item in items[:MAX_REPORT]:
+        print(f"  {item}", file=sys.stderr)
+    if len(items) > MAX_REPORT:
+        print(f"  ... and {len(items) - MAX_REPORT} more", file=sys.stderr)
+
 def type_name(type_id: int) -> str:
     if type_id == I2_S:
         return "I2_S"
@@ -285,11 +294,7 @@ def check_inspect(model: str, ours_json: str) -> int:
             diff(f"tensor {n}: in ours but not in the file")
 
     if diffs:
-        print(f"{model}: {len(diffs)} difference(s) between {ours_json} and gguf-py:", file=sys.stderr)
-        for d in diffs[:MAX_REPORT]:
-            print(f"  {d}", file=sys.stderr)
-        if len(diffs) > MAX_REPORT:
-            print(f"  ... and {len(diffs) - MAX_REPORT} more", file=sys.stderr)
+        report(f"{model}: {len(diffs)} difference(s) between {ours_json} and gguf-py:", diffs)
         return 1
     print(f"ok: {len(meta)} keys, {len(r.tensors)} tensors")
     return 0
@@ -345,11 +350,7 @@ def check_dequant(model: str, outdir: str, with_i2s: bool) -> int:
         ok += 1
     sk = ", ".join(skipped) if skipped else "none"
     if errors:
-        print(f"{model}: {len(errors)} tensor(s) differ from gguf-py ({ok} bit-identical):", file=sys.stderr)
-        for e in errors[:MAX_REPORT]:
-            print(f"  {e}", file=sys.stderr)
-        if len(errors) > MAX_REPORT:
-            print(f"  ... and {len(errors) - MAX_REPORT} more", file=sys.stderr)
+        report(f"{model}: {len(errors)} tensor(s) differ from gguf-py ({ok} bit-identical):", errors)
         print(f"  (skipped: {sk})", file=sys.stderr)
         return 1
     print(f"ok: {ok} tensors bit-identical (skipped: {sk})")

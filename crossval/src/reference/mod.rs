@@ -17,9 +17,9 @@ mod real;
 #[cfg(not(crossval_no_ref))]
 pub use real::*;
 #[cfg(crossval_no_ref)]
-mod stub;
+mod unavailable;
 #[cfg(crossval_no_ref)]
-pub use stub::*;
+pub use unavailable::*;
 
 pub use loader::{get as load_library, take_log, unavailable_reason, Canary, RefLib};
 
