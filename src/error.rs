@@ -13,6 +13,8 @@ pub enum ErrorKind {
     Unsupported,
     /// A caller's argument is out of range or inconsistent.
     BadInput,
+    /// The KV cache has no free cells for the batch (llama_decode's 1: retry smaller).
+    NoKvSlot,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

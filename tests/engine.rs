@@ -6,22 +6,20 @@ mod common;
 
 use std::sync::Arc;
 
-use bitnet::model::{Batch, Context, ContextParams, Model};
+use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
 use common::*;
+
+/// Sequence 0 alone.
+const S0: SeqSet = SeqSet([1, 0, 0, 0]);
+/// Sequence 1 alone.
+const S1: SeqSet = SeqSet([2, 0, 0, 0]);
 
 fn load(name: &str) -> Arc<Model> {
     Arc::new(Model::load(model(name)).unwrap())
 }
 
 fn ctx(m: &Arc<Model>) -> Context {
-    Context::new(
-        m.clone(),
-        ContextParams {
-            n_ctx: 128,
-            n_batch: 32,
-        },
-    )
-    .unwrap()
+    Context::new(m.clone(), ContextParams::new(128, 32)).unwrap()
 }
 
 /// Logits of every position of `tokens`, one decode call per token.
@@ -31,7 +29,8 @@ fn stepwise(m: &Arc<Model>, tokens: &[u32]) -> Vec<Vec<f32>> {
     for (p, &t) in tokens.iter().enumerate() {
         c.decode(&Batch {
             tokens: &[t],
-            positions: &[p as u32],
+            positions: &[p as i32],
+            seqs: &[S0],
             want_logits: &[true],
         })
         .unwrap();
@@ -74,10 +73,11 @@ fn greedy_output_is_varied() {
         let mut c = ctx(&m);
         let mut tok = prompt(&m)[0];
         let mut seen = Vec::new();
-        for p in 0..32u32 {
+        for p in 0..32 {
             c.decode(&Batch {
                 tokens: &[tok],
                 positions: &[p],
+                seqs: &[S0],
                 want_logits: &[true],
             })
             .unwrap();
@@ -141,18 +141,21 @@ fn bad_input_is_refused_and_the_context_stays_usable() {
     let ok = Batch {
         tokens: &[1, 2],
         positions: &[0, 1],
+        seqs: &[S0, S0],
         want_logits: &[false, true],
     };
     c.decode(&ok).unwrap();
     let before = c.logits(1).unwrap().to_vec();
     let bad_token = [n_vocab];
     let big = vec![1u32; 33];
-    let big_pos: Vec<u32> = (0..33).collect();
+    let big_pos: Vec<i32> = (0..33).collect();
+    let big_seqs = vec![S0; 33];
     let cases: Vec<(Batch, &str)> = vec![
         (
             Batch {
                 tokens: &[],
                 positions: &[],
+                seqs: &[],
                 want_logits: &[],
             },
             "empty batch",
@@ -161,6 +164,7 @@ fn bad_input_is_refused_and_the_context_stays_usable() {
             Batch {
                 tokens: &bad_token,
                 positions: &[2],
+                seqs: &[S0],
                 want_logits: &[true],
             },
             "outside the vocabulary",
@@ -168,15 +172,53 @@ fn bad_input_is_refused_and_the_context_stays_usable() {
         (
             Batch {
                 tokens: &[1],
-                positions: &[128],
+                positions: &[-1],
+                seqs: &[S0],
                 want_logits: &[true],
             },
-            "beyond the context size",
+            "negative",
+        ),
+        (
+            Batch {
+                tokens: &[1],
+                positions: &[5],
+                seqs: &[S0],
+                want_logits: &[true],
+            },
+            "consecutive",
+        ),
+        (
+            Batch {
+                tokens: &[1, 1],
+                positions: &[2, 4],
+                seqs: &[S0, S0],
+                want_logits: &[true, true],
+            },
+            "not continuous",
+        ),
+        (
+            Batch {
+                tokens: &[1],
+                positions: &[2],
+                seqs: &[S1],
+                want_logits: &[true],
+            },
+            "outside 0..1",
+        ),
+        (
+            Batch {
+                tokens: &[1],
+                positions: &[2],
+                seqs: &[SeqSet::EMPTY],
+                want_logits: &[true],
+            },
+            "no sequence",
         ),
         (
             Batch {
                 tokens: &[1],
                 positions: &[2, 3],
+                seqs: &[S0],
                 want_logits: &[true],
             },
             "differ in length",
@@ -185,6 +227,7 @@ fn bad_input_is_refused_and_the_context_stays_usable() {
             Batch {
                 tokens: &big,
                 positions: &big_pos,
+                seqs: &big_seqs,
                 want_logits: &[false; 33],
             },
             "larger than n_batch",
@@ -203,10 +246,129 @@ fn bad_input_is_refused_and_the_context_stays_usable() {
     c.decode(&Batch {
         tokens: &[3],
         positions: &[2],
+        seqs: &[S0],
         want_logits: &[true],
     })
     .unwrap();
     let fresh = stepwise(&m, &[1, 2, 3]);
     assert_eq!(c.logits(0).unwrap(), &fresh[2][..]);
     assert!(c.logits(1).is_none());
+}
+
+/// Decodes `tokens` for sequence `seq` from position `pos0`, returning each position's logits.
+fn run_seq(c: &mut Context, seq: usize, pos0: i32, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let positions: Vec<i32> = (0..tokens.len() as i32).map(|i| pos0 + i).collect();
+    let seqs = vec![SeqSet::one(seq); tokens.len()];
+    let want = vec![true; tokens.len()];
+    c.decode(&Batch {
+        tokens,
+        positions: &positions,
+        seqs: &seqs,
+        want_logits: &want,
+    })
+    .unwrap();
+    (0..tokens.len())
+        .map(|i| c.logits(i).unwrap().to_vec())
+        .collect()
+}
+
+fn multi_ctx(m: &Arc<Model>, n_ctx: usize, n_seq_max: usize) -> Context {
+    let params = ContextParams {
+        n_seq_max,
+        ..ContextParams::new(n_ctx, 32)
+    };
+    Context::new(m.clone(), params).unwrap()
+}
+
+#[test]
+fn sequences_in_one_context_do_not_see_each_other() {
+    let m = load("bitnet-spm-f32.gguf");
+    let a = prompt(&m);
+    let b: Vec<u32> = a.iter().rev().copied().collect();
+    let alone_a = stepwise(&m, &a);
+    let alone_b = stepwise(&m, &b);
+    // Interleave the two sequences token by token in one cache, then both in one batch.
+    let mut c = multi_ctx(&m, 64, 2);
+    for p in 0..6 {
+        assert!(run_seq(&mut c, 0, p as i32, &a[p..p + 1])[0] == alone_a[p]);
+        assert!(run_seq(&mut c, 1, p as i32, &b[p..p + 1])[0] == alone_b[p]);
+    }
+    let tokens = [a[6], b[6]];
+    c.decode(&Batch {
+        tokens: &tokens,
+        positions: &[6, 6],
+        seqs: &[SeqSet::one(0), SeqSet::one(1)],
+        want_logits: &[true, true],
+    })
+    .unwrap();
+    assert!(c.logits(0).unwrap() == &alone_a[6][..]);
+    assert!(c.logits(1).unwrap() == &alone_b[6][..]);
+    assert_eq!((c.seq_pos_min(0), c.seq_pos_max(0)), (0, 6));
+    assert_eq!((c.seq_pos_min(1), c.seq_pos_max(1)), (0, 6));
+    assert_eq!(c.n_outputs(), 2);
+    assert_eq!(c.all_logits().len(), 2 * m.hparams().n_vocab);
+}
+
+#[test]
+fn sequence_edits_rm_cp_keep_add() {
+    let m = load("bitnet-spm-f32.gguf");
+    let a = prompt(&m);
+    let alone = stepwise(&m, &a);
+    let mut c = multi_ctx(&m, 64, 3);
+    run_seq(&mut c, 0, 0, &a[..8]);
+
+    // rm the tail, then re-decode it: the same logits as the first time.
+    assert!(c.seq_rm(0, 5, -1));
+    assert_eq!(c.seq_pos_max(0), 4);
+    assert!(run_seq(&mut c, 0, 5, &a[5..8]) == alone[5..8]);
+
+    // cp a shared prefix to sequence 1 and continue it there.
+    assert!(c.seq_cp(0, 1, 0, 6));
+    assert_eq!((c.seq_pos_min(1), c.seq_pos_max(1)), (0, 5));
+    assert!(run_seq(&mut c, 1, 6, &a[6..9]) == alone[6..9]);
+
+    // keep sequence 1 only: sequence 0's own cells (6, 7) are gone, the prefix stays.
+    assert!(c.seq_keep(1));
+    assert_eq!(c.seq_pos_max(0), -1);
+    assert_eq!(c.seq_pos_max(1), 8);
+    // The new token lands in a freed cell before the others; attention reads positions in order.
+    assert!(run_seq(&mut c, 1, 9, &a[9..10]) == alone[9..10]);
+
+    // add: shift every cached position by +3 and continue; RoPE is relative, so the logits
+    // stay close to the unshifted run (keys re-rotated in f32 and stored back as f16).
+    assert!(c.seq_add(1, -1, -1, 3));
+    assert_eq!((c.seq_pos_min(1), c.seq_pos_max(1)), (3, 12));
+    let shifted = run_seq(&mut c, 1, 13, &a[10..11]);
+    let cos = cosine(&shifted[0], &alone[10]);
+    assert!(cos > 0.9999, "cosine after seq_add {cos}");
+    // A shift below position 0 drops the cells.
+    assert!(c.seq_add(1, -1, -1, -100));
+    assert_eq!(c.seq_pos_max(1), -1);
+
+    // Invalid sequence ids are refused, not panics.
+    assert!(!c.seq_rm(3, -1, -1));
+    assert!(!c.seq_cp(0, 7, -1, -1));
+    assert!(!c.seq_keep(-2));
+    assert!(!c.seq_div(0, -1, -1, 0));
+    assert_eq!(c.seq_pos_max(99), -1);
+}
+
+#[test]
+fn a_full_cache_is_reported_as_no_slot() {
+    let m = load("bitnet-spm-f32.gguf");
+    let a = prompt(&m);
+    let mut c = multi_ctx(&m, 8, 1);
+    run_seq(&mut c, 0, 0, &a[..6]);
+    let err = c
+        .decode(&Batch {
+            tokens: &a[6..9],
+            positions: &[6, 7, 8],
+            seqs: &[S0; 3],
+            want_logits: &[true; 3],
+        })
+        .unwrap_err();
+    assert_eq!(err.kind, bitnet::ErrorKind::NoKvSlot, "{err}");
+    // Freeing cells makes room again.
+    assert!(c.seq_rm(0, 4, -1));
+    assert_eq!(run_seq(&mut c, 0, 4, &a[4..8]).len(), 4);
 }

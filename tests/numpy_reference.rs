@@ -116,14 +116,7 @@ fn bitnet_b1_58_logits_match_the_numpy_reference() {
             "llama",
         ]);
         let theirs = read_f32(&out);
-        let mut c = Context::new(
-            m,
-            ContextParams {
-                n_ctx: 64,
-                n_batch: 64,
-            },
-        )
-        .unwrap();
+        let mut c = Context::new(m, ContextParams::new(64, 64)).unwrap();
         prefill(&mut c, &tokens);
         let (mut worst, mut agree, mut worst_gap) = (1f64, 0, 0f32);
         for i in 0..tokens.len() {

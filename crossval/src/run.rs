@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bitnet::model::{Batch, Context, ContextParams, Model};
+use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
 
 use crate::metrics::argmax;
 use crate::reference::{RefContext, RefModel};
@@ -103,7 +103,7 @@ pub struct Ours {
 impl Ours {
     pub fn load(path: &Path, n_ctx: usize, n_batch: usize) -> Result<Ours> {
         let model = Arc::new(Model::load(path)?);
-        let ctx = Context::new(model.clone(), ContextParams { n_ctx, n_batch })?;
+        let ctx = Context::new(model.clone(), ContextParams::new(n_ctx, n_batch))?;
         Ok(Ours { model, ctx })
     }
 }
@@ -117,11 +117,13 @@ impl Evaluator for Ours {
         Ok(())
     }
     fn eval(&mut self, tokens: &[u32], pos0: usize) -> Result<Vec<Vec<f32>>> {
-        let positions: Vec<u32> = (0..tokens.len()).map(|i| (pos0 + i) as u32).collect();
+        let positions: Vec<i32> = (0..tokens.len()).map(|i| (pos0 + i) as i32).collect();
         let want = vec![true; tokens.len()];
+        let seqs = vec![SeqSet::one(0); tokens.len()];
         self.ctx.decode(&Batch {
             tokens,
             positions: &positions,
+            seqs: &seqs,
             want_logits: &want,
         })?;
         (0..tokens.len())

@@ -1,5 +1,9 @@
-//! `Context`: one sequence's KV cache (f16, like the reference), preallocated activation
-//! buffers, and `decode`, the forward pass over a batch of tokens, read top to bottom.
+//! `Context`: a KV cache of `n_ctx` cells (f16, like the reference) shared by up to `n_seq_max`
+//! sequences, preallocated activation buffers, and `decode`, the forward pass over a batch of
+//! tokens, read top to bottom.
+//!
+//! Each cell holds one position's keys and values and the set of sequences that see it; a token
+//! attends to the cells of its sequence at positions up to its own, as llama.cpp's unified cache.
 
 use std::sync::Arc;
 
@@ -7,23 +11,93 @@ use half::f16;
 
 use super::hparams::Arch;
 use super::weights::{Model, Proj};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::{self, Activations};
 
 #[derive(Clone, Copy, Debug)]
 pub struct ContextParams {
-    /// KV cache size in positions.
+    /// KV cache size in cells (positions, summed over sequences).
     pub n_ctx: usize,
     /// Most tokens one `decode` call takes.
     pub n_batch: usize,
+    /// Sequence ids run from 0 to n_seq_max - 1 (at most [`MAX_SEQ`]).
+    pub n_seq_max: usize,
+    /// Worker threads for the forward pass (0: all cores).
+    pub n_threads: usize,
 }
 
-/// Tokens to run, the KV-cache position of each, and which ones want logits.
+impl ContextParams {
+    /// One sequence, all cores.
+    pub fn new(n_ctx: usize, n_batch: usize) -> Self {
+        ContextParams {
+            n_ctx,
+            n_batch,
+            n_seq_max: 1,
+            n_threads: 0,
+        }
+    }
+}
+
+/// Most sequences one context can hold (llama.cpp's LLAMA_MAX_SEQ).
+pub const MAX_SEQ: usize = 256;
+
+/// A set of sequence ids (0..MAX_SEQ) as a bitset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SeqSet(pub [u64; MAX_SEQ / 64]);
+
+impl SeqSet {
+    pub const EMPTY: SeqSet = SeqSet([0; MAX_SEQ / 64]);
+
+    /// The set holding only `id` (which must be below MAX_SEQ).
+    pub fn one(id: usize) -> SeqSet {
+        let mut s = SeqSet::EMPTY;
+        s.insert(id);
+        s
+    }
+    pub fn insert(&mut self, id: usize) {
+        self.0[id / 64] |= 1 << (id % 64);
+    }
+    pub fn remove(&mut self, id: usize) {
+        self.0[id / 64] &= !(1 << (id % 64));
+    }
+    pub fn contains(&self, id: usize) -> bool {
+        id < MAX_SEQ && self.0[id / 64] & (1 << (id % 64)) != 0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+    /// The smallest id in the set.
+    pub fn first(&self) -> Option<usize> {
+        let w = self.0.iter().position(|&w| w != 0)?;
+        Some(w * 64 + self.0[w].trailing_zeros() as usize)
+    }
+    /// The ids in the set, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..MAX_SEQ).filter(|&id| self.contains(id))
+    }
+}
+
+/// Tokens to run, the position of each, the sequences each belongs to, and which ones want
+/// logits. Every slice has one entry per token.
 pub struct Batch<'a> {
     pub tokens: &'a [u32],
-    pub positions: &'a [u32],
+    pub positions: &'a [i32],
+    pub seqs: &'a [SeqSet],
     pub want_logits: &'a [bool],
 }
+
+/// One KV-cache cell: the position whose keys/values it holds and the sequences that see it
+/// (empty = free).
+#[derive(Clone, Copy, Debug)]
+struct Cell {
+    pos: i32,
+    seqs: SeqSet,
+}
+
+const FREE: Cell = Cell {
+    pos: -1,
+    seqs: SeqSet::EMPTY,
+};
 
 /// Activation buffers for up to `n_batch` tokens (row t of each belongs to token t).
 struct Buffers {
@@ -44,7 +118,7 @@ pub struct Context {
     params: ContextParams,
     k_cache: Vec<f16>, // [n_layer, n_ctx, n_kv]
     v_cache: Vec<f16>, // [n_layer, n_ctx, n_kv]
-    filled: Vec<bool>, // [n_ctx] which positions hold keys/values
+    cells: Vec<Cell>,  // [n_ctx]
     buf: Buffers,
     logits: Vec<f32>,               // [n_outputs, n_vocab]
     logits_row: Vec<Option<usize>>, // batch index -> row of `logits`
@@ -65,7 +139,7 @@ fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
 
 /// NEOX RoPE on one head: pairs (i, i + n_rot/2), angle pos * base^(-2i/n_rot), the angle
 /// stepped by repeated multiplication as the reference does.
-fn rope_neox(head: &mut [f32], pos: u32, n_rot: usize, base: f32) {
+fn rope_neox(head: &mut [f32], pos: i32, n_rot: usize, base: f32) {
     let theta_scale = base.powf(-2.0 / n_rot as f32);
     let half = n_rot / 2;
     let mut theta = pos as f32;
@@ -118,6 +192,12 @@ impl Context {
         if params.n_ctx == 0 || params.n_batch == 0 {
             return Err(Error::bad_input("n_ctx and n_batch must be at least 1"));
         }
+        if params.n_seq_max == 0 || params.n_seq_max > MAX_SEQ {
+            return Err(Error::bad_input(format!(
+                "n_seq_max {} is outside 1..={MAX_SEQ}",
+                params.n_seq_max
+            )));
+        }
         let n_kv = h.n_head_kv * h.head_dim;
         let cache = h
             .n_layer
@@ -142,7 +222,7 @@ impl Context {
             params,
             k_cache: vec![f16::ZERO; cache],
             v_cache: vec![f16::ZERO; cache],
-            filled: vec![false; params.n_ctx],
+            cells: vec![FREE; params.n_ctx],
             buf,
             logits: Vec::new(),
             logits_row: Vec::new(),
@@ -158,9 +238,41 @@ impl Context {
         self.params.n_ctx
     }
 
-    /// Forgets every cached position.
+    pub fn n_batch(&self) -> usize {
+        self.params.n_batch
+    }
+
+    pub fn n_seq_max(&self) -> usize {
+        self.params.n_seq_max
+    }
+
+    pub fn n_threads(&self) -> usize {
+        self.params.n_threads
+    }
+
+    /// Worker threads for the next decodes (0: all cores).
+    pub fn set_n_threads(&mut self, n: usize) {
+        self.params.n_threads = n;
+    }
+
+    /// Forgets every cached position of every sequence.
     pub fn clear(&mut self) {
-        self.filled.fill(false);
+        self.cells.fill(FREE);
+    }
+
+    /// Number of rows of logits the last `decode` produced.
+    pub fn n_outputs(&self) -> usize {
+        self.logits.len() / self.model.hparams().n_vocab
+    }
+
+    /// The logits of the last `decode`, one row per entry that asked, in batch order.
+    pub fn all_logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// Row of `all_logits` that batch entry `i` of the last `decode` filled, if it asked.
+    pub fn output_row(&self, i: usize) -> Option<usize> {
+        *self.logits_row.get(i)?
     }
 
     /// Logits of batch entry `i` of the last `decode`, if it asked for them.
@@ -175,9 +287,9 @@ impl Context {
         if n == 0 {
             return Err(Error::bad_input("empty batch"));
         }
-        if batch.positions.len() != n || batch.want_logits.len() != n {
+        if batch.positions.len() != n || batch.seqs.len() != n || batch.want_logits.len() != n {
             return Err(Error::bad_input(
-                "batch tokens, positions and logits flags differ in length",
+                "batch tokens, positions, sequence sets and logits flags differ in length",
             ));
         }
         if n > self.params.n_batch {
@@ -192,17 +304,197 @@ impl Context {
                 "token id {t} is outside the vocabulary (0..{n_vocab})"
             )));
         }
-        if let Some(&p) = batch
-            .positions
-            .iter()
-            .find(|&&p| p as usize >= self.params.n_ctx)
-        {
-            return Err(Error::bad_input(format!(
-                "position {p} is beyond the context size n_ctx {}",
-                self.params.n_ctx
-            )));
+        if let Some(&p) = batch.positions.iter().find(|&&p| p < 0) {
+            return Err(Error::bad_input(format!("position {p} is negative")));
+        }
+        let n_seq = self.params.n_seq_max;
+        for (i, seqs) in batch.seqs.iter().enumerate() {
+            if seqs.is_empty() {
+                return Err(Error::bad_input(format!(
+                    "batch entry {i} belongs to no sequence"
+                )));
+            }
+            if let Some(id) = seqs.iter().find(|&id| id >= n_seq) {
+                return Err(Error::bad_input(format!(
+                    "sequence id {id} is outside 0..{n_seq} (n_seq_max)"
+                )));
+            }
+        }
+        // Each sequence's positions in the batch continue its cached ones without gaps.
+        for s in (0..n_seq).filter(|&s| batch.seqs.iter().any(|set| set.contains(s))) {
+            let mut pos: Vec<i32> = (0..n)
+                .filter(|&i| batch.seqs[i].contains(s))
+                .map(|i| batch.positions[i])
+                .collect();
+            pos.sort_unstable();
+            pos.dedup();
+            let last = self.seq_pos_max(s as i32);
+            if last >= 0 && pos[0] != last + 1 {
+                return Err(Error::bad_input(format!(
+                    "sequence {s} continues at position {} but its last cached position is {last}; positions must stay consecutive",
+                    pos[0]
+                )));
+            }
+            if (pos[pos.len() - 1] - pos[0]) as usize + 1 != pos.len() {
+                return Err(Error::bad_input(format!(
+                    "positions of sequence {s} in the batch are not continuous"
+                )));
+            }
+        }
+        let free = self.cells.iter().filter(|c| c.seqs.is_empty()).count();
+        if free < n {
+            return Err(Error::new(
+                ErrorKind::NoKvSlot,
+                format!(
+                    "the KV cache has {free} free cells of {} for a batch of {n} tokens",
+                    self.params.n_ctx
+                ),
+            ));
         }
         Ok(())
+    }
+
+    /// Cells of sequence `seq` (any sequence when negative) with a position in [p0, p1)
+    /// (p0 < 0: from 0; p1 < 0: to the end).
+    fn cells_in(&self, seq: i32, p0: i32, p1: i32) -> impl Iterator<Item = usize> + '_ {
+        let (p0, p1) = (p0.max(0), if p1 < 0 { i32::MAX } else { p1 });
+        self.cells.iter().enumerate().filter_map(move |(i, c)| {
+            let in_seq = if seq < 0 {
+                !c.seqs.is_empty()
+            } else {
+                c.seqs.contains(seq as usize)
+            };
+            (in_seq && c.pos >= p0 && c.pos < p1).then_some(i)
+        })
+    }
+
+    fn valid_seq(&self, seq: i32) -> bool {
+        seq >= 0 && (seq as usize) < self.params.n_seq_max
+    }
+
+    /// Removes positions [p0, p1) from sequence `seq` (every sequence when negative). False
+    /// when `seq` is not a sequence of this context.
+    pub fn seq_rm(&mut self, seq: i32, p0: i32, p1: i32) -> bool {
+        if seq >= 0 && !self.valid_seq(seq) {
+            return false;
+        }
+        let hit: Vec<usize> = self.cells_in(seq, p0, p1).collect();
+        for i in hit {
+            let c = &mut self.cells[i];
+            if seq < 0 {
+                *c = FREE;
+            } else {
+                c.seqs.remove(seq as usize);
+                if c.seqs.is_empty() {
+                    *c = FREE;
+                }
+            }
+        }
+        true
+    }
+
+    /// Makes positions [p0, p1) of sequence `src` visible to sequence `dst` too.
+    pub fn seq_cp(&mut self, src: i32, dst: i32, p0: i32, p1: i32) -> bool {
+        if !self.valid_seq(src) || !self.valid_seq(dst) {
+            return false;
+        }
+        let hit: Vec<usize> = self.cells_in(src, p0, p1).collect();
+        for i in hit {
+            self.cells[i].seqs.insert(dst as usize);
+        }
+        true
+    }
+
+    /// Drops every cell that sequence `seq` does not see, and every other sequence.
+    pub fn seq_keep(&mut self, seq: i32) -> bool {
+        if !self.valid_seq(seq) {
+            return false;
+        }
+        for c in &mut self.cells {
+            *c = if c.seqs.contains(seq as usize) {
+                Cell {
+                    pos: c.pos,
+                    seqs: SeqSet::one(seq as usize),
+                }
+            } else {
+                FREE
+            };
+        }
+        true
+    }
+
+    /// Adds `delta` to positions [p0, p1) of sequence `seq`, re-rotating the cached keys;
+    /// cells pushed below position 0 are dropped.
+    pub fn seq_add(&mut self, seq: i32, p0: i32, p1: i32, delta: i32) -> bool {
+        if !self.valid_seq(seq) {
+            return false;
+        }
+        if delta == 0 {
+            return true;
+        }
+        let hit: Vec<usize> = self.cells_in(seq, p0, p1).collect();
+        for i in hit {
+            self.move_cell(i, self.cells[i].pos.saturating_add(delta));
+        }
+        true
+    }
+
+    /// Divides positions [p0, p1) of sequence `seq` by `d` (> 1), re-rotating the keys.
+    pub fn seq_div(&mut self, seq: i32, p0: i32, p1: i32, d: i32) -> bool {
+        if !self.valid_seq(seq) || d < 1 {
+            return false;
+        }
+        let hit: Vec<usize> = self.cells_in(seq, p0, p1).collect();
+        for i in hit {
+            self.move_cell(i, self.cells[i].pos / d);
+        }
+        true
+    }
+
+    /// Gives cell `i` position `to`, rotating its cached keys by the difference (RoPE of a sum
+    /// is the product of rotations), or frees it when `to` is negative.
+    fn move_cell(&mut self, i: usize, to: i32) {
+        if to < 0 {
+            self.cells[i] = FREE;
+            return;
+        }
+        let h = self.model.hparams();
+        let shift = to.wrapping_sub(self.cells[i].pos);
+        let (n_kv, hd) = (h.n_head_kv * h.head_dim, h.head_dim);
+        let mut head = vec![0f32; hd];
+        for l in 0..h.n_layer {
+            let slot = (l * self.params.n_ctx + i) * n_kv;
+            for k in self.k_cache[slot..slot + n_kv].chunks_exact_mut(hd) {
+                head.iter_mut().zip(&*k).for_each(|(o, v)| *o = v.to_f32());
+                rope_neox(&mut head, shift, h.n_rot, h.rope_theta);
+                k.iter_mut()
+                    .zip(&head)
+                    .for_each(|(o, &v)| *o = f16::from_f32(v));
+            }
+        }
+        self.cells[i].pos = to;
+    }
+
+    /// Smallest cached position of sequence `seq`, -1 when it has none.
+    pub fn seq_pos_min(&self, seq: i32) -> i32 {
+        if !self.valid_seq(seq) {
+            return -1;
+        }
+        self.cells_in(seq, -1, -1)
+            .map(|i| self.cells[i].pos)
+            .min()
+            .unwrap_or(-1)
+    }
+
+    /// Largest cached position of sequence `seq`, -1 when it has none.
+    pub fn seq_pos_max(&self, seq: i32) -> i32 {
+        if !self.valid_seq(seq) {
+            return -1;
+        }
+        self.cells_in(seq, -1, -1)
+            .map(|i| self.cells[i].pos)
+            .max()
+            .unwrap_or(-1)
     }
 
     /// Runs the batch through the model, filling the KV cache at the given positions and the
@@ -223,9 +515,34 @@ impl Context {
         for (t, &tok) in batch.tokens.iter().enumerate() {
             kernels::row_to_f32(&embd, tok as usize, &mut b.x[t * n_embd..(t + 1) * n_embd])?;
         }
-        for &p in batch.positions {
-            self.filled[p as usize] = true;
+        // Claim the first free cells, one per token, in batch order.
+        let mut slots = Vec::with_capacity(n);
+        for (i, cell) in self.cells.iter_mut().enumerate() {
+            if slots.len() == n {
+                break;
+            }
+            if cell.seqs.is_empty() {
+                let t = slots.len();
+                *cell = Cell {
+                    pos: batch.positions[t],
+                    seqs: batch.seqs[t],
+                };
+                slots.push(i);
+            }
         }
+
+        // The cells each token attends to: its (first) sequence's, at positions up to its own,
+        // in position order (so a result does not depend on where the cells lie).
+        let visible: Vec<Vec<usize>> = (0..n)
+            .map(|t| {
+                let (seq, pos) = (batch.seqs[t].first().unwrap_or(0), batch.positions[t]);
+                let mut v: Vec<usize> = (0..self.cells.len())
+                    .filter(|&s| self.cells[s].seqs.contains(seq) && self.cells[s].pos <= pos)
+                    .collect();
+                v.sort_by_key(|&s| self.cells[s].pos);
+                v
+            })
+            .collect();
 
         for (l, layer) in model.layers.iter().enumerate() {
             // Attention block: norm -> q, k, v -> rope -> cache -> attention -> sub-norm -> o.
@@ -245,15 +562,14 @@ impl Context {
                 for head in b.k[t * n_kv..(t + 1) * n_kv].chunks_exact_mut(hd) {
                     rope_neox(head, pos, h.n_rot, h.rope_theta);
                 }
-                let slot = (l * self.params.n_ctx + pos as usize) * n_kv;
+                let slot = (l * self.params.n_ctx + slots[t]) * n_kv;
                 for i in 0..n_kv {
                     self.k_cache[slot + i] = f16::from_f32(b.k[t * n_kv + i]);
                     self.v_cache[slot + i] = f16::from_f32(b.v[t * n_kv + i]);
                 }
             }
             let layer_base = l * self.params.n_ctx * n_kv;
-            for (t, &pos) in batch.positions.iter().enumerate() {
-                let visible: Vec<usize> = (0..=pos as usize).filter(|&s| self.filled[s]).collect();
+            for (t, visible) in visible.iter().enumerate() {
                 for head in 0..h.n_head {
                     let kv_off = (head / group) * hd;
                     // The reference multiplies f16 keys by the query rounded to f16.
@@ -262,7 +578,7 @@ impl Context {
                         .map(|&v| f16::from_f32(v).to_f32())
                         .collect();
                     let scores = &mut b.scores[..visible.len()];
-                    for (sc, &s) in scores.iter_mut().zip(&visible) {
+                    for (sc, &s) in scores.iter_mut().zip(visible) {
                         let k = &self.k_cache[layer_base + s * n_kv + kv_off..][..hd];
                         let dot: f32 = q.iter().zip(k).map(|(&a, &b)| a * b.to_f32()).sum();
                         *sc = dot * att_scale;
@@ -270,7 +586,7 @@ impl Context {
                     softmax(scores);
                     let out = &mut b.att[t * n_embd + head * hd..][..hd];
                     out.fill(0.0);
-                    for (&p, &s) in scores.iter().zip(&visible) {
+                    for (&p, &s) in scores.iter().zip(visible) {
                         let p = f16::from_f32(p).to_f32();
                         let v = &self.v_cache[layer_base + s * n_kv + kv_off..][..hd];
                         for (o, &v) in out.iter_mut().zip(v) {

@@ -121,11 +121,13 @@ pub fn argmax(x: &[f32]) -> usize {
 
 /// Decodes `tokens` at positions 0.. in one batch, asking for every position's logits.
 pub fn prefill(c: &mut bitnet::model::Context, tokens: &[u32]) {
-    let positions: Vec<u32> = (0..tokens.len() as u32).collect();
+    let positions: Vec<i32> = (0..tokens.len() as i32).collect();
     let want = vec![true; tokens.len()];
+    let seqs = vec![bitnet::model::SeqSet::one(0); tokens.len()];
     let batch = bitnet::model::Batch {
         tokens,
         positions: &positions,
+        seqs: &seqs,
         want_logits: &want,
     };
     c.decode(&batch).unwrap();
