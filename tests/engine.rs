@@ -372,3 +372,46 @@ fn a_full_cache_is_reported_as_no_slot() {
     assert!(c.seq_rm(0, 4, -1));
     assert_eq!(run_seq(&mut c, 0, 4, &a[4..8]).len(), 4);
 }
+
+#[test]
+fn state_round_trips_whole_and_per_sequence() {
+    let m = load("bitnet-spm-tq2_0.gguf");
+    let a = prompt(&m);
+    let mut c = multi_ctx(&m, 64, 2);
+    run_seq(&mut c, 0, 0, &a[..8]);
+    let mut whole = Vec::new();
+    c.state_write(None, &mut whole);
+    assert_eq!(whole.len(), c.state_size(None));
+    let mut seq0 = Vec::new();
+    c.state_write(Some(0), &mut seq0);
+    assert_eq!(seq0.len(), c.state_size(Some(0)));
+    let last = c.logits(7).unwrap().to_vec();
+    let next = run_seq(&mut c, 0, 8, &a[8..11]);
+
+    // Whole state into a fresh context: the same logits, then the same continuation.
+    let mut d = multi_ctx(&m, 64, 2);
+    assert_eq!(d.state_read(None, &whole).unwrap(), whole.len());
+    assert!(d.logits(7).unwrap() == &last[..]);
+    assert!(run_seq(&mut d, 0, 8, &a[8..11]) == next);
+
+    // One sequence's state into sequence 1 of another context holding other cells.
+    let mut e = multi_ctx(&m, 64, 2);
+    run_seq(&mut e, 0, 0, &a[3..6]);
+    assert_eq!(e.state_read(Some(1), &seq0).unwrap(), seq0.len());
+    assert_eq!((e.seq_pos_min(1), e.seq_pos_max(1)), (0, 7));
+    assert!(run_seq(&mut e, 1, 8, &a[8..11]) == next);
+
+    // Damaged or foreign states are refused and change nothing.
+    let before = e.seq_pos_max(1);
+    for cut in [0, 3, 10, seq0.len() / 2, seq0.len() - 1] {
+        assert!(e.state_read(Some(1), &seq0[..cut]).is_err());
+    }
+    let mut bad = seq0.clone();
+    bad[4] = 9; // version
+    assert!(e.state_read(Some(1), &bad).is_err());
+    let other = load("bitnet-b1.58-i2_s.gguf");
+    let mut f = Context::new(other, ContextParams::new(64, 32)).unwrap();
+    assert!(f.state_read(None, &whole).is_err());
+    assert!(e.state_read(Some(5), &seq0).is_err());
+    assert_eq!(e.seq_pos_max(1), before);
+}

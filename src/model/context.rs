@@ -5,6 +5,8 @@
 //! Each cell holds one position's keys and values and the set of sequences that see it; a token
 //! attends to the cells of its sequence at positions up to its own, as llama.cpp's unified cache.
 
+mod state;
+
 use std::sync::Arc;
 
 use half::f16;
