@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
+use bitnet::model::{Batch, Context, ContextParams, Model, Pooling, SeqSet};
 use common::*;
 
 /// Sequence 0 alone.
@@ -414,4 +414,52 @@ fn state_round_trips_whole_and_per_sequence() {
     assert!(f.state_read(None, &whole).is_err());
     assert!(e.state_read(Some(5), &seq0).is_err());
     assert_eq!(e.seq_pos_max(1), before);
+}
+
+#[test]
+fn embeddings_and_pooling() {
+    let m = load("bitnet-spm-f32.gguf");
+    let n_embd = m.hparams().n_embd;
+    let a = prompt(&m);
+    let run = |pooling| {
+        let params = ContextParams {
+            n_seq_max: 2,
+            embeddings: true,
+            pooling,
+            ..ContextParams::new(64, 32)
+        };
+        let mut c = Context::new(m.clone(), params).unwrap();
+        let seqs: Vec<SeqSet> = (0..8).map(|i| SeqSet::one(i / 4)).collect();
+        let positions: Vec<i32> = (0..8).map(|i| i % 4).collect();
+        c.decode(&Batch {
+            tokens: &a[..8],
+            positions: &positions,
+            seqs: &seqs,
+            want_logits: &[true; 8],
+        })
+        .unwrap();
+        c
+    };
+    let plain = run(Pooling::None);
+    let rows: Vec<Vec<f32>> = (0..8)
+        .map(|i| plain.embeddings(i).unwrap().to_vec())
+        .collect();
+    assert!(rows
+        .iter()
+        .all(|r| r.len() == n_embd && r.iter().all(|v| v.is_finite())));
+    assert!(plain.embeddings_seq(0).is_none());
+    let mean = run(Pooling::Mean);
+    for s in 0..2 {
+        let want: Vec<f32> = (0..n_embd)
+            .map(|j| rows[s * 4..s * 4 + 4].iter().map(|r| r[j]).sum::<f32>() / 4.0)
+            .collect();
+        let got = mean.embeddings_seq(s as i32).unwrap();
+        assert!(got
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs())));
+    }
+    assert!(run(Pooling::Cls).embeddings_seq(1).unwrap() == &rows[4][..]);
+    assert!(run(Pooling::Last).embeddings_seq(0).unwrap() == &rows[3][..]);
+    assert!(mean.embeddings_seq(2).is_none());
 }

@@ -26,6 +26,23 @@ pub struct ContextParams {
     pub n_seq_max: usize,
     /// Worker threads for the forward pass (0: all cores).
     pub n_threads: usize,
+    /// Keep the final hidden states (after the output norm) of the entries that ask for output,
+    /// and pool them per sequence as `pooling` says.
+    pub embeddings: bool,
+    pub pooling: Pooling,
+}
+
+/// How `decode` pools a sequence's hidden states when embeddings are on (llama_pooling_type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// One embedding per output entry, no pooling.
+    None,
+    /// The mean over the sequence's entries in the batch.
+    Mean,
+    /// The sequence's first entry in the batch.
+    Cls,
+    /// The sequence's last entry in the batch.
+    Last,
 }
 
 impl ContextParams {
@@ -36,6 +53,8 @@ impl ContextParams {
             n_batch,
             n_seq_max: 1,
             n_threads: 0,
+            embeddings: false,
+            pooling: Pooling::None,
         }
     }
 }
@@ -122,8 +141,10 @@ pub struct Context {
     v_cache: Vec<f16>, // [n_layer, n_ctx, n_kv]
     cells: Vec<Cell>,  // [n_ctx]
     buf: Buffers,
-    logits: Vec<f32>,               // [n_outputs, n_vocab]
-    logits_row: Vec<Option<usize>>, // batch index -> row of `logits`
+    logits: Vec<f32>,                 // [n_outputs, n_vocab]
+    logits_row: Vec<Option<usize>>,   // batch index -> row of `logits` (and of `embd`)
+    embd: Vec<f32>, // [n_outputs, n_embd] final hidden states, when embeddings are on
+    embd_seq: Vec<(usize, Vec<f32>)>, // (sequence id, pooled [n_embd]) of the last decode
 }
 
 /// Each row (w.len() values) of x: y = x / sqrt(mean(x^2) + eps) * w, the mean accumulated in
@@ -188,6 +209,44 @@ fn project(model: &Model, p: &Proj, x: &[f32], n: usize, out: &mut [f32]) -> Res
     Ok(())
 }
 
+/// Per sequence (ascending id), the pooled rows of `rows` ([n, n_embd], row i belonging to the
+/// sequences in the i-th set).
+fn pool(
+    how: Pooling,
+    rows: &[f32],
+    n_embd: usize,
+    seqs: impl Iterator<Item = SeqSet> + Clone,
+) -> Vec<(usize, Vec<f32>)> {
+    let mut out = Vec::new();
+    for s in 0..MAX_SEQ {
+        let mine: Vec<usize> = seqs
+            .clone()
+            .enumerate()
+            .filter(|(_, set)| set.contains(s))
+            .map(|(i, _)| i)
+            .collect();
+        let (Some(&first), Some(&last)) = (mine.first(), mine.last()) else {
+            continue;
+        };
+        let row = |i: usize| &rows[i * n_embd..(i + 1) * n_embd];
+        let pooled = match how {
+            Pooling::Cls => row(first).to_vec(),
+            Pooling::Last => row(last).to_vec(),
+            Pooling::Mean | Pooling::None => {
+                let mut sum = vec![0f32; n_embd];
+                for &i in &mine {
+                    sum.iter_mut().zip(row(i)).for_each(|(a, &v)| *a += v);
+                }
+                let inv = 1.0 / mine.len() as f32;
+                sum.iter_mut().for_each(|v| *v *= inv);
+                sum
+            }
+        };
+        out.push((s, pooled));
+    }
+    out
+}
+
 impl Context {
     pub fn new(model: Arc<Model>, params: ContextParams) -> Result<Context> {
         let h = model.hparams();
@@ -228,6 +287,8 @@ impl Context {
             buf,
             logits: Vec::new(),
             logits_row: Vec::new(),
+            embd: Vec::new(),
+            embd_seq: Vec::new(),
             model,
         })
     }
@@ -270,6 +331,37 @@ impl Context {
     /// The logits of the last `decode`, one row per entry that asked, in batch order.
     pub fn all_logits(&self) -> &[f32] {
         &self.logits
+    }
+
+    /// Whether decode keeps hidden states (llama_set_embeddings).
+    pub fn set_embeddings(&mut self, on: bool) {
+        self.params.embeddings = on;
+    }
+
+    pub fn params(&self) -> &ContextParams {
+        &self.params
+    }
+
+    /// Final hidden state (after the output norm) of batch entry `i` of the last `decode`, if
+    /// embeddings were on and it asked for output.
+    pub fn embeddings(&self, i: usize) -> Option<&[f32]> {
+        let n_embd = self.model.hparams().n_embd;
+        let row = self.output_row(i)?;
+        self.embd.get(row * n_embd..(row + 1) * n_embd)
+    }
+
+    /// All output rows of hidden states of the last `decode`, in batch order.
+    pub fn all_embeddings(&self) -> &[f32] {
+        &self.embd
+    }
+
+    /// Pooled embedding of sequence `seq` from the last `decode` (pooling other than None).
+    pub fn embeddings_seq(&self, seq: i32) -> Option<&[f32]> {
+        let seq = usize::try_from(seq).ok()?;
+        self.embd_seq
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, e)| &e[..])
     }
 
     /// Row of `all_logits` that batch entry `i` of the last `decode` filled, if it asked.
@@ -659,6 +751,19 @@ impl Context {
         self.logits_row = vec![None; n];
         for (row, &t) in wanted.iter().enumerate() {
             self.logits_row[t] = Some(row);
+        }
+        self.embd.clear();
+        self.embd_seq.clear();
+        if self.params.embeddings {
+            self.embd.extend_from_slice(&b.xb[..wanted.len() * n_embd]);
+            if self.params.pooling != Pooling::None {
+                self.embd_seq = pool(
+                    self.params.pooling,
+                    &self.embd,
+                    n_embd,
+                    wanted.iter().map(|&t| batch.seqs[t]),
+                );
+            }
         }
         Ok(())
     }

@@ -5,6 +5,6 @@ pub mod context;
 pub mod hparams;
 pub mod weights;
 
-pub use context::{Batch, Context, ContextParams, SeqSet, MAX_SEQ};
+pub use context::{Batch, Context, ContextParams, Pooling, SeqSet, MAX_SEQ};
 pub use hparams::{Arch, HParams};
 pub use weights::Model;
