@@ -4,12 +4,14 @@
 //! `gguf` (zero-copy file view) -> `quant` (tensor formats) -> `kernels` (matmul) -> `model`
 //! (hyperparameters, weights, forward pass).
 
+pub mod capi;
 pub mod error;
 pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod quant;
 pub mod rng;
+pub mod sampling;
 pub mod tokenizer;
 
 pub use error::{Error, ErrorKind, Result};

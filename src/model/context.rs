@@ -364,6 +364,11 @@ impl Context {
             .map(|(_, e)| &e[..])
     }
 
+    /// Number of entries of the last decoded batch (restored with a whole state).
+    pub fn n_entries(&self) -> usize {
+        self.logits_row.len()
+    }
+
     /// Row of `all_logits` that batch entry `i` of the last `decode` filled, if it asked.
     pub fn output_row(&self, i: usize) -> Option<usize> {
         *self.logits_row.get(i)?

@@ -13,6 +13,7 @@
 //! `tokenizer.json` through the `tokenizers` crate.
 
 mod bpe;
+pub mod chat;
 pub mod hf;
 pub mod pretokenize;
 pub mod regex;

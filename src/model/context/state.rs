@@ -117,6 +117,29 @@ impl Context {
         4 + 5 * 4 + n_cells * (4 + 32) + 2 * h.n_layer * n_cells * n_kv * 2 + 8 + logits
     }
 
+    /// Length of the state whose bytes `peek(offset, len)` returns, read from its counts (for
+    /// callers that have a pointer but no size); only bytes inside that length are peeked.
+    pub fn state_len(&self, peek: &mut dyn FnMut(usize, usize) -> Vec<u8>) -> Result<usize> {
+        let h = self.model.hparams();
+        let n_kv = h.n_head_kv * h.head_dim;
+        let head = peek(0, 24);
+        let word = |b: &[u8], i: usize| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
+        if &head[..4] != MAGIC || word(&head, 1) != VERSION {
+            return Err(Error::bad_input("not a bitnet-rs context state"));
+        }
+        let n_cells = word(&head, 5) as usize;
+        if n_cells > self.params.n_ctx {
+            return Err(Error::bad_input("state holds more cells than this context"));
+        }
+        let at = 24 + n_cells * (4 + 32) + 2 * h.n_layer * n_cells * n_kv * 2;
+        let counts = peek(at, 8);
+        let (n_out, n_rows) = (word(&counts, 0) as usize, word(&counts, 1) as usize);
+        if n_rows > self.params.n_batch || n_out > n_rows {
+            return Err(Error::bad_input("state holds more outputs than n_batch"));
+        }
+        Ok(at + 8 + 4 * n_rows + 4 * n_out * h.n_vocab)
+    }
+
     /// Restores a state from `bytes`: the whole context when `dest` is None (replacing every
     /// cell and the logits), else into sequence `dest` (replacing that sequence's cells).
     /// Returns the bytes read. On an error the context is unchanged.

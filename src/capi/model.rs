@@ -1,0 +1,701 @@
+//! Models: load (with progress callback and `vocab_only`), free, hyperparameter queries and
+//! GGUF metadata (`llama_model_meta_*`), in the reference's conventions.
+
+use std::ffi::{c_char, c_int, CString};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::guard::{self, ffi, handle, Fallible, LOG_INFO, LOG_WARN};
+use super::types::*;
+use super::vocab::llama_vocab;
+use crate::gguf::{Gguf, MappedFile, Value};
+use crate::model::Model;
+use crate::quant::GgmlType;
+use crate::tokenizer::Tokenizer;
+
+/// A loaded model: the engine's weights (none when loaded `vocab_only`), the vocabulary and
+/// the file's scalar metadata as the reference prints it.
+pub struct llama_model {
+    pub(crate) engine: Option<Arc<Model>>,
+    pub(crate) vocab: llama_vocab,
+    /// Scalar metadata in file order: key, value as text (arrays omitted, as the reference).
+    pub(crate) meta: Vec<(CString, CString)>,
+    pub(crate) n_ctx_train: i32,
+    pub(crate) n_embd: i32,
+    pub(crate) n_layer: i32,
+    pub(crate) n_head: i32,
+    pub(crate) n_head_kv: i32,
+    pub(crate) rope_freq_scale_train: f32,
+    pub(crate) decoder_start_token: i32,
+    pub(crate) n_params: u64,
+    pub(crate) n_bytes: u64,
+    pub(crate) ftype: c_int,
+    pub(crate) desc: String,
+}
+
+impl llama_model {
+    pub(crate) fn meta_value(&self, key: &[u8]) -> Option<&CString> {
+        self.meta
+            .iter()
+            .find(|(k, _)| k.as_bytes() == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A metadata value as the reference's `gguf_kv_to_str` prints it: integers in decimal,
+/// floats as C's "%f", booleans as true/false, strings as they are. None for arrays.
+pub(crate) fn meta_text(v: &Value<'_>) -> Option<Vec<u8>> {
+    let float = |x: f64| -> String {
+        if x.is_nan() {
+            if x.is_sign_negative() { "-nan" } else { "nan" }.into()
+        } else if x.is_infinite() {
+            if x < 0.0 { "-inf" } else { "inf" }.into()
+        } else {
+            format!("{x:.6}")
+        }
+    };
+    Some(match *v {
+        Value::String(s) => s.to_vec(),
+        Value::Array(_) => return None,
+        Value::Bool(b) => if b { "true" } else { "false" }.into(),
+        Value::F32(x) => float(x as f64).into_bytes(),
+        Value::F64(x) => float(x).into_bytes(),
+        _ => v.as_i128()?.to_string().into_bytes(),
+    })
+}
+
+/// C strings cannot hold NUL; a NUL inside a metadata string ends it there, as in C.
+fn c_string(mut bytes: Vec<u8>) -> CString {
+    if let Some(p) = bytes.iter().position(|&b| b == 0) {
+        bytes.truncate(p);
+    }
+    CString::new(bytes).unwrap_or_default()
+}
+
+/// llama_ftype from the tensor type of the weights, for files without general.file_type.
+fn guess_ftype(g: &Gguf<'_>) -> c_int {
+    let ty = g.tensor("blk.0.attn_q.weight").map(|t| t.ty);
+    let f = match ty {
+        Some(GgmlType::F32) => llama_ftype::LLAMA_FTYPE_ALL_F32,
+        Some(GgmlType::F16) => llama_ftype::LLAMA_FTYPE_MOSTLY_F16,
+        Some(GgmlType::BF16) => llama_ftype::LLAMA_FTYPE_MOSTLY_BF16,
+        Some(GgmlType::Q8_0) => llama_ftype::LLAMA_FTYPE_MOSTLY_Q8_0,
+        Some(GgmlType::TQ1_0) => llama_ftype::LLAMA_FTYPE_MOSTLY_TQ1_0,
+        Some(GgmlType::TQ2_0) => llama_ftype::LLAMA_FTYPE_MOSTLY_TQ2_0,
+        _ => llama_ftype::LLAMA_FTYPE_ALL_F32,
+    };
+    f as c_int | llama_ftype::LLAMA_FTYPE_GUESSED as c_int
+}
+
+/// The reference's `llama_ftype_name`.
+pub(crate) fn ftype_name(ftype: c_int) -> String {
+    use llama_ftype::*;
+    let guessed = ftype & LLAMA_FTYPE_GUESSED as c_int != 0;
+    let base = ftype & !(LLAMA_FTYPE_GUESSED as c_int);
+    let names: &[(llama_ftype, &str)] = &[
+        (LLAMA_FTYPE_ALL_F32, "all F32"),
+        (LLAMA_FTYPE_MOSTLY_F16, "F16"),
+        (LLAMA_FTYPE_MOSTLY_BF16, "BF16"),
+        (LLAMA_FTYPE_MOSTLY_Q1_0, "Q1_0"),
+        (LLAMA_FTYPE_MOSTLY_Q2_0, "Q2_0"),
+        (LLAMA_FTYPE_MOSTLY_Q4_0, "Q4_0"),
+        (LLAMA_FTYPE_MOSTLY_Q4_1, "Q4_1"),
+        (LLAMA_FTYPE_MOSTLY_Q5_0, "Q5_0"),
+        (LLAMA_FTYPE_MOSTLY_Q5_1, "Q5_1"),
+        (LLAMA_FTYPE_MOSTLY_Q8_0, "Q8_0"),
+        (LLAMA_FTYPE_MOSTLY_MXFP4_MOE, "MXFP4 MoE"),
+        (LLAMA_FTYPE_MOSTLY_NVFP4, "NVFP4"),
+        (LLAMA_FTYPE_MOSTLY_Q2_K, "Q2_K - Medium"),
+        (LLAMA_FTYPE_MOSTLY_Q2_K_S, "Q2_K - Small"),
+        (LLAMA_FTYPE_MOSTLY_Q3_K_S, "Q3_K - Small"),
+        (LLAMA_FTYPE_MOSTLY_Q3_K_M, "Q3_K - Medium"),
+        (LLAMA_FTYPE_MOSTLY_Q3_K_L, "Q3_K - Large"),
+        (LLAMA_FTYPE_MOSTLY_Q4_K_S, "Q4_K - Small"),
+        (LLAMA_FTYPE_MOSTLY_Q4_K_M, "Q4_K - Medium"),
+        (LLAMA_FTYPE_MOSTLY_Q5_K_S, "Q5_K - Small"),
+        (LLAMA_FTYPE_MOSTLY_Q5_K_M, "Q5_K - Medium"),
+        (LLAMA_FTYPE_MOSTLY_Q6_K, "Q6_K"),
+        (LLAMA_FTYPE_MOSTLY_TQ1_0, "TQ1_0 - 1.69 bpw ternary"),
+        (LLAMA_FTYPE_MOSTLY_TQ2_0, "TQ2_0 - 2.06 bpw ternary"),
+        (LLAMA_FTYPE_MOSTLY_IQ2_XXS, "IQ2_XXS - 2.0625 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ2_XS, "IQ2_XS - 2.3125 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ2_S, "IQ2_S - 2.5 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ2_M, "IQ2_M - 2.7 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ3_XS, "IQ3_XS - 3.3 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ3_XXS, "IQ3_XXS - 3.0625 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ1_S, "IQ1_S - 1.5625 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ1_M, "IQ1_M - 1.75 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL - 4.5 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ4_XS, "IQ4_XS - 4.25 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ3_S, "IQ3_S - 3.4375 bpw"),
+        (LLAMA_FTYPE_MOSTLY_IQ3_M, "IQ3_S mix - 3.66 bpw"),
+    ];
+    let name = names
+        .iter()
+        .find(|(f, _)| *f as c_int == base)
+        .map_or("unknown, may not work", |(_, n)| n);
+    if guessed {
+        format!("(guessed) {name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// Calls the progress callback; false means the caller asked to stop.
+fn progress(params: &llama_model_params, value: f32) -> bool {
+    match params.progress_callback {
+        // SAFETY: the caller registered this callback with this user data (llama.h contract).
+        Some(cb) => unsafe { cb(value, params.progress_callback_user_data) },
+        None => true,
+    }
+}
+
+/// Loads a model file; Ok(None) when the progress callback cancelled the load.
+pub(crate) fn load(path: &Path, params: &llama_model_params) -> Fallible<Option<llama_model>> {
+    if params.n_gpu_layers > 0 {
+        guard::log(
+            LOG_WARN,
+            &format!(
+                "llama_model_load: n_gpu_layers = {} but this build has no GPU backend: \
+                 the model runs on the CPU",
+                params.n_gpu_layers
+            ),
+        );
+    }
+    if !progress(params, 0.0) {
+        guard::log(LOG_INFO, "llama_model_load: cancelled model load");
+        return Ok(None);
+    }
+    let file = MappedFile::open(path).map_err(|e| e.to_string())?;
+    let g = file.gguf().map_err(|e| e.to_string())?;
+    let tokenizer = Tokenizer::from_gguf(&g).map_err(|e| format!("{}: {e}", path.display()))?;
+    let arch = g.architecture().unwrap_or("").to_string();
+    let meta: Vec<(CString, CString)> = g
+        .metadata()
+        .iter()
+        .filter_map(|(k, v)| Some((c_string(k.as_bytes().to_vec()), c_string(meta_text(v)?))))
+        .collect();
+    let int = |k: &str| -> Option<i64> {
+        let v = g.get(&format!("{arch}.{k}"))?;
+        v.as_i128().and_then(|v| i64::try_from(v).ok())
+    };
+    let clamp = |v: i64| v.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+    let n_head = clamp(int("attention.head_count").unwrap_or(0));
+    let rope_factor = g
+        .get(&format!("{arch}.rope.scaling.factor"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
+    let ftype = match g.get_u32("general.file_type") {
+        Ok(Some(f)) => f as c_int,
+        _ => guess_ftype(&g),
+    };
+    let n_layer = clamp(int("block_count").unwrap_or(0));
+    let size_label = if arch.starts_with("bitnet") && n_layer == 26 {
+        "3B"
+    } else {
+        "?B"
+    };
+    let mut model = llama_model {
+        engine: None,
+        vocab: llama_vocab::new(tokenizer),
+        meta,
+        n_ctx_train: clamp(int("context_length").unwrap_or(0)),
+        n_embd: clamp(int("embedding_length").unwrap_or(0)),
+        n_layer,
+        n_head,
+        n_head_kv: clamp(int("attention.head_count_kv").unwrap_or(n_head as i64)),
+        rope_freq_scale_train: if rope_factor == 0.0 {
+            1.0
+        } else {
+            (1.0 / rope_factor) as f32
+        },
+        decoder_start_token: clamp(int("decoder_start_token_id").unwrap_or(-1)),
+        n_params: g.tensors().iter().map(|t| t.n_elements).sum(),
+        n_bytes: g.tensors().iter().map(|t| t.n_bytes).sum(),
+        desc: format!("{arch} {size_label} {}", ftype_name(ftype)),
+        ftype,
+    };
+    drop(g);
+    drop(file);
+    if !params.vocab_only {
+        let engine = Model::load(path).map_err(|e| e.to_string())?;
+        model.engine = Some(Arc::new(engine));
+    }
+    if !progress(params, 1.0) {
+        guard::log(LOG_INFO, "llama_model_load: cancelled model load");
+        return Ok(None);
+    }
+    Ok(Some(model))
+}
+
+unsafe fn load_from_file(
+    name: &str,
+    path_model: *const c_char,
+    params: llama_model_params,
+) -> *mut llama_model {
+    ffi(name, std::ptr::null_mut(), || {
+        // SAFETY: path_model is NULL or a NUL-terminated string (llama.h contract).
+        let path = unsafe { guard::c_bytes(path_model, "path_model") }?;
+        use std::os::unix::ffi::OsStrExt;
+        let path = Path::new(std::ffi::OsStr::from_bytes(path));
+        match load(path, &params)? {
+            Some(m) => Ok(Box::into_raw(Box::new(m))),
+            None => Err("model load cancelled by the progress callback".into()),
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_load_from_file(
+    path_model: *const c_char,
+    params: llama_model_params,
+) -> *mut llama_model {
+    // SAFETY: forwarded C arguments.
+    unsafe { load_from_file("llama_model_load_from_file", path_model, params) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_load_model_from_file(
+    path_model: *const c_char,
+    params: llama_model_params,
+) -> *mut llama_model {
+    // SAFETY: forwarded C arguments.
+    unsafe { load_from_file("llama_load_model_from_file", path_model, params) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_load_from_splits(
+    paths: *mut *const c_char,
+    n_paths: usize,
+    params: llama_model_params,
+) -> *mut llama_model {
+    ffi("llama_model_load_from_splits", std::ptr::null_mut(), || {
+        // SAFETY: paths points to n_paths C strings (llama.h contract).
+        let list = unsafe { guard::c_slice(paths.cast_const(), n_paths, "paths") }?;
+        match list {
+            // SAFETY: forwarded C arguments.
+            [one] => Ok(unsafe { load_from_file("llama_model_load_from_splits", *one, params) }),
+            _ => Err(format!(
+                "split GGUF files are not supported ({n_paths} paths given; pass one file)"
+            )),
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_free(model: *mut llama_model) {
+    ffi("llama_model_free", (), || {
+        if !model.is_null() {
+            // SAFETY: a non-NULL model was returned by a llama_model_load_* call and is freed
+            // once (llama.h contract); contexts hold their own Arc of the weights.
+            drop(unsafe { Box::from_raw(model) });
+        }
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_free_model(model: *mut llama_model) {
+    // SAFETY: forwarded C argument.
+    unsafe { llama_model_free(model) }
+}
+
+/// Runs a query on a model handle; NULL gives `on_error` and a log line.
+unsafe fn query<T>(
+    name: &str,
+    model: *const llama_model,
+    on_error: T,
+    f: impl FnOnce(&llama_model) -> T,
+) -> T {
+    ffi(name, on_error, || {
+        // SAFETY: model is NULL or a live handle from llama_model_load_* (llama.h contract).
+        let m = unsafe { handle(model, "model") }?;
+        Ok(f(m))
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_get_vocab(model: *const llama_model) -> *const llama_vocab {
+    // SAFETY: forwarded C argument.
+    unsafe {
+        query("llama_model_get_vocab", model, std::ptr::null(), |m| {
+            &m.vocab as *const _
+        })
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_rope_type(model: *const llama_model) -> enum_llama_rope_type {
+    // SAFETY: forwarded C argument.
+    unsafe {
+        query(
+            "llama_model_rope_type",
+            model,
+            llama_rope_type::LLAMA_ROPE_TYPE_NONE as c_int,
+            |_| llama_rope_type::LLAMA_ROPE_TYPE_NEOX as c_int,
+        )
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_ctx_train(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_ctx_train", model, 0, |m| m.n_ctx_train) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_embd(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_embd", model, 0, |m| m.n_embd) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_embd_inp(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_embd_inp", model, 0, |m| m.n_embd) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_embd_out(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_embd_out", model, 0, |m| m.n_embd) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_layer(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_layer", model, 0, |m| m.n_layer) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_head(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_head", model, 0, |m| m.n_head) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_head_kv(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_head_kv", model, 0, |m| m.n_head_kv) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_n_ctx_train(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_n_ctx_train", model, 0, |m| m.n_ctx_train) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_n_embd(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_n_embd", model, 0, |m| m.n_embd) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_n_layer(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_n_layer", model, 0, |m| m.n_layer) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_n_head(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_n_head", model, 0, |m| m.n_head) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_layer_nextn(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_layer_nextn", model, 0, |_| 0) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_swa(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_swa", model, 0, |_| 0) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_rope_freq_scale_train(model: *const llama_model) -> f32 {
+    // SAFETY: forwarded C argument.
+    unsafe {
+        query("llama_model_rope_freq_scale_train", model, 0.0, |m| {
+            m.rope_freq_scale_train
+        })
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_cls_out(model: *const llama_model) -> u32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_cls_out", model, 0, |_| 0) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_cls_label(
+    model: *const llama_model,
+    _i: u32,
+) -> *const c_char {
+    // SAFETY: forwarded C argument.
+    unsafe {
+        query("llama_model_cls_label", model, std::ptr::null(), |_| {
+            std::ptr::null()
+        })
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_meta_val_str(
+    model: *const llama_model,
+    key: *const c_char,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    ffi("llama_model_meta_val_str", -1, || {
+        // SAFETY: buf is NULL or has buf_size writable bytes (llama.h contract).
+        unsafe { guard::clear_buf(buf, buf_size) };
+        // SAFETY: model is NULL or a live handle; key NULL or a C string (llama.h contract).
+        let (m, key) = unsafe { (handle(model, "model")?, guard::c_bytes(key, "key")?) };
+        match m.meta_value(key) {
+            // SAFETY: as above for buf.
+            Some(v) => Ok(unsafe { guard::snprintf(buf, buf_size, v.as_bytes()) }),
+            None => Ok(-1),
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_meta_count(model: *const llama_model) -> i32 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_meta_count", model, -1, |m| m.meta.len() as i32) }
+}
+
+#[no_mangle]
+pub extern "C" fn llama_model_meta_key_str(key: enum_llama_model_meta_key) -> *const c_char {
+    use llama_model_meta_key::*;
+    let keys: [(llama_model_meta_key, &'static std::ffi::CStr); 12] = [
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_SEQUENCE,
+            c"general.sampling.sequence",
+        ),
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_TOP_K,
+            c"general.sampling.top_k",
+        ),
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_TOP_P,
+            c"general.sampling.top_p",
+        ),
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_MIN_P,
+            c"general.sampling.min_p",
+        ),
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_XTC_PROBABILITY,
+            c"general.sampling.xtc_probability",
+        ),
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_XTC_THRESHOLD,
+            c"general.sampling.xtc_threshold",
+        ),
+        (LLAMA_MODEL_META_KEY_SAMPLING_TEMP, c"general.sampling.temp"),
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_PENALTY_LAST_N,
+            c"general.sampling.penalty_last_n",
+        ),
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_PENALTY_REPEAT,
+            c"general.sampling.penalty_repeat",
+        ),
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_MIROSTAT,
+            c"general.sampling.mirostat",
+        ),
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_MIROSTAT_TAU,
+            c"general.sampling.mirostat_tau",
+        ),
+        (
+            LLAMA_MODEL_META_KEY_SAMPLING_MIROSTAT_ETA,
+            c"general.sampling.mirostat_eta",
+        ),
+    ];
+    keys.iter()
+        .find(|(k, _)| *k as c_int == key)
+        .map_or(std::ptr::null(), |(_, s)| s.as_ptr())
+}
+
+unsafe fn meta_by_index(
+    name: &str,
+    model: *const llama_model,
+    i: i32,
+    buf: *mut c_char,
+    buf_size: usize,
+    value: bool,
+) -> i32 {
+    ffi(name, -1, || {
+        // SAFETY: buf is NULL or has buf_size writable bytes (llama.h contract).
+        unsafe { guard::clear_buf(buf, buf_size) };
+        // SAFETY: model is NULL or a live handle (llama.h contract).
+        let m = unsafe { handle(model, "model") }?;
+        let Some((k, v)) = usize::try_from(i).ok().and_then(|i| m.meta.get(i)) else {
+            return Ok(-1);
+        };
+        let text = if value { v } else { k };
+        // SAFETY: as above for buf.
+        Ok(unsafe { guard::snprintf(buf, buf_size, text.as_bytes()) })
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_meta_key_by_index(
+    model: *const llama_model,
+    i: i32,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    // SAFETY: forwarded C arguments.
+    unsafe {
+        meta_by_index(
+            "llama_model_meta_key_by_index",
+            model,
+            i,
+            buf,
+            buf_size,
+            false,
+        )
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_meta_val_str_by_index(
+    model: *const llama_model,
+    i: i32,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    // SAFETY: forwarded C arguments.
+    unsafe {
+        meta_by_index(
+            "llama_model_meta_val_str_by_index",
+            model,
+            i,
+            buf,
+            buf_size,
+            true,
+        )
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_desc(
+    model: *const llama_model,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    ffi("llama_model_desc", -1, || {
+        // SAFETY: model is NULL or a live handle; buf has buf_size bytes (llama.h contract).
+        unsafe {
+            let m = handle(model, "model")?;
+            Ok(guard::snprintf(buf, buf_size, m.desc.as_bytes()))
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_ftype(model: *const llama_model) -> enum_llama_ftype {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_ftype", model, 0, |m| m.ftype) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_size(model: *const llama_model) -> u64 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_size", model, 0, |m| m.n_bytes) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_n_params(model: *const llama_model) -> u64 {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_n_params", model, 0, |m| m.n_params) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_chat_template(
+    model: *const llama_model,
+    name: *const c_char,
+) -> *const c_char {
+    ffi("llama_model_chat_template", std::ptr::null(), || {
+        // SAFETY: model is NULL or a live handle (llama.h contract).
+        let m = unsafe { handle(model, "model") }?;
+        let key = if name.is_null() {
+            b"tokenizer.chat_template".to_vec()
+        } else {
+            // SAFETY: a non-NULL name is a C string (llama.h contract).
+            let n = unsafe { guard::c_bytes(name, "name") }?;
+            [b"tokenizer.chat_template.", n].concat()
+        };
+        Ok(m.meta_value(&key).map_or(std::ptr::null(), |v| v.as_ptr()))
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_has_encoder(model: *const llama_model) -> bool {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_has_encoder", model, false, |_| false) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_has_decoder(model: *const llama_model) -> bool {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_has_decoder", model, false, |_| true) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_decoder_start_token(model: *const llama_model) -> llama_token {
+    // SAFETY: forwarded C argument.
+    unsafe {
+        query(
+            "llama_model_decoder_start_token",
+            model,
+            LLAMA_TOKEN_NULL,
+            |m| m.decoder_start_token,
+        )
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_is_recurrent(model: *const llama_model) -> bool {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_is_recurrent", model, false, |_| false) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_is_hybrid(model: *const llama_model) -> bool {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_is_hybrid", model, false, |_| false) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_model_is_diffusion(model: *const llama_model) -> bool {
+    // SAFETY: forwarded C argument.
+    unsafe { query("llama_model_is_diffusion", model, false, |_| false) }
+}
+
+#[no_mangle]
+pub extern "C" fn llama_ftype_name(ftype: enum_llama_ftype) -> *const c_char {
+    // The names form a small fixed set (about 80 with the "(guessed) " forms): each is made
+    // into a C string once and kept for the life of the process.
+    static NAMES: std::sync::Mutex<Vec<&'static std::ffi::CStr>> =
+        std::sync::Mutex::new(Vec::new());
+    ffi("llama_ftype_name", std::ptr::null(), || {
+        let name = c_string(ftype_name(ftype).into_bytes());
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = names.iter().find(|s| s.to_bytes() == name.as_bytes()) {
+            return Ok(s.as_ptr());
+        }
+        let s: &'static std::ffi::CStr = Box::leak(name.into_boxed_c_str());
+        names.push(s);
+        Ok(s.as_ptr())
+    })
+}

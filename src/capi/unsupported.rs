@@ -1,0 +1,284 @@
+//! Functions for features this engine does not have. Each returns llama.h's documented
+//! failure value (NULL, false, 0, -1, LLAMA_TOKEN_NULL) and logs why; none pretends to
+//! succeed.
+
+use std::ffi::{c_char, c_void};
+
+use super::context::llama_context;
+use super::ggml::gguf::gguf_context;
+use super::ggml::{ggml_opt_dataset_t, ggml_opt_epoch_callback, ggml_opt_result_t, ggml_tensor};
+use super::guard::{self, ffi};
+use super::model::llama_model;
+use super::types::*;
+
+/// Logs `name: why` and returns `value`.
+fn refuse<T>(name: &str, value: T, why: &str) -> T {
+    ffi(name, value, || Err(why.to_string()))
+}
+
+const NO_LORA: &str = "LoRA adapters are not supported";
+const NO_BACKEND_SAMPLING: &str =
+    "backend sampling is not supported (sample with llama_sampler_sample)";
+const NO_TRAINING: &str = "training (llama_opt_*) is not supported";
+
+// ---- Models we cannot make or write.
+
+#[no_mangle]
+pub extern "C" fn llama_model_init_from_user(
+    _metadata: *mut gguf_context,
+    _set_tensor_data: llama_model_set_tensor_data_t,
+    _set_tensor_data_ud: *mut c_void,
+    _params: llama_model_params,
+) -> *mut llama_model {
+    refuse(
+        "llama_model_init_from_user",
+        std::ptr::null_mut(),
+        "models built from user metadata are not supported (load a GGUF file)",
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn llama_model_load_from_file_ptr(
+    _file: *mut FILE,
+    _params: llama_model_params,
+) -> *mut llama_model {
+    refuse(
+        "llama_model_load_from_file_ptr",
+        std::ptr::null_mut(),
+        "loading from a FILE pointer is not supported (use llama_model_load_from_file)",
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn llama_model_save_to_file(_model: *const llama_model, _path_model: *const c_char) {
+    refuse(
+        "llama_model_save_to_file",
+        (),
+        "saving models is not supported: nothing written",
+    )
+}
+
+/// Returns non-zero (failure); 0 would mean success.
+#[no_mangle]
+pub extern "C" fn llama_model_quantize(
+    _fname_inp: *const c_char,
+    _fname_out: *const c_char,
+    _params: *const llama_model_quantize_params,
+) -> u32 {
+    refuse(
+        "llama_model_quantize",
+        1,
+        "model quantization is not supported: nothing written",
+    )
+}
+
+// ---- LoRA adapters and control vectors.
+
+#[no_mangle]
+pub extern "C" fn llama_adapter_lora_init(
+    _model: *mut llama_model,
+    _path_lora: *const c_char,
+) -> *mut llama_adapter_lora {
+    refuse("llama_adapter_lora_init", std::ptr::null_mut(), NO_LORA)
+}
+
+#[no_mangle]
+pub extern "C" fn llama_adapter_lora_init_from_file_ptr(
+    _model: *mut llama_model,
+    _file: *mut FILE,
+) -> *mut llama_adapter_lora {
+    refuse(
+        "llama_adapter_lora_init_from_file_ptr",
+        std::ptr::null_mut(),
+        NO_LORA,
+    )
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_adapter_meta_val_str(
+    _adapter: *const llama_adapter_lora,
+    _key: *const c_char,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    // SAFETY: buf has buf_size writable bytes (llama.h contract); cleared on failure.
+    unsafe { guard::clear_buf(buf, buf_size) };
+    refuse("llama_adapter_meta_val_str", -1, NO_LORA)
+}
+
+#[no_mangle]
+pub extern "C" fn llama_adapter_meta_count(_adapter: *const llama_adapter_lora) -> i32 {
+    refuse("llama_adapter_meta_count", -1, NO_LORA)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_adapter_meta_key_by_index(
+    _adapter: *const llama_adapter_lora,
+    _i: i32,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    // SAFETY: buf has buf_size writable bytes (llama.h contract); cleared on failure.
+    unsafe { guard::clear_buf(buf, buf_size) };
+    refuse("llama_adapter_meta_key_by_index", -1, NO_LORA)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_adapter_meta_val_str_by_index(
+    _adapter: *const llama_adapter_lora,
+    _i: i32,
+    buf: *mut c_char,
+    buf_size: usize,
+) -> i32 {
+    // SAFETY: buf has buf_size writable bytes (llama.h contract); cleared on failure.
+    unsafe { guard::clear_buf(buf, buf_size) };
+    refuse("llama_adapter_meta_val_str_by_index", -1, NO_LORA)
+}
+
+/// No adapter is ever made, so there is nothing to free (NULL is accepted silently).
+#[no_mangle]
+pub extern "C" fn llama_adapter_lora_free(adapter: *mut llama_adapter_lora) {
+    if !adapter.is_null() {
+        refuse(
+            "llama_adapter_lora_free",
+            (),
+            "not an adapter made by this library: left as it is",
+        )
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn llama_adapter_get_alora_n_invocation_tokens(
+    _adapter: *const llama_adapter_lora,
+) -> u64 {
+    refuse("llama_adapter_get_alora_n_invocation_tokens", 0, NO_LORA)
+}
+
+#[no_mangle]
+pub extern "C" fn llama_adapter_get_alora_invocation_tokens(
+    _adapter: *const llama_adapter_lora,
+) -> *const llama_token {
+    refuse(
+        "llama_adapter_get_alora_invocation_tokens",
+        std::ptr::null(),
+        NO_LORA,
+    )
+}
+
+/// Setting no adapters (n_adapters == 0) succeeds: that is the state we are always in.
+#[no_mangle]
+pub extern "C" fn llama_set_adapters_lora(
+    _ctx: *mut llama_context,
+    _adapters: *mut *mut llama_adapter_lora,
+    n_adapters: usize,
+    _scales: *mut f32,
+) -> i32 {
+    if n_adapters == 0 {
+        return 0;
+    }
+    refuse("llama_set_adapters_lora", -1, NO_LORA)
+}
+
+/// Clearing (data == NULL) succeeds: no control vector is ever loaded.
+#[no_mangle]
+pub extern "C" fn llama_set_adapter_cvec(
+    _ctx: *mut llama_context,
+    data: *const f32,
+    _len: usize,
+    _n_embd: i32,
+    _il_start: i32,
+    _il_end: i32,
+) -> i32 {
+    if data.is_null() {
+        return 0;
+    }
+    refuse(
+        "llama_set_adapter_cvec",
+        -1,
+        "control vectors are not supported",
+    )
+}
+
+// ---- State save/load.
+
+#[no_mangle]
+pub extern "C" fn llama_set_sampler(
+    _ctx: *mut llama_context,
+    _seq_id: llama_seq_id,
+    _smpl: *mut llama_sampler,
+) -> bool {
+    refuse("llama_set_sampler", false, NO_BACKEND_SAMPLING)
+}
+
+/// No backend sampler is ever attached, so there is never a sampled token (no log: this is
+/// the normal answer, as the reference's for a context without backend samplers).
+#[no_mangle]
+pub extern "C" fn llama_get_sampled_token_ith(_ctx: *mut llama_context, _i: i32) -> llama_token {
+    LLAMA_TOKEN_NULL
+}
+
+#[no_mangle]
+pub extern "C" fn llama_get_sampled_probs_ith(_ctx: *mut llama_context, _i: i32) -> *mut f32 {
+    std::ptr::null_mut()
+}
+
+#[no_mangle]
+pub extern "C" fn llama_get_sampled_probs_count_ith(_ctx: *mut llama_context, _i: i32) -> u32 {
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn llama_get_sampled_logits_ith(_ctx: *mut llama_context, _i: i32) -> *mut f32 {
+    std::ptr::null_mut()
+}
+
+#[no_mangle]
+pub extern "C" fn llama_get_sampled_logits_count_ith(_ctx: *mut llama_context, _i: i32) -> u32 {
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn llama_get_sampled_candidates_ith(
+    _ctx: *mut llama_context,
+    _i: i32,
+) -> *mut llama_token {
+    std::ptr::null_mut()
+}
+
+#[no_mangle]
+pub extern "C" fn llama_get_sampled_candidates_count_ith(_ctx: *mut llama_context, _i: i32) -> u32 {
+    0
+}
+
+// ---- Training.
+
+/// Always true, as the reference's (a filter, not training itself).
+#[no_mangle]
+pub extern "C" fn llama_opt_param_filter_all(
+    _tensor: *const ggml_tensor,
+    _userdata: *mut c_void,
+) -> bool {
+    true
+}
+
+#[no_mangle]
+pub extern "C" fn llama_opt_init(
+    _lctx: *mut llama_context,
+    _model: *mut llama_model,
+    _lopt_params: llama_opt_params,
+) {
+    refuse("llama_opt_init", (), NO_TRAINING)
+}
+
+#[no_mangle]
+pub extern "C" fn llama_opt_epoch(
+    _lctx: *mut llama_context,
+    _dataset: ggml_opt_dataset_t,
+    _result_train: ggml_opt_result_t,
+    _result_eval: ggml_opt_result_t,
+    _idata_split: i64,
+    _callback_train: ggml_opt_epoch_callback,
+    _callback_eval: ggml_opt_epoch_callback,
+) {
+    refuse("llama_opt_epoch", (), NO_TRAINING)
+}

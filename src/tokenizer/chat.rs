@@ -1,0 +1,1087 @@
+//! Chat templates: `llama_chat_apply_template`'s behaviour. The template is either a builtin
+//! name ("chatml", "llama3", ...) or a model's Jinja template string, which is *not* run: it is
+//! recognised by the same substring tests as the reference (llama-chat.cpp) and mapped to one
+//! of the builtin formats. Output is byte-identical to the reference's for every builtin.
+//!
+//! One extension: BitNet b1.58 2B-4T's format, which the pinned reference does not know (it
+//! returns -1 for the name "bitnet" and for the model's Jinja template): each message is
+//! `Role: content<|eot_id|>` (role capitalised, content trimmed) and the generation prompt is
+//! `Assistant: `, as the model's Hugging Face template renders it (without the BOS, which the
+//! tokenizer adds). It is used for the name "bitnet" and for templates that the reference
+//! leaves unrecognised and that look like that template or like the placeholder in
+//! Microsoft's GGUF (`BITNETAssistant`); the builtin list stays the reference's.
+
+use crate::error::{Error, Result};
+
+/// One chat message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChatMessage<'a> {
+    pub role: &'a str,
+    pub content: &'a str,
+}
+
+/// The formats (llama-chat.h's `llm_chat_template`, plus BitNet's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Template {
+    Chatml,
+    Llama2,
+    Llama2Sys,
+    Llama2SysBos,
+    Llama2SysStrip,
+    MistralV1,
+    MistralV3,
+    MistralV3Tekken,
+    MistralV7,
+    MistralV7Tekken,
+    Phi3,
+    Phi4,
+    Falcon3,
+    Zephyr,
+    Monarch,
+    Gemma,
+    Orion,
+    Openchat,
+    Vicuna,
+    VicunaOrca,
+    Deepseek,
+    Deepseek2,
+    Deepseek3,
+    DeepseekOcr,
+    CommandR,
+    Llama3,
+    Chatglm3,
+    Chatglm4,
+    Glmedge,
+    Minicpm,
+    Exaone3,
+    Exaone4,
+    ExaoneMoe,
+    RwkvWorld,
+    Granite3X,
+    Granite40,
+    Granite41,
+    Gigachat,
+    Megrez,
+    Yandex,
+    Bailing,
+    BailingThink,
+    Bailing2,
+    Llama4,
+    Smolvlm,
+    Dots1,
+    HunyuanMoe,
+    OpenaiMoe,
+    HunyuanDense,
+    HunyuanVl,
+    KimiK2,
+    SeedOss,
+    Grok2,
+    PanguEmbed,
+    SolarOpen,
+    /// Not in the reference: BitNet b1.58 2B-4T.
+    Bitnet,
+}
+
+/// The reference's builtin names, in its order (a `std::map`, so sorted bytewise).
+const BUILTIN: &[(&str, Template)] = &[
+    ("bailing", Template::Bailing),
+    ("bailing-think", Template::BailingThink),
+    ("bailing2", Template::Bailing2),
+    ("chatglm3", Template::Chatglm3),
+    ("chatglm4", Template::Chatglm4),
+    ("chatml", Template::Chatml),
+    ("command-r", Template::CommandR),
+    ("deepseek", Template::Deepseek),
+    ("deepseek-ocr", Template::DeepseekOcr),
+    ("deepseek2", Template::Deepseek2),
+    ("deepseek3", Template::Deepseek3),
+    ("exaone-moe", Template::ExaoneMoe),
+    ("exaone3", Template::Exaone3),
+    ("exaone4", Template::Exaone4),
+    ("falcon3", Template::Falcon3),
+    ("gemma", Template::Gemma),
+    ("gigachat", Template::Gigachat),
+    ("glmedge", Template::Glmedge),
+    ("gpt-oss", Template::OpenaiMoe),
+    ("granite", Template::Granite3X),
+    ("granite-4.0", Template::Granite40),
+    ("granite-4.1", Template::Granite41),
+    ("grok-2", Template::Grok2),
+    ("hunyuan-dense", Template::HunyuanDense),
+    ("hunyuan-moe", Template::HunyuanMoe),
+    ("hunyuan-vl", Template::HunyuanVl),
+    ("kimi-k2", Template::KimiK2),
+    ("llama2", Template::Llama2),
+    ("llama2-sys", Template::Llama2Sys),
+    ("llama2-sys-bos", Template::Llama2SysBos),
+    ("llama2-sys-strip", Template::Llama2SysStrip),
+    ("llama3", Template::Llama3),
+    ("llama4", Template::Llama4),
+    ("megrez", Template::Megrez),
+    ("minicpm", Template::Minicpm),
+    ("mistral-v1", Template::MistralV1),
+    ("mistral-v3", Template::MistralV3),
+    ("mistral-v3-tekken", Template::MistralV3Tekken),
+    ("mistral-v7", Template::MistralV7),
+    ("mistral-v7-tekken", Template::MistralV7Tekken),
+    ("monarch", Template::Monarch),
+    ("openchat", Template::Openchat),
+    ("orion", Template::Orion),
+    ("pangu-embedded", Template::PanguEmbed),
+    ("phi3", Template::Phi3),
+    ("phi4", Template::Phi4),
+    ("rwkv-world", Template::RwkvWorld),
+    ("seed_oss", Template::SeedOss),
+    ("smolvlm", Template::Smolvlm),
+    ("solar-open", Template::SolarOpen),
+    ("vicuna", Template::Vicuna),
+    ("vicuna-orca", Template::VicunaOrca),
+    ("yandex", Template::Yandex),
+    ("zephyr", Template::Zephyr),
+];
+
+/// The name of BitNet's format (an extension: not in `builtin_templates`).
+pub const BITNET_TEMPLATE_NAME: &str = "bitnet";
+
+/// `llama_chat_builtin_templates`: the same names in the same order.
+pub fn builtin_templates() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| BUILTIN.iter().map(|(name, _)| *name).collect())
+}
+
+/// `llm_chat_detect_template`, then the BitNet extension: the format a name or Jinja template
+/// stands for, or None (the reference's -1).
+pub fn detect_template(tmpl: &[u8]) -> Option<Template> {
+    if let Some(t) = detect_reference(tmpl) {
+        return Some(t);
+    }
+    if tmpl == BITNET_TEMPLATE_NAME.as_bytes() || looks_like_bitnet(tmpl) {
+        return Some(Template::Bitnet);
+    }
+    None
+}
+
+/// 2B-4T's Hugging Face template (`message['role'] | capitalize + ': ' + ... + '<|eot_id|>'`
+/// and a generation prompt of `'Assistant: '`), or the placeholder Microsoft's GGUF conversion
+/// embeds in `ggml-model-i2_s.gguf` (`Human: ... BITNETAssistant: `), which is not the format
+/// the model was trained on: both get the Hugging Face format.
+fn looks_like_bitnet(tmpl: &[u8]) -> bool {
+    let has = |s: &str| contains(tmpl, s);
+    (has("<|eot_id|>") && has("capitalize") && has("'Assistant: '")) || has("BITNETAssistant")
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    let needle = needle.as_bytes();
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The reference's detection, test for test and in its order.
+fn detect_reference(tmpl: &[u8]) -> Option<Template> {
+    use Template::*;
+    if let Some((_, t)) = BUILTIN.iter().find(|(name, _)| name.as_bytes() == tmpl) {
+        return Some(*t);
+    }
+    let has = |s: &str| contains(tmpl, s);
+    let t = if has("<|im_start|>") {
+        if has("<|im_sep|>") {
+            Phi4
+        } else if has("<end_of_utterance>") {
+            Smolvlm
+        } else {
+            Chatml
+        }
+    } else if tmpl.starts_with(b"mistral") || has("[INST]") {
+        if has("[SYSTEM_PROMPT]") {
+            MistralV7
+        } else if has("' [INST] ' + system_message") || has("[AVAILABLE_TOOLS]") {
+            if has(" [INST]") {
+                MistralV1
+            } else if has("\"[INST]\"") {
+                MistralV3Tekken
+            } else {
+                MistralV3
+            }
+        } else if has("content.strip()") {
+            Llama2SysStrip
+        } else if has("bos_token + '[INST]") {
+            Llama2SysBos
+        } else if has("<<SYS>>") {
+            Llama2Sys
+        } else {
+            Llama2
+        }
+    } else if has("<|assistant|>") && has("<|end|>") {
+        Phi3
+    } else if has("[gMASK]<sop>") {
+        Chatglm4
+    } else if has("<|assistant|>") && has("<|user|>") {
+        if has("<|tool_declare|>") {
+            ExaoneMoe
+        } else if has("</s>") {
+            Falcon3
+        } else {
+            Glmedge
+        }
+    } else if has("<|{{ item['role'] }}|>") && has("<|begin_of_image|>") {
+        Glmedge
+    } else if has("<|user|>") && has("<|endoftext|>") {
+        Zephyr
+    } else if has("bos_token + message['role']") {
+        Monarch
+    } else if has("<start_of_turn>") {
+        Gemma
+    } else if has("'\\n\\nAssistant: ' + eos_token") {
+        Orion
+    } else if has("GPT4 Correct ") {
+        Openchat
+    } else if has("USER: ") && has("ASSISTANT: ") {
+        if has("SYSTEM: ") {
+            VicunaOrca
+        } else {
+            Vicuna
+        }
+    } else if has("### Instruction:") && has("<|EOT|>") {
+        Deepseek
+    } else if has("<|START_OF_TURN_TOKEN|>") && has("<|USER_TOKEN|>") {
+        CommandR
+    } else if has("<|start_header_id|>") && has("<|end_header_id|>") {
+        Llama3
+    } else if has("[gMASK]sop") {
+        Chatglm3
+    } else if has("<用户>") {
+        Minicpm
+    } else if has("'Assistant: ' + message['content'] + eos_token") {
+        Deepseek2
+    } else if has("<｜Assistant｜>") && has("<｜User｜>") && has("<｜end▁of▁sentence｜>") {
+        Deepseek3
+    } else if has("[|system|]") && has("[|assistant|]") && has("[|endofturn|]") {
+        if has("[|tool|]") {
+            Exaone4
+        } else {
+            Exaone3
+        }
+    } else if has("rwkv-world") || has("{{- 'User: ' + message['content']|trim + '\\n\\n' -}}") {
+        RwkvWorld
+    } else if has("<|start_of_role|>") {
+        if has("<tool_call>") || has("<tools>") {
+            if has("g4_default_system_message") {
+                Granite40
+            } else {
+                Granite41
+            }
+        } else {
+            Granite3X
+        }
+    } else if has(
+        "message['role'] + additional_special_tokens[0] + message['content'] + additional_special_tokens[1]",
+    ) {
+        Gigachat
+    } else if has("<|role_start|>") {
+        Megrez
+    } else if has(" Ассистент:") {
+        Yandex
+    } else if has("<role>ASSISTANT</role>") && has("'HUMAN'") {
+        Bailing
+    } else if has("<role>ASSISTANT</role>") && has("\"HUMAN\"") && has("<think>") {
+        BailingThink
+    } else if has("<role>ASSISTANT</role>") && has("<role>HUMAN</role>") && has("<|role_end|>") {
+        Bailing2
+    } else if has("<|header_start|>") && has("<|header_end|>") {
+        Llama4
+    } else if has("<|endofuserprompt|>") {
+        Dots1
+    } else if has("<|extra_0|>") && has("<|extra_4|>") {
+        HunyuanMoe
+    } else if has("<|start|>") && has("<|channel|>") {
+        OpenaiMoe
+    } else if has("<｜hy_Assistant｜>") && has("<｜hy_begin▁of▁sentence｜>") {
+        HunyuanVl
+    } else if has("<｜hy_Assistant｜>") && has("<｜hy_place▁holder▁no▁3｜>") {
+        HunyuanDense
+    } else if has("<|im_assistant|>assistant<|im_middle|>") {
+        KimiK2
+    } else if has("<seed:bos>") {
+        SeedOss
+    } else if has("'Assistant: '  + message['content'] + '<|separator|>") {
+        Grok2
+    } else if has("[unused9]系统：[unused10]") {
+        PanguEmbed
+    } else if has("<|begin|>") && has("<|end|>") && has("<|content|>") {
+        SolarOpen
+    } else {
+        return None;
+    };
+    Some(t)
+}
+
+/// `llama_chat_apply_template(tmpl, msgs, add_assistant)`: the formatted prompt, or an error
+/// for a template that is neither a known name nor recognised (the C API's -1).
+pub fn apply_template(tmpl: &str, msgs: &[ChatMessage], add_assistant: bool) -> Result<String> {
+    let msgs: Vec<(&[u8], &[u8])> = msgs
+        .iter()
+        .map(|m| (m.role.as_bytes(), m.content.as_bytes()))
+        .collect();
+    let out = apply_template_bytes(tmpl.as_bytes(), &msgs, add_assistant)?;
+    // Every transformation is ASCII-only, so UTF-8 in gives UTF-8 out.
+    String::from_utf8(out).map_err(|e| Error::bad_input(format!("chat template output: {e}")))
+}
+
+/// `apply_template` over raw bytes (roles and contents as (role, content) pairs), for callers
+/// holding C strings that need not be UTF-8.
+pub fn apply_template_bytes(
+    tmpl: &[u8],
+    msgs: &[(&[u8], &[u8])],
+    add_assistant: bool,
+) -> Result<Vec<u8>> {
+    let t = detect_template(tmpl).ok_or_else(|| {
+        let shown = String::from_utf8_lossy(&tmpl[..tmpl.len().min(60)]).into_owned();
+        Error::unsupported(format!("unknown chat template {shown:?}"))
+    })?;
+    Ok(format(t, msgs, add_assistant))
+}
+
+/// C's `isspace` in the "C" locale.
+fn is_c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// The reference's `trim`: C whitespace off both ends.
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_c_space(b)).unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|&b| !is_c_space(b))
+        .map_or(start, |i| i + 1);
+    &s[start..end.max(start)]
+}
+
+/// Renders the messages in one format.
+pub fn format(t: Template, msgs: &[(&[u8], &[u8])], add_ass: bool) -> Vec<u8> {
+    use Template::*;
+    let mut out: Vec<u8> = Vec::new();
+    let mut put = |parts: &[&[u8]]| {
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+    };
+    macro_rules! s {
+        ($e:expr) => {
+            AsRef::<[u8]>::as_ref($e)
+        };
+    }
+    match t {
+        Chatml => {
+            for &(role, content) in msgs {
+                put(&[
+                    s!("<|im_start|>"),
+                    role,
+                    s!("\n"),
+                    content,
+                    s!("<|im_end|>\n"),
+                ]);
+            }
+            if add_ass {
+                put(&[s!("<|im_start|>assistant\n")]);
+            }
+        }
+        MistralV7 | MistralV7Tekken => {
+            let space = s!(if t == MistralV7 { " " } else { "" });
+            for &(role, content) in msgs {
+                match role {
+                    b"system" => put(&[
+                        s!("[SYSTEM_PROMPT]"),
+                        space,
+                        content,
+                        s!("[/SYSTEM_PROMPT]"),
+                    ]),
+                    b"user" => put(&[s!("[INST]"), space, content, s!("[/INST]")]),
+                    _ => put(&[space, content, s!("</s>")]),
+                }
+            }
+        }
+        MistralV1 | MistralV3 | MistralV3Tekken => {
+            let leading = s!(if t == MistralV1 { " " } else { "" });
+            let trailing = s!(if t == MistralV3Tekken { "" } else { " " });
+            let trim_assistant = t == MistralV3;
+            let mut inside_turn = false;
+            for &(role, content) in msgs {
+                if !inside_turn {
+                    put(&[leading, s!("[INST]"), trailing]);
+                    inside_turn = true;
+                }
+                match role {
+                    b"system" => put(&[content, s!("\n\n")]),
+                    b"user" => put(&[content, leading, s!("[/INST]")]),
+                    _ => {
+                        let c = if trim_assistant {
+                            trim(content)
+                        } else {
+                            content
+                        };
+                        put(&[trailing, c, s!("</s>")]);
+                        inside_turn = false;
+                    }
+                }
+            }
+        }
+        Llama2 | Llama2Sys | Llama2SysBos | Llama2SysStrip => {
+            let support_system = t != Llama2;
+            let bos_inside_history = t == Llama2SysBos;
+            let strip = t == Llama2SysStrip;
+            let mut inside_turn = true;
+            put(&[s!("[INST] ")]);
+            for &(role, content) in msgs {
+                let content = if strip { trim(content) } else { content };
+                if !inside_turn {
+                    inside_turn = true;
+                    put(&[s!(if bos_inside_history {
+                        "<s>[INST] "
+                    } else {
+                        "[INST] "
+                    })]);
+                }
+                match role {
+                    b"system" if support_system => {
+                        put(&[s!("<<SYS>>\n"), content, s!("\n<</SYS>>\n\n")])
+                    }
+                    b"system" => put(&[content, s!("\n")]),
+                    b"user" => put(&[content, s!(" [/INST]")]),
+                    _ => {
+                        put(&[content, s!("</s>")]);
+                        inside_turn = false;
+                    }
+                }
+            }
+        }
+        Phi3 => {
+            for &(role, content) in msgs {
+                put(&[s!("<|"), role, s!("|>\n"), content, s!("<|end|>\n")]);
+            }
+            if add_ass {
+                put(&[s!("<|assistant|>\n")]);
+            }
+        }
+        Phi4 => {
+            for &(role, content) in msgs {
+                put(&[
+                    s!("<|im_start|>"),
+                    role,
+                    s!("<|im_sep|>"),
+                    content,
+                    s!("<|im_end|>"),
+                ]);
+            }
+            if add_ass {
+                put(&[s!("<|im_start|>assistant<|im_sep|>")]);
+            }
+        }
+        Falcon3 => {
+            for &(role, content) in msgs {
+                put(&[s!("<|"), role, s!("|>\n"), content, s!("\n")]);
+            }
+            if add_ass {
+                put(&[s!("<|assistant|>\n")]);
+            }
+        }
+        Zephyr => {
+            for &(role, content) in msgs {
+                put(&[s!("<|"), role, s!("|>\n"), content, s!("<|endoftext|>\n")]);
+            }
+            if add_ass {
+                put(&[s!("<|assistant|>\n")]);
+            }
+        }
+        Monarch => {
+            for (i, &(role, content)) in msgs.iter().enumerate() {
+                let bos = s!(if i == 0 { "" } else { "<s>" });
+                put(&[bos, role, s!("\n"), content, s!("</s>\n")]);
+            }
+            if add_ass {
+                put(&[s!("<s>assistant\n")]);
+            }
+        }
+        Gemma => {
+            let mut system_prompt: Vec<u8> = Vec::new();
+            for &(role, content) in msgs {
+                if role == b"system" {
+                    system_prompt.extend_from_slice(trim(content));
+                    continue;
+                }
+                let role = if role == b"assistant" {
+                    s!("model")
+                } else {
+                    role
+                };
+                put(&[s!("<start_of_turn>"), role, s!("\n")]);
+                if !system_prompt.is_empty() && role != b"model" {
+                    put(&[&system_prompt, s!("\n\n")]);
+                    system_prompt.clear();
+                }
+                put(&[trim(content), s!("<end_of_turn>\n")]);
+            }
+            if add_ass {
+                put(&[s!("<start_of_turn>model\n")]);
+            }
+        }
+        Orion => {
+            let mut system_prompt: Vec<u8> = Vec::new();
+            for &(role, content) in msgs {
+                match role {
+                    b"system" => system_prompt.extend_from_slice(content),
+                    b"user" => {
+                        put(&[s!("Human: ")]);
+                        if !system_prompt.is_empty() {
+                            put(&[&system_prompt, s!("\n\n")]);
+                            system_prompt.clear();
+                        }
+                        put(&[content, s!("\n\nAssistant: </s>")]);
+                    }
+                    _ => put(&[content, s!("</s>")]),
+                }
+            }
+        }
+        Openchat => {
+            for &(role, content) in msgs {
+                if role == b"system" {
+                    put(&[content, s!("<|end_of_turn|>")]);
+                } else {
+                    let mut role = role.to_vec();
+                    if let Some(first) = role.first_mut() {
+                        *first = first.to_ascii_uppercase();
+                    }
+                    put(&[
+                        s!("GPT4 Correct "),
+                        &role,
+                        s!(": "),
+                        content,
+                        s!("<|end_of_turn|>"),
+                    ]);
+                }
+            }
+            if add_ass {
+                put(&[s!("GPT4 Correct Assistant:")]);
+            }
+        }
+        Vicuna | VicunaOrca => {
+            for &(role, content) in msgs {
+                match role {
+                    b"system" if t == VicunaOrca => put(&[s!("SYSTEM: "), content, s!("\n")]),
+                    b"system" => put(&[content, s!("\n\n")]),
+                    b"user" => put(&[s!("USER: "), content, s!("\n")]),
+                    b"assistant" => put(&[s!("ASSISTANT: "), content, s!("</s>\n")]),
+                    _ => {}
+                }
+            }
+            if add_ass {
+                put(&[s!("ASSISTANT:")]);
+            }
+        }
+        Deepseek => {
+            for &(role, content) in msgs {
+                match role {
+                    b"system" => put(&[content]),
+                    b"user" => put(&[s!("### Instruction:\n"), content, s!("\n")]),
+                    b"assistant" => put(&[s!("### Response:\n"), content, s!("\n<|EOT|>\n")]),
+                    _ => {}
+                }
+            }
+            if add_ass {
+                put(&[s!("### Response:\n")]);
+            }
+        }
+        CommandR => {
+            for &(role, content) in msgs {
+                let head = match role {
+                    b"system" => "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>",
+                    b"user" => "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>",
+                    b"assistant" => "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
+                    _ => continue,
+                };
+                put(&[s!(head), trim(content), s!("<|END_OF_TURN_TOKEN|>")]);
+            }
+            if add_ass {
+                put(&[s!("<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")]);
+            }
+        }
+        Llama3 => {
+            for &(role, content) in msgs {
+                put(&[
+                    s!("<|start_header_id|>"),
+                    role,
+                    s!("<|end_header_id|>\n\n"),
+                    trim(content),
+                    s!("<|eot_id|>"),
+                ]);
+            }
+            if add_ass {
+                put(&[s!("<|start_header_id|>assistant<|end_header_id|>\n\n")]);
+            }
+        }
+        Chatglm3 => {
+            put(&[s!("[gMASK]sop")]);
+            for &(role, content) in msgs {
+                put(&[s!("<|"), role, s!("|>\n "), content]);
+            }
+            if add_ass {
+                put(&[s!("<|assistant|>")]);
+            }
+        }
+        Chatglm4 => {
+            put(&[s!("[gMASK]<sop>")]);
+            for &(role, content) in msgs {
+                put(&[s!("<|"), role, s!("|>\n"), content]);
+            }
+            if add_ass {
+                put(&[s!("<|assistant|>\n")]);
+            }
+        }
+        Glmedge => {
+            for &(role, content) in msgs {
+                put(&[s!("<|"), role, s!("|>\n"), content]);
+            }
+            if add_ass {
+                put(&[s!("<|assistant|>")]);
+            }
+        }
+        Minicpm => {
+            for &(role, content) in msgs {
+                if role == b"user" {
+                    put(&[s!("<用户>"), trim(content), s!("<AI>")]);
+                } else {
+                    put(&[trim(content)]);
+                }
+            }
+        }
+        Deepseek2 => {
+            for &(role, content) in msgs {
+                match role {
+                    b"system" => put(&[content, s!("\n\n")]),
+                    b"user" => put(&[s!("User: "), content, s!("\n\n")]),
+                    b"assistant" => put(&[s!("Assistant: "), content, s!("<｜end▁of▁sentence｜>")]),
+                    _ => {}
+                }
+            }
+            if add_ass {
+                put(&[s!("Assistant:")]);
+            }
+        }
+        Deepseek3 => {
+            for &(role, content) in msgs {
+                match role {
+                    b"system" => put(&[content, s!("\n\n")]),
+                    b"user" => put(&[s!("<｜User｜>"), content]),
+                    b"assistant" => {
+                        put(&[s!("<｜Assistant｜>"), content, s!("<｜end▁of▁sentence｜>")])
+                    }
+                    _ => {}
+                }
+            }
+            if add_ass {
+                put(&[s!("<｜Assistant｜>")]);
+            }
+        }
+        DeepseekOcr => {
+            for &(_, content) in msgs {
+                put(&[content]);
+            }
+        }
+        Exaone3 | Exaone4 => {
+            for &(role, content) in msgs {
+                match role {
+                    b"system" => put(&[s!("[|system|]"), trim(content), s!("[|endofturn|]\n")]),
+                    b"user" => put(&[s!("[|user|]"), trim(content), s!("\n")]),
+                    b"assistant" => {
+                        put(&[s!("[|assistant|]"), trim(content), s!("[|endofturn|]\n")])
+                    }
+                    b"tool" if t == Exaone4 => {
+                        put(&[s!("[|tool|]"), trim(content), s!("[|endofturn|]\n")])
+                    }
+                    _ => {}
+                }
+            }
+            if add_ass {
+                put(&[s!("[|assistant|]")]);
+            }
+        }
+        ExaoneMoe => {
+            for &(role, content) in msgs {
+                let head = match role {
+                    b"system" => "<|system|>\n",
+                    b"user" => "<|user|>\n",
+                    b"assistant" => "<|assistant|>\n",
+                    b"tool" => "<|tool|>\n",
+                    _ => continue,
+                };
+                put(&[s!(head), trim(content), s!("<|endofturn|>\n")]);
+            }
+            if add_ass {
+                put(&[s!("<|assistant|>\n")]);
+            }
+        }
+        RwkvWorld => {
+            for (i, &(role, content)) in msgs.iter().enumerate() {
+                match role {
+                    b"system" => put(&[s!("System: "), trim(content), s!("\n\n")]),
+                    b"user" => {
+                        put(&[s!("User: "), trim(content), s!("\n\n")]);
+                        if i == msgs.len() - 1 {
+                            put(&[s!("Assistant:")]);
+                        }
+                    }
+                    b"assistant" => put(&[s!("Assistant: "), trim(content), s!("\n\n")]),
+                    _ => {}
+                }
+            }
+        }
+        Granite3X => {
+            for &(role, content) in msgs {
+                put(&[s!("<|start_of_role|>"), role, s!("<|end_of_role|>")]);
+                if role == b"assistant_tool_call" {
+                    put(&[s!("<|tool_call|>")]);
+                }
+                put(&[content, s!("<|end_of_text|>\n")]);
+            }
+            if add_ass {
+                put(&[s!("<|start_of_role|>assistant<|end_of_role|>")]);
+            }
+        }
+        Granite40 | Granite41 => {
+            for &(role, content) in msgs {
+                if role == b"assistant_tool_call" {
+                    put(&[s!("<|start_of_role|>assistant<|end_of_role|><|tool_call|>")]);
+                } else {
+                    put(&[s!("<|start_of_role|>"), role, s!("<|end_of_role|>")]);
+                }
+                put(&[content, s!("<|end_of_text|>\n")]);
+            }
+            if add_ass {
+                put(&[s!("<|start_of_role|>assistant<|end_of_role|>")]);
+            }
+        }
+        Gigachat => {
+            let has_system = msgs.first().is_some_and(|m| m.0 == b"system");
+            if has_system {
+                put(&[s!("<s>"), msgs[0].1, s!("<|message_sep|>")]);
+            } else {
+                put(&[s!("<s>")]);
+            }
+            for &(role, content) in &msgs[usize::from(has_system)..] {
+                match role {
+                    b"user" => put(&[
+                        s!("user<|role_sep|>"),
+                        content,
+                        s!("<|message_sep|>available functions<|role_sep|>[]<|message_sep|>"),
+                    ]),
+                    b"assistant" => {
+                        put(&[s!("assistant<|role_sep|>"), content, s!("<|message_sep|>")])
+                    }
+                    _ => {}
+                }
+            }
+            if add_ass {
+                put(&[s!("assistant<|role_sep|>")]);
+            }
+        }
+        Megrez => {
+            for &(role, content) in msgs {
+                put(&[
+                    s!("<|role_start|>"),
+                    role,
+                    s!("<|role_end|>"),
+                    content,
+                    s!("<|turn_end|>"),
+                ]);
+            }
+            if add_ass {
+                put(&[s!("<|role_start|>assistant<|role_end|>")]);
+            }
+        }
+        Yandex => {
+            for &(role, content) in msgs {
+                match role {
+                    b"user" => put(&[s!(" Пользователь: "), content, s!("\n\n")]),
+                    b"assistant" => put(&[s!(" Ассистент: "), content, s!("\n\n")]),
+                    _ => {}
+                }
+            }
+            if add_ass {
+                put(&[s!(" Ассистент:[SEP]")]);
+            }
+        }
+        Bailing | BailingThink | Bailing2 => {
+            let has_system = msgs.first().is_some_and(|m| m.0 == b"system");
+            if t == Bailing2 && !has_system {
+                put(&[s!("<role>SYSTEM</role>detailed thinking off<|role_end|>")]);
+            }
+            for &(role, content) in msgs {
+                let role = if role == b"user" {
+                    b"HUMAN".to_vec()
+                } else {
+                    role.to_ascii_uppercase()
+                };
+                put(&[s!("<role>"), &role, s!("</role>"), content]);
+                if t == Bailing2 {
+                    put(&[s!("<|role_end|>")]);
+                }
+            }
+            if add_ass {
+                put(&[s!("<role>ASSISTANT</role>")]);
+                if t == BailingThink {
+                    put(&[s!("<think>")]);
+                }
+            }
+        }
+        Llama4 => {
+            for &(role, content) in msgs {
+                put(&[
+                    s!("<|header_start|>"),
+                    role,
+                    s!("<|header_end|>\n\n"),
+                    trim(content),
+                    s!("<|eot|>"),
+                ]);
+            }
+            if add_ass {
+                put(&[s!("<|header_start|>assistant<|header_end|>\n\n")]);
+            }
+        }
+        Smolvlm => {
+            put(&[s!("<|im_start|>")]);
+            for &(role, content) in msgs {
+                match role {
+                    b"system" => put(&[content, s!("\n\n")]),
+                    b"user" => put(&[s!("User: "), content, s!("<end_of_utterance>\n")]),
+                    _ => put(&[s!("Assistant: "), content, s!("<end_of_utterance>\n")]),
+                }
+            }
+            if add_ass {
+                put(&[s!("Assistant:")]);
+            }
+        }
+        Dots1 => {
+            for &(role, content) in msgs {
+                match role {
+                    b"system" => put(&[s!("<|system|>"), content, s!("<|endofsystem|>")]),
+                    b"user" => put(&[s!("<|userprompt|>"), content, s!("<|endofuserprompt|>")]),
+                    _ => put(&[s!("<|response|>"), content, s!("<|endofresponse|>")]),
+                }
+            }
+            if add_ass {
+                put(&[s!("<|response|>")]);
+            }
+        }
+        HunyuanMoe => {
+            for &(role, content) in msgs {
+                match role {
+                    b"system" => put(&[s!("<|startoftext|>"), content, s!("<|extra_4|>")]),
+                    b"assistant" => put(&[content, s!("<|eos|>")]),
+                    _ => put(&[s!("<|startoftext|>"), content, s!("<|extra_0|>")]),
+                }
+            }
+        }
+        OpenaiMoe => {
+            for &(role, content) in msgs {
+                put(&[s!("<|start|>"), role, s!("<|message|>"), content]);
+                put(&[s!(if role == b"assistant" {
+                    "<|return|>"
+                } else {
+                    "<|end|>"
+                })]);
+            }
+            if add_ass {
+                put(&[s!("<|start|>assistant")]);
+            }
+        }
+        HunyuanDense => {
+            for (i, &(role, content)) in msgs.iter().enumerate() {
+                if i == 0 && role == b"system" {
+                    put(&[content, s!("<｜hy_place▁holder▁no▁3｜>")]);
+                }
+                match role {
+                    b"assistant" => put(&[
+                        s!("<｜hy_Assistant｜>"),
+                        content,
+                        s!("<｜hy_place▁holder▁no▁2｜>"),
+                    ]),
+                    b"user" => put(&[s!("<｜hy_User｜>"), content, s!("<｜hy_Assistant｜>")]),
+                    _ => {}
+                }
+            }
+        }
+        HunyuanVl => {
+            put(&[s!("<｜hy_begin▁of▁sentence｜>")]);
+            for (i, &(role, content)) in msgs.iter().enumerate() {
+                if i == 0 && role == b"system" {
+                    put(&[content, s!("<｜hy_place▁holder▁no▁3｜>")]);
+                    continue;
+                }
+                match role {
+                    b"user" => put(&[content, s!("<｜hy_User｜>")]),
+                    b"assistant" => put(&[content, s!("<｜hy_Assistant｜>")]),
+                    _ => {}
+                }
+            }
+        }
+        KimiK2 => {
+            for &(role, content) in msgs {
+                let head = match role {
+                    b"system" => "<|im_system|>system<|im_middle|>",
+                    b"user" => "<|im_user|>user<|im_middle|>",
+                    b"assistant" => "<|im_assistant|>assistant<|im_middle|>",
+                    b"tool" => "<|im_system|>tool<|im_middle|>",
+                    _ => "",
+                };
+                put(&[s!(head), content, s!("<|im_end|>")]);
+            }
+            if add_ass {
+                put(&[s!("<|im_assistant|>assistant<|im_middle|>")]);
+            }
+        }
+        SeedOss => {
+            for &(role, content) in msgs {
+                let c = if role == b"assistant" {
+                    trim(content)
+                } else {
+                    content
+                };
+                put(&[s!("<seed:bos>"), role, s!("\n"), c, s!("<seed:eos>")]);
+            }
+            if add_ass {
+                put(&[s!("<seed:bos>assistant\n")]);
+            }
+        }
+        Grok2 => {
+            for &(role, content) in msgs {
+                match role {
+                    b"system" => put(&[s!("System: "), trim(content), s!("<|separator|>\n\n")]),
+                    b"user" => put(&[s!("Human: "), trim(content), s!("<|separator|>\n\n")]),
+                    b"assistant" => put(&[s!("Assistant: "), content, s!("<|separator|>\n\n")]),
+                    _ => {}
+                }
+            }
+            if add_ass {
+                put(&[s!("Assistant:")]);
+            }
+        }
+        PanguEmbed => {
+            for (i, &(role, content)) in msgs.iter().enumerate() {
+                if i == 0 && role != b"system" {
+                    put(&[s!("[unused9]系统：[unused10]")]);
+                }
+                let head = match role {
+                    b"system" => "[unused9]系统：",
+                    b"user" => "[unused9]用户：",
+                    b"assistant" => "[unused9]助手：",
+                    b"tool" => "[unused9]工具：",
+                    b"function" => "[unused9]方法：",
+                    _ => continue,
+                };
+                put(&[s!(head), content, s!("[unused10]")]);
+            }
+            if add_ass {
+                put(&[s!("[unused9]助手：")]);
+            }
+        }
+        SolarOpen => {
+            for &(role, content) in msgs {
+                put(&[
+                    s!("<|begin|>"),
+                    role,
+                    s!("<|content|>"),
+                    content,
+                    s!("<|end|>"),
+                ]);
+            }
+            if add_ass {
+                put(&[s!("<|begin|>assistant")]);
+            }
+        }
+        Bitnet => {
+            for &(role, content) in msgs {
+                // Jinja's `capitalize`: first letter upper, the rest lower (ASCII here).
+                let mut role = role.to_ascii_lowercase();
+                if let Some(first) = role.first_mut() {
+                    *first = first.to_ascii_uppercase();
+                }
+                put(&[&role, s!(": "), trim(content), s!("<|eot_id|>")]);
+            }
+            if add_ass {
+                put(&[s!("Assistant: ")]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_names_are_sorted_like_a_std_map() {
+        let names = builtin_templates();
+        assert_eq!(names.len(), 54);
+        for w in names.windows(2) {
+            assert!(w[0].as_bytes() < w[1].as_bytes(), "{} !< {}", w[0], w[1]);
+        }
+        assert!(!names.contains(&BITNET_TEMPLATE_NAME));
+    }
+
+    #[test]
+    fn every_builtin_name_detects_and_formats() {
+        let msgs = [ChatMessage {
+            role: "user",
+            content: "hi",
+        }];
+        for name in builtin_templates() {
+            let out = apply_template(name, &msgs, true).unwrap();
+            assert!(out.contains("hi"), "{name}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn bitnet_format() {
+        let msgs = [
+            ChatMessage {
+                role: "system",
+                content: "Be brief.",
+            },
+            ChatMessage {
+                role: "user",
+                content: "  Hello \n",
+            },
+        ];
+        assert_eq!(
+            apply_template("bitnet", &msgs, true).unwrap(),
+            "System: Be brief.<|eot_id|>User: Hello<|eot_id|>Assistant: "
+        );
+        let hf = "{% for message in messages %}{{ message['role'] | capitalize + ': ' + \
+                  message['content'] | trim + '<|eot_id|>' }}{% endfor %}\
+                  {% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}";
+        assert_eq!(detect_template(hf.as_bytes()), Some(Template::Bitnet));
+        let gguf_placeholder = "{% for message in messages %}{% if message['role'] == 'user' %}\
+                                {{ 'Human: ' + message['content'] + '\\n\\nBITNETAssistant: ' }}\
+                                {% endif %}{% endfor %}";
+        assert_eq!(
+            detect_template(gguf_placeholder.as_bytes()),
+            Some(Template::Bitnet)
+        );
+    }
+
+    #[test]
+    fn unknown_template_is_an_error() {
+        let msgs = [ChatMessage {
+            role: "user",
+            content: "hi",
+        }];
+        assert!(apply_template("no-such-template", &msgs, true).is_err());
+        assert!(apply_template("", &msgs, true).is_err());
+    }
+
+    #[test]
+    fn trim_is_c_isspace() {
+        assert_eq!(trim(b" \t\x0b\x0cab c\r\n"), b"ab c");
+        assert_eq!(trim(b"   "), b"");
+        assert_eq!(trim(b"\xc2\xa0x"), b"\xc2\xa0x");
+    }
+}
