@@ -168,38 +168,44 @@ pub extern "C" fn llama_adapter_get_alora_invocation_tokens(
 /// Setting no adapters (n_adapters == 0) succeeds: that is the state we are always in.
 #[no_mangle]
 pub extern "C" fn llama_set_adapters_lora(
-    _ctx: *mut llama_context,
+    ctx: *mut llama_context,
     _adapters: *mut *mut llama_adapter_lora,
     n_adapters: usize,
     _scales: *mut f32,
 ) -> i32 {
-    if n_adapters == 0 {
-        return 0;
-    }
-    refuse("llama_set_adapters_lora", -1, NO_LORA)
+    ffi("llama_set_adapters_lora", -1, || {
+        if ctx.is_null() {
+            return Err("ctx is NULL".into());
+        }
+        if n_adapters == 0 {
+            return Ok(0);
+        }
+        Err(NO_LORA.into())
+    })
 }
 
 /// Clearing (data == NULL) succeeds: no control vector is ever loaded.
 #[no_mangle]
 pub extern "C" fn llama_set_adapter_cvec(
-    _ctx: *mut llama_context,
+    ctx: *mut llama_context,
     data: *const f32,
     _len: usize,
     _n_embd: i32,
     _il_start: i32,
     _il_end: i32,
 ) -> i32 {
-    if data.is_null() {
-        return 0;
-    }
-    refuse(
-        "llama_set_adapter_cvec",
-        -1,
-        "control vectors are not supported",
-    )
+    ffi("llama_set_adapter_cvec", -1, || {
+        if ctx.is_null() {
+            return Err("ctx is NULL".into());
+        }
+        if data.is_null() {
+            return Ok(0);
+        }
+        Err("control vectors are not supported".into())
+    })
 }
 
-// ---- State save/load.
+// ---- Backend sampling.
 
 #[no_mangle]
 pub extern "C" fn llama_set_sampler(
