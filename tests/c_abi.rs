@@ -25,79 +25,8 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
-use common::{assert_ok, fixtures, model, repo, scratch};
-
-/// The reference build tree (cpp_ref/build.sh's `dist`), or why it is unusable.
-fn reference_dist() -> Result<PathBuf, String> {
-    let env_dir = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let cache = env_dir("BITNET_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/bitnet-rs")
-        });
-    let root = env_dir("BITNET_CPP_REF_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("cpp_ref"));
-    let dist = root.join("dist");
-    for needed in [
-        ".bitnet-cpp-ref.stamp",
-        "lib/libllama.so",
-        "include/llama.h",
-    ] {
-        if !dist.join(needed).exists() {
-            return Err(format!("{} is missing", dist.join(needed).display()));
-        }
-    }
-    Ok(dist)
-}
-
-/// The reference tree, or None after printing the skip line (a panic under
-/// BITNET_CROSSVAL_REQUIRE_REF=1).
-fn reference() -> Option<PathBuf> {
-    match reference_dist() {
-        Ok(dist) => Some(dist),
-        Err(why) => {
-            if std::env::var("BITNET_CROSSVAL_REQUIRE_REF").as_deref() == Ok("1") {
-                panic!("BITNET_CROSSVAL_REQUIRE_REF=1 but {why}");
-            }
-            // Straight to fd 2, past the test harness's output capture, so the skip is visible.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: reference not built (run cpp_ref/build.sh): {why}"
-            );
-            None
-        }
-    }
-}
-
-/// target/<profile>: this test binary lives in target/<profile>/deps/.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// Builds libllama/ (target/<profile>/libllama.{so,a}) once per test process: `cargo test` of
-/// this package alone does not build the workspace's other members.
-fn our_lib_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = profile_dir();
-        let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        cargo
-            .args(["build", "-p", "llama"])
-            .current_dir(repo())
-            .env("CARGO_TARGET_DIR", dir.parent().unwrap());
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cargo.arg("--release");
-        }
-        let out = cargo.output().expect("cannot run cargo");
-        assert_ok("cargo build -p llama", &out);
-        assert!(dir.join("libllama.so").exists() && dir.join("libllama.a").exists());
-        dir
-    })
-}
+use common::{assert_ok, fixtures, model, our_lib_dir, reference, repo, scratch};
 
 fn our_include() -> PathBuf {
     let dir = repo().join("include");

@@ -934,11 +934,18 @@ fn misuse_returns_the_documented_values() {
         // Unsupported features refuse.
         assert!(llama_adapter_lora_init(m, c"x".as_ptr()).is_null());
         assert!(llama_get_embeddings(c).is_null());
+        let g = llama_sampler_init_grammar(vocab, c"root ::= \"a\"".as_ptr(), c"root".as_ptr());
+        assert!(!g.is_null());
+        llama_sampler_free(g);
+        for bad in [c"root ::= (\"a\"", c"root ::= b", c"x ::= \"a\""] {
+            assert!(llama_sampler_init_grammar(vocab, bad.as_ptr(), c"root".as_ptr()).is_null());
+        }
+        assert!(logged("failed to parse grammar"));
         assert!(
-            llama_sampler_init_grammar(vocab, c"root ::= \"a\"".as_ptr(), c"root".as_ptr())
+            llama_sampler_init_grammar(null(), c"root ::= \"a\"".as_ptr(), c"root".as_ptr())
                 .is_null()
         );
-        assert!(logged("grammar not supported yet"));
+        assert!(llama_sampler_init_grammar(vocab, c"root ::= \"a\"".as_ptr(), null()).is_null());
         assert_ne!(
             llama_model_quantize(c"a".as_ptr(), c"b".as_ptr(), null()),
             0

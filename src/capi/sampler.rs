@@ -9,7 +9,7 @@ use super::context::{llama_context, with_ctx_mut};
 use super::guard::{self, ffi, handle, handle_mut, Fallible, LOG_INFO};
 use super::types::*;
 use super::vocab::llama_vocab;
-use crate::sampling::{self, Candidates, Sampler, TokenData};
+use crate::sampling::{self, grammar, Candidates, Sampler, TokenData};
 
 // llama_token_data and the sampling module's TokenData are the same three fields.
 const _: () = assert!(std::mem::size_of::<TokenData>() == std::mem::size_of::<llama_token_data>());
@@ -742,44 +742,131 @@ fn refuse(name: &str, why: &str) -> *mut llama_sampler {
     ffi(name, std::ptr::null_mut(), || Err(why.to_string()))
 }
 
-#[no_mangle]
-pub extern "C" fn llama_sampler_init_grammar(
-    _vocab: *const llama_vocab,
-    _grammar_str: *const c_char,
-    _grammar_root: *const c_char,
-) -> *mut llama_sampler {
-    refuse("llama_sampler_init_grammar", "grammar not supported yet")
+/// The C strings of a `char **` array as UTF-8 text.
+///
+/// # Safety
+/// `list` is NULL (then `n` must be 0) or holds `n` C strings.
+unsafe fn c_str_list<'a>(list: *mut *const c_char, n: usize, what: &str) -> Fallible<Vec<&'a str>> {
+    // SAFETY: list holds n entries (caller's contract).
+    let entries = unsafe { guard::c_slice(list.cast_const(), n, what) }?;
+    // SAFETY: each entry is a C string (caller's contract).
+    entries
+        .iter()
+        .map(|&p| unsafe { guard::c_str(p, what) })
+        .collect()
+}
+
+/// A grammar sampler over `vocab`: `lazy` holds (trigger patterns, trigger tokens). A NULL or
+/// empty grammar gives a sampler that constrains nothing, as the reference.
+///
+/// # Safety
+/// `vocab` is NULL or live; the strings are NULL or C strings.
+unsafe fn init_grammar(
+    vocab: *const llama_vocab,
+    grammar_str: *const c_char,
+    grammar_root: *const c_char,
+    lazy: Option<(Vec<&str>, &[llama_token])>,
+) -> Fallible<*mut llama_sampler> {
+    // SAFETY: as the function's contract.
+    let v = unsafe { handle(vocab, "vocab") }?;
+    let text = if grammar_str.is_null() {
+        ""
+    } else {
+        // SAFETY: a C string (contract).
+        unsafe { guard::c_str(grammar_str, "grammar_str") }?
+    };
+    let root = if text.is_empty() && grammar_root.is_null() {
+        "root"
+    } else {
+        // SAFETY: a C string (contract); NULL is refused by c_str.
+        unsafe { guard::c_str(grammar_root, "grammar_root") }?
+    };
+    let tokenize = |t: &[u8]| -> Vec<i32> {
+        v.tok
+            .tokenize_bytes(t, false, true)
+            .into_iter()
+            .map(|id| id as i32)
+            .collect()
+    };
+    let sampler = match lazy {
+        None => grammar::grammar(v.grammar_vocab(), text, root, Some(&tokenize)),
+        Some((patterns, tokens)) => grammar::grammar_lazy(
+            v.grammar_vocab(),
+            text,
+            root,
+            &patterns,
+            tokens,
+            Some(&tokenize),
+        ),
+    }
+    .map_err(|e| format!("failed to parse grammar: {e}"))?;
+    Ok(wrap(Box::new(sampler)))
 }
 
 #[no_mangle]
-pub extern "C" fn llama_sampler_init_grammar_lazy(
-    _vocab: *const llama_vocab,
-    _grammar_str: *const c_char,
-    _grammar_root: *const c_char,
-    _trigger_words: *mut *const c_char,
-    _num_trigger_words: usize,
-    _trigger_tokens: *const llama_token,
-    _num_trigger_tokens: usize,
+pub unsafe extern "C" fn llama_sampler_init_grammar(
+    vocab: *const llama_vocab,
+    grammar_str: *const c_char,
+    grammar_root: *const c_char,
 ) -> *mut llama_sampler {
-    refuse(
+    ffi("llama_sampler_init_grammar", std::ptr::null_mut(), || {
+        // SAFETY: forwarded C arguments (llama.h contract).
+        unsafe { init_grammar(vocab, grammar_str, grammar_root, None) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn llama_sampler_init_grammar_lazy(
+    vocab: *const llama_vocab,
+    grammar_str: *const c_char,
+    grammar_root: *const c_char,
+    trigger_words: *mut *const c_char,
+    num_trigger_words: usize,
+    trigger_tokens: *const llama_token,
+    num_trigger_tokens: usize,
+) -> *mut llama_sampler {
+    ffi(
         "llama_sampler_init_grammar_lazy",
-        "grammar not supported yet",
+        std::ptr::null_mut(),
+        || {
+            // SAFETY: forwarded C arguments: arrays of the given lengths (llama.h contract).
+            unsafe {
+                let words = c_str_list(trigger_words, num_trigger_words, "trigger_words")?;
+                let tokens = guard::c_slice(trigger_tokens, num_trigger_tokens, "trigger_tokens")?;
+                let pattern = grammar::trigger_words_pattern(&words);
+                let patterns = if words.is_empty() {
+                    vec![]
+                } else {
+                    vec![pattern.as_str()]
+                };
+                init_grammar(vocab, grammar_str, grammar_root, Some((patterns, tokens)))
+            }
+        },
     )
 }
 
 #[no_mangle]
-pub extern "C" fn llama_sampler_init_grammar_lazy_patterns(
-    _vocab: *const llama_vocab,
-    _grammar_str: *const c_char,
-    _grammar_root: *const c_char,
-    _trigger_patterns: *mut *const c_char,
-    _num_trigger_patterns: usize,
-    _trigger_tokens: *const llama_token,
-    _num_trigger_tokens: usize,
+pub unsafe extern "C" fn llama_sampler_init_grammar_lazy_patterns(
+    vocab: *const llama_vocab,
+    grammar_str: *const c_char,
+    grammar_root: *const c_char,
+    trigger_patterns: *mut *const c_char,
+    num_trigger_patterns: usize,
+    trigger_tokens: *const llama_token,
+    num_trigger_tokens: usize,
 ) -> *mut llama_sampler {
-    refuse(
+    ffi(
         "llama_sampler_init_grammar_lazy_patterns",
-        "grammar not supported yet",
+        std::ptr::null_mut(),
+        || {
+            // SAFETY: forwarded C arguments: arrays of the given lengths (llama.h contract).
+            unsafe {
+                let patterns =
+                    c_str_list(trigger_patterns, num_trigger_patterns, "trigger_patterns")?;
+                let tokens = guard::c_slice(trigger_tokens, num_trigger_tokens, "trigger_tokens")?;
+                init_grammar(vocab, grammar_str, grammar_root, Some((patterns, tokens)))
+            }
+        },
     )
 }
 

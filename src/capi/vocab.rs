@@ -1,6 +1,7 @@
 //! The vocabulary: special tokens, token text/score/attributes, and llama_tokenize /
 //! llama_token_to_piece / llama_detokenize with the reference's negative-size conventions.
 
+use crate::sampling::grammar::GrammarVocab;
 use std::ffi::{c_char, c_int, CString};
 use std::sync::OnceLock;
 
@@ -13,6 +14,8 @@ pub struct llama_vocab {
     pub(crate) tok: Tokenizer,
     /// Token texts as C strings, made on the first `llama_vocab_get_text`.
     texts: OnceLock<Vec<CString>>,
+    /// Every token's piece and end-of-generation flag, made for the first grammar sampler.
+    grammar: OnceLock<GrammarVocab>,
 }
 
 impl llama_vocab {
@@ -20,7 +23,14 @@ impl llama_vocab {
         llama_vocab {
             tok,
             texts: OnceLock::new(),
+            grammar: OnceLock::new(),
         }
+    }
+
+    /// The token pieces grammar samplers match against (built once per vocabulary).
+    pub(crate) fn grammar_vocab(&self) -> &GrammarVocab {
+        self.grammar
+            .get_or_init(|| GrammarVocab::from_tokenizer(&self.tok))
     }
 
     pub(crate) fn n_tokens(&self) -> usize {

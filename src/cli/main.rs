@@ -1,8 +1,14 @@
 //! The `bitnet` command line.
 
+mod chat;
+mod demo;
 mod inspect;
 mod json;
+mod llama;
+mod reference;
+mod run;
 mod tokenize;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,155 +31,394 @@ usage:
                                            the same with a Hugging Face tokenizer.json
                                            instead of the model's vocabulary (no MODEL needed;
                                            --no-bos: no post-processor special tokens)
+  bitnet bench -m MODEL [-p 128,512] [-n 64] [-t THREADS] [-r REPS] [--head f16|q8_0] [--json]
+                                           prefill/decode tok/s, load time, peak RSS, bandwidth share
+  bitnet run [-m MODEL] -p PROMPT [-n 128] [-t THREADS] [-c CTX] [--temp 0.8] [--top-k 40]
+             [--top-p 0.95] [--min-p 0.05] [--seed S] [--repeat-penalty 1.0] [--no-display-prompt]
+                                           generate text (streamed to stdout; prompt and
+                                           generation speed on stderr); --temp 0: greedy;
+                                           -n -1: until end of generation or a full context
+                                           (-c 0, the default: the model's training context)
+  bitnet chat [-m MODEL] [-sys SYSTEM] [--chat-template NAME] [the run options]
+                                           chat: one user turn per stdin line, replies until
+                                           end of turn (or -n tokens), until EOF
+  bitnet verify [-m] MODEL [-n 16]          is the file usable: loads, tokenizer round-trips,
+                                           greedy run with finite logits, same greedy tokens
+                                           as the C++ reference when it is built and can load
+                                           the model; PASS/FAIL/SKIP per check, exit code 0
+                                           only when no check fails
   bitnet help | --help | --version
 
-With no MODEL, the small default model is used (generated on first use by
-tests/models/prepare.sh into $BITNET_CACHE_DIR, default ~/.cache/bitnet-rs).
+run, chat and verify go through the library's llama.h C API, as a C program would.
+
+With no MODEL, a small demo model is used: made on first use, in-process, into
+$BITNET_CACHE_DIR/models/demo (default ~/.cache/bitnet-rs); its weights are synthetic
+(seeded random ternary values), so its text is gibberish.
 ";
 
-/// The default model's path, generating the test-model set first if it is not there.
+/// The demo model's path (`$BITNET_CACHE_DIR/models/demo/bitnet-demo-i2_s.gguf`), made on
+/// first use by `demo::write` (in-process: no network, no Python).
 fn default_model() -> Result<String> {
     let cache = std::env::var_os("BITNET_CACHE_DIR")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bitnet-rs")))
         .ok_or_else(|| {
             Error::bad_input("no MODEL given and neither BITNET_CACHE_DIR nor HOME is set")
         })?;
-    let model = cache.join("models/tiny/bitnet-b1.58-i2_s.gguf");
+    let model = cache.join("models/demo/bitnet-demo-i2_s.gguf");
     if !model.exists() {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/models/prepare.sh");
-        if !script.exists() {
-            return Err(Error::bad_input(format!(
-                "no MODEL given and the default model {} is missing (make it with \
-                 tests/models/prepare.sh from the bitnet-rs source tree)",
-                model.display()
-            )));
-        }
         eprintln!(
-            "bitnet: making the default model with {} ...",
-            script.display()
+            "bitnet: making the demo model (synthetic weights) at {}",
+            model.display()
         );
-        let status = std::process::Command::new("bash")
-            .arg(&script)
-            .env("BITNET_CACHE_DIR", &cache)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .map_err(|e| Error::io(format!("cannot run {}: {e}", script.display())))?;
-        if !status.success() || !model.exists() {
-            return Err(Error::io(format!("{} failed ({status})", script.display())));
-        }
+        demo::write(&model)?;
     }
     Ok(model.to_string_lossy().into_owned())
 }
 
-/// The value after a flag that takes one.
-fn flag_value(it: &mut std::slice::Iter<'_, String>, flag: &str) -> Result<String> {
-    it.next()
-        .cloned()
-        .ok_or_else(|| Error::bad_input(format!("{flag} needs a value")))
+/// One option of a command: its spellings, and whether a value follows it.
+#[derive(Clone, Copy)]
+struct Opt {
+    names: &'static [&'static str],
+    takes_value: bool,
+}
+
+const fn flag(names: &'static [&'static str]) -> Opt {
+    Opt {
+        names,
+        takes_value: false,
+    }
+}
+
+const fn value(names: &'static [&'static str]) -> Opt {
+    Opt {
+        names,
+        takes_value: true,
+    }
+}
+
+/// A command line parsed against its option table: options by their first spelling (the last
+/// one given wins, as in llama-cli), and the positional arguments. `--` ends the options: what
+/// follows is one positional argument, joined with spaces.
+struct Parsed {
+    command: &'static str,
+    values: Vec<(&'static str, String)>,
+    flags: Vec<&'static str>,
+    positional: Vec<String>,
+}
+
+fn parse(command: &'static str, table: &[Opt], args: &[String]) -> Result<Parsed> {
+    let mut parsed = Parsed {
+        command,
+        values: Vec::new(),
+        flags: Vec::new(),
+        positional: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            parsed
+                .positional
+                .push(it.by_ref().cloned().collect::<Vec<_>>().join(" "));
+            break;
+        }
+        if !arg.starts_with('-') || arg.len() == 1 {
+            parsed.positional.push(arg.clone());
+            continue;
+        }
+        // `--name=value` as well as `--name value`.
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let opt = table
+            .iter()
+            .find(|o| o.names.contains(&name))
+            .ok_or_else(|| Error::bad_input(format!("{command}: unknown option {name}")))?;
+        let key = opt.names[0];
+        if opt.takes_value {
+            let v = match inline {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| Error::bad_input(format!("{command}: {name} needs a value")))?,
+            };
+            parsed.values.retain(|(k, _)| *k != key);
+            parsed.values.push((key, v));
+        } else if inline.is_some() {
+            return Err(Error::bad_input(format!(
+                "{command}: {name} takes no value"
+            )));
+        } else if !parsed.flags.contains(&key) {
+            parsed.flags.push(key);
+        }
+    }
+    Ok(parsed)
+}
+
+impl Parsed {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.flags.contains(&key)
+    }
+
+    /// A number option, or `default` when absent.
+    fn number<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| {
+                Error::bad_input(format!(
+                    "{}: {key} expects a number, got {v:?}",
+                    self.command
+                ))
+            }),
+        }
+    }
+
+    /// At most `max` positional arguments.
+    fn positional(&self, max: usize) -> Result<&[String]> {
+        match self.positional.get(max) {
+            Some(extra) => Err(Error::bad_input(format!(
+                "{}: unexpected argument {extra:?}",
+                self.command
+            ))),
+            None => Ok(&self.positional),
+        }
+    }
+
+    /// `-m MODEL`, or the default model.
+    fn model_or_default(&self) -> Result<String> {
+        match self.get("-m") {
+            Some(m) => Ok(m.to_string()),
+            None => default_model(),
+        }
+    }
 }
 
 fn parse_inspect(args: &[String]) -> Result<inspect::Args> {
-    let mut model = None;
-    let mut json = false;
-    let mut dequant = None;
-    let mut out = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |flag: &str| flag_value(&mut it, flag);
-        match a.as_str() {
-            "--json" => json = true,
-            "--dequant" => dequant = Some(value("--dequant")?),
-            "--out" | "-o" => out = Some(value("--out")?),
-            "-m" | "--model" => model = Some(value("--model")?),
-            s if s.starts_with('-') => {
-                return Err(Error::bad_input(format!("inspect: unknown option {s}")))
-            }
-            s if model.is_none() => model = Some(s.to_string()),
-            s => {
-                return Err(Error::bad_input(format!(
-                    "inspect: unexpected argument {s}"
-                )))
-            }
+    const TABLE: &[Opt] = &[
+        flag(&["--json"]),
+        value(&["--dequant"]),
+        value(&["--out", "-o"]),
+        value(&["-m", "--model"]),
+    ];
+    let p = parse("inspect", TABLE, args)?;
+    let model = match (p.get("-m"), p.positional(1)?.first()) {
+        (Some(_), Some(extra)) => {
+            return Err(Error::bad_input(format!(
+                "inspect: unexpected argument {extra:?}"
+            )))
         }
-    }
-    let model = match model {
-        Some(m) => m,
-        None => default_model()?,
+        (Some(m), None) => m.to_string(),
+        (None, Some(m)) => m.clone(),
+        (None, None) => default_model()?,
     };
     Ok(inspect::Args {
         model,
-        json,
-        dequant,
-        out,
+        json: p.has("--json"),
+        dequant: p.get("--dequant").map(str::to_string),
+        out: p.get("--out").map(str::to_string),
     })
 }
 
 fn parse_tokenize(args: &[String]) -> Result<tokenize::Args> {
-    let mut model = None;
-    let mut tokenizer_json = None;
-    let mut add_special = true;
-    let mut special = false;
-    let mut ids_only = false;
-    let mut text = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |flag: &str| flag_value(&mut it, flag);
-        let input = match a.as_str() {
-            "-m" | "--model" => {
-                model = Some(value("--model")?);
-                continue;
-            }
-            "--tokenizer-json" => {
-                tokenizer_json = Some(value("--tokenizer-json")?);
-                continue;
-            }
-            "--no-bos" => {
-                add_special = false;
-                continue;
-            }
-            "--special" => {
-                special = true;
-                continue;
-            }
-            "--ids" => {
-                ids_only = true;
-                continue;
-            }
-            "-f" | "--file" => tokenize::Input::File(value("--file")?),
-            "--" => tokenize::Input::Text(it.by_ref().cloned().collect::<Vec<_>>().join(" ")),
-            s if s.starts_with('-') && s.len() > 1 => {
-                return Err(Error::bad_input(format!("tokenize: unknown option {s}")))
-            }
-            s => tokenize::Input::Text(s.to_string()),
-        };
-        if text.replace(input).is_some() {
+    const TABLE: &[Opt] = &[
+        value(&["-m", "--model"]),
+        value(&["--tokenizer-json"]),
+        flag(&["--no-bos"]),
+        flag(&["--special"]),
+        flag(&["--ids"]),
+        value(&["-f", "--file"]),
+    ];
+    let p = parse("tokenize", TABLE, args)?;
+    let text = match (p.get("-f"), p.positional.as_slice()) {
+        (Some(file), []) => tokenize::Input::File(file.to_string()),
+        (None, [text]) => tokenize::Input::Text(text.clone()),
+        (None, []) => return Err(Error::bad_input("tokenize: no TEXT and no -f FILE")),
+        _ => {
             return Err(Error::bad_input(
                 "tokenize: give one TEXT or one -f FILE (quote a text with spaces)",
-            ));
+            ))
         }
-    }
-    let text = text.ok_or_else(|| Error::bad_input("tokenize: no TEXT and no -f FILE"))?;
+    };
+    let tokenizer_json = p.get("--tokenizer-json").map(str::to_string);
     // With a tokenizer.json the model is not read: no default model is made.
-    let model = match (model, &tokenizer_json) {
-        (Some(m), _) => Some(m),
+    let model = match (p.get("-m"), &tokenizer_json) {
+        (Some(m), _) => Some(m.to_string()),
         (None, Some(_)) => None,
         (None, None) => Some(default_model()?),
     };
     Ok(tokenize::Args {
         model,
         tokenizer_json,
-        add_special,
-        special,
-        ids_only,
+        add_special: !p.has("--no-bos"),
+        special: p.has("--special"),
+        ids_only: p.has("--ids"),
         text,
     })
 }
 
-fn run(args: &[String]) -> Result<()> {
+/// The options `run` and `chat` share (llama-cli's names).
+const GENERATION_OPTS: &[Opt] = &[
+    value(&["-m", "--model"]),
+    value(&["-n", "--n-predict", "--predict"]),
+    value(&["-t", "--threads"]),
+    value(&["-c", "--ctx-size"]),
+    value(&["--temp"]),
+    value(&["--top-k"]),
+    value(&["--top-p"]),
+    value(&["--min-p"]),
+    value(&["-s", "--seed"]),
+    value(&["--repeat-penalty"]),
+    value(&["--repeat-last-n"]),
+    flag(&["-v", "--verbose"]),
+];
+
+fn sampling_params(p: &Parsed) -> Result<llama::SamplingParams> {
+    let d = llama::SamplingParams::default();
+    let s = llama::SamplingParams {
+        temp: p.number("--temp", d.temp)?,
+        top_k: p.number("--top-k", d.top_k)?,
+        top_p: p.number("--top-p", d.top_p)?,
+        min_p: p.number("--min-p", d.min_p)?,
+        // -1 (llama-cli's "random") is LLAMA_DEFAULT_SEED.
+        seed: p.number::<i64>("-s", d.seed as i64)? as u32,
+        repeat_penalty: p.number("--repeat-penalty", d.repeat_penalty)?,
+        repeat_last_n: p.number("--repeat-last-n", d.repeat_last_n)?,
+    };
+    let bad = |what: &str| Err(Error::bad_input(format!("{}: {what}", p.command)));
+    if !s.temp.is_finite() {
+        return bad("--temp must be a finite number");
+    }
+    if !(0.0..=1.0).contains(&s.top_p) || !(0.0..=1.0).contains(&s.min_p) {
+        return bad("--top-p and --min-p must lie in [0, 1]");
+    }
+    if !(s.repeat_penalty > 0.0 && s.repeat_penalty.is_finite()) {
+        return bad("--repeat-penalty must be > 0");
+    }
+    if s.repeat_last_n < -1 {
+        return bad("--repeat-last-n must be >= -1");
+    }
+    Ok(s)
+}
+
+/// -c, -t, -n: (n_ctx, n_threads, n_predict), checked.
+fn sizes(p: &Parsed) -> Result<(u32, i32, i32)> {
+    let n_ctx: u32 = p.number("-c", 0)?;
+    let n_threads: i32 = p.number("-t", 0)?;
+    let n_predict: i32 = p.number("-n", 128)?;
+    if !(0..=1024).contains(&n_threads) {
+        return Err(Error::bad_input(format!(
+            "{}: -t must lie in 0..=1024 (0: all cores)",
+            p.command
+        )));
+    }
+    if n_predict < -1 {
+        return Err(Error::bad_input(format!(
+            "{}: -n must be >= -1 (-1: no limit)",
+            p.command
+        )));
+    }
+    Ok((n_ctx, n_threads, n_predict))
+}
+
+fn parse_run(args: &[String]) -> Result<run::Args> {
+    let mut table = GENERATION_OPTS.to_vec();
+    table.extend([
+        value(&["-p", "--prompt"]),
+        value(&["-f", "--file"]),
+        flag(&["--no-display-prompt"]),
+    ]);
+    let p = parse("run", &table, args)?;
+    p.positional(0)?;
+    let prompt = match (p.get("-p"), p.get("-f")) {
+        (Some(text), None) => text.to_string(),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map_err(|e| Error::io(format!("run: cannot read {file}: {e}")))?,
+        (Some(_), Some(_)) => {
+            return Err(Error::bad_input("run: give -p PROMPT or -f FILE, not both"))
+        }
+        (None, None) => return Err(Error::bad_input("run: no prompt (-p PROMPT or -f FILE)")),
+    };
+    let (n_ctx, n_threads, n_predict) = sizes(&p)?;
+    let sampling = sampling_params(&p)?;
+    Ok(run::Args {
+        model: p.model_or_default()?,
+        prompt,
+        n_predict,
+        n_ctx,
+        n_threads,
+        sampling,
+        display_prompt: !p.has("--no-display-prompt"),
+        verbose: p.has("-v"),
+    })
+}
+
+fn parse_chat(args: &[String]) -> Result<chat::Args> {
+    let mut table = GENERATION_OPTS.to_vec();
+    table.extend([
+        value(&["-sys", "--system-prompt"]),
+        value(&["--chat-template"]),
+    ]);
+    let p = parse("chat", &table, args)?;
+    p.positional(0)?;
+    let (n_ctx, n_threads, n_predict) = sizes(&p)?;
+    let sampling = sampling_params(&p)?;
+    Ok(chat::Args {
+        model: p.model_or_default()?,
+        system: p.get("-sys").map(str::to_string),
+        template: p.get("--chat-template").map(str::to_string),
+        n_predict,
+        n_ctx,
+        n_threads,
+        sampling,
+        verbose: p.has("-v"),
+    })
+}
+
+fn parse_verify(args: &[String]) -> Result<verify::Args> {
+    const TABLE: &[Opt] = &[
+        value(&["-m", "--model"]),
+        value(&["-n", "--n-predict"]),
+        flag(&["-v", "--verbose"]),
+    ];
+    let p = parse("verify", TABLE, args)?;
+    let model = match (p.get("-m"), p.positional(1)?.first()) {
+        (Some(m), None) => m.to_string(),
+        (None, Some(m)) => m.clone(),
+        (Some(_), Some(extra)) => {
+            return Err(Error::bad_input(format!(
+                "verify: unexpected argument {extra:?}"
+            )))
+        }
+        (None, None) => default_model()?,
+    };
+    let n_steps: usize = p.number("-n", 16)?;
+    if !(1..=4096).contains(&n_steps) {
+        return Err(Error::bad_input("verify: -n must lie in 1..=4096"));
+    }
+    Ok(verify::Args {
+        model,
+        n_steps,
+        verbose: p.has("-v"),
+    })
+}
+
+fn dispatch(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("inspect") => inspect::run(&parse_inspect(&args[1..])?),
         Some("tokenize") => tokenize::run(&parse_tokenize(&args[1..])?),
+        Some("run") => run::run(&parse_run(&args[1..])?),
+        Some("chat") => chat::run(&parse_chat(&args[1..])?),
+        Some("verify") => verify::run(&parse_verify(&args[1..])?),
         None | Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())
@@ -190,7 +435,7 @@ fn run(args: &[String]) -> Result<()> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    match dispatch(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the message names the file, key or tensor at fault.

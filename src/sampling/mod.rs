@@ -11,6 +11,7 @@
 //! - `sort`: libstdc++'s `std::sort` / `std::partial_sort`, so ties come out in the same order;
 //! - `samplers`: one struct per sampler; `penalties`: repetition penalties, DRY, logit bias.
 
+pub mod grammar;
 pub mod penalties;
 pub mod rng;
 pub mod samplers;

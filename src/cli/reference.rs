@@ -1,0 +1,289 @@
+//! The C++ reference libllama (cpp_ref/build.sh's build), loaded at run time for `bitnet verify`.
+//!
+//! Symbol trap (REFERENCE.md section 1): this process has `llama_*` functions of its own, so the
+//! reference is opened with `dlopen(RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)` (its symbols stay out
+//! of the global scope and its own calls bind inside its own libraries first), every function is
+//! looked up on that handle, and a canary (`dladdr`) checks that the pointers lie in the
+//! reference's libllama.so and differ from ours. The reference's llama.h is ABI-identical to ours
+//! (tests/capi.rs), so our `#[repr(C)]` structs describe its parameters; its handles stay opaque.
+//! The library is never closed (llama.cpp's static state and threads make dlclose unsafe).
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+
+use bitnet::capi::{
+    enum_ggml_log_level, ggml_log_callback, llama_batch, llama_context_params, llama_model_params,
+};
+
+/// The reference's lib directory: `$BITNET_CPP_REF_DIR/dist/lib`, else
+/// `$BITNET_CACHE_DIR/cpp_ref/dist/lib` (default cache ~/.cache/bitnet-rs).
+pub fn lib_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("BITNET_CPP_REF_DIR") {
+        return Some(PathBuf::from(d).join("dist/lib"));
+    }
+    let cache = std::env::var_os("BITNET_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bitnet-rs")))?;
+    Some(cache.join("cpp_ref/dist/lib"))
+}
+
+const RTLD_NOW: c_int = 2;
+const RTLD_LOCAL: c_int = 0;
+const RTLD_DEEPBIND: c_int = 8;
+
+#[repr(C)]
+struct DlInfo {
+    dli_fname: *const c_char,
+    dli_fbase: *mut c_void,
+    dli_sname: *const c_char,
+    dli_saddr: *mut c_void,
+}
+
+extern "C" {
+    fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlerror() -> *const c_char;
+    fn dladdr(addr: *const c_void, info: *mut DlInfo) -> c_int;
+}
+
+type Handle = *mut c_void;
+
+type FnBackendInit = unsafe extern "C" fn();
+type FnLogSet = unsafe extern "C" fn(ggml_log_callback, *mut c_void);
+type FnModelDefaultParams = unsafe extern "C" fn() -> llama_model_params;
+type FnModelLoadFromFile = unsafe extern "C" fn(*const c_char, llama_model_params) -> Handle;
+type FnModelFree = unsafe extern "C" fn(Handle);
+type FnModelGetVocab = unsafe extern "C" fn(Handle) -> Handle;
+type FnVocabNTokens = unsafe extern "C" fn(Handle) -> i32;
+type FnTokenize =
+    unsafe extern "C" fn(Handle, *const c_char, i32, *mut i32, i32, bool, bool) -> i32;
+type FnContextDefaultParams = unsafe extern "C" fn() -> llama_context_params;
+type FnInitFromModel = unsafe extern "C" fn(Handle, llama_context_params) -> Handle;
+type FnFree = unsafe extern "C" fn(Handle);
+type FnBatchGetOne = unsafe extern "C" fn(*mut i32, i32) -> llama_batch;
+type FnDecode = unsafe extern "C" fn(Handle, llama_batch) -> i32;
+type FnGetLogitsIth = unsafe extern "C" fn(Handle, i32) -> *mut f32;
+
+/// The reference functions the greedy check needs (signatures of the pinned llama.h).
+pub struct RefApi {
+    pub backend_init: FnBackendInit,
+    pub log_set: FnLogSet,
+    pub model_default_params: FnModelDefaultParams,
+    pub model_load_from_file: FnModelLoadFromFile,
+    pub model_free: FnModelFree,
+    pub model_get_vocab: FnModelGetVocab,
+    pub vocab_n_tokens: FnVocabNTokens,
+    pub tokenize: FnTokenize,
+    pub context_default_params: FnContextDefaultParams,
+    pub init_from_model: FnInitFromModel,
+    pub free: FnFree,
+    pub batch_get_one: FnBatchGetOne,
+    pub decode: FnDecode,
+    pub get_logits_ith: FnGetLogitsIth,
+}
+
+fn dl_error() -> String {
+    // SAFETY: dlerror returns NULL or a NUL-terminated string valid until the next dl* call.
+    let p = unsafe { dlerror() };
+    if p.is_null() {
+        "unknown error".into()
+    } else {
+        // SAFETY: non-NULL, NUL-terminated (above); copied at once.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+/// The file that holds `addr` (dladdr), if the loader knows it.
+fn file_of(addr: *const c_void) -> Option<PathBuf> {
+    let mut info = DlInfo {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    // SAFETY: dladdr only reads the loader's tables and fills `info`.
+    let ok = unsafe { dladdr(addr, &mut info) };
+    if ok == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the loader; copied at once.
+    let name = unsafe { CStr::from_ptr(info.dli_fname) };
+    Some(PathBuf::from(name.to_string_lossy().into_owned()))
+}
+
+unsafe extern "C" fn silent_log(
+    _level: enum_ggml_log_level,
+    _text: *const c_char,
+    _user: *mut c_void,
+) {
+}
+
+/// Loads the reference (once per call; the process keeps it) and checks the canary.
+pub fn load(dir: &Path) -> Result<RefApi, String> {
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("libllama.so");
+    let c_path = CString::new(path.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: loading runs the reference's static initialisers, which only set up its own
+    // tables; RTLD_LOCAL | RTLD_DEEPBIND keep its symbols away from ours (module comment).
+    let handle = unsafe { dlopen(c_path.as_ptr(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND) };
+    if handle.is_null() {
+        return Err(format!("cannot dlopen {}: {}", path.display(), dl_error()));
+    }
+    let sym = |name: &str| -> Result<*mut c_void, String> {
+        let c_name = CString::new(name).map_err(|e| e.to_string())?;
+        // SAFETY: handle is the live library; c_name is NUL-terminated.
+        let p = unsafe { dlsym(handle, c_name.as_ptr()) };
+        if p.is_null() {
+            Err(format!("reference symbol {name} missing"))
+        } else {
+            Ok(p)
+        }
+    };
+    macro_rules! bind {
+        ($name:literal, $ty:ty) => {
+            // SAFETY: the symbol is the pinned llama.h function of that name, whose signature
+            // the field's type spells (ABI-identical headers); a data pointer and a function
+            // pointer have the same size here.
+            unsafe { std::mem::transmute::<*mut c_void, $ty>(sym($name)?) }
+        };
+    }
+    let api = RefApi {
+        backend_init: bind!("llama_backend_init", FnBackendInit),
+        log_set: bind!("llama_log_set", FnLogSet),
+        model_default_params: bind!("llama_model_default_params", FnModelDefaultParams),
+        model_load_from_file: bind!("llama_model_load_from_file", FnModelLoadFromFile),
+        model_free: bind!("llama_model_free", FnModelFree),
+        model_get_vocab: bind!("llama_model_get_vocab", FnModelGetVocab),
+        vocab_n_tokens: bind!("llama_vocab_n_tokens", FnVocabNTokens),
+        tokenize: bind!("llama_tokenize", FnTokenize),
+        context_default_params: bind!("llama_context_default_params", FnContextDefaultParams),
+        init_from_model: bind!("llama_init_from_model", FnInitFromModel),
+        free: bind!("llama_free", FnFree),
+        batch_get_one: bind!("llama_batch_get_one", FnBatchGetOne),
+        decode: bind!("llama_decode", FnDecode),
+        get_logits_ith: bind!("llama_get_logits_ith", FnGetLogitsIth),
+    };
+
+    // Canary: the reference's load function lives in its libllama.so, not in this process's
+    // own code (which exports a llama_model_load_from_file too).
+    let theirs = api.model_load_from_file as *const c_void;
+    let ours = bitnet::capi::llama_model_load_from_file as *const c_void;
+    let file = file_of(theirs)
+        .ok_or("canary: dladdr cannot place the reference's llama_model_load_from_file")?;
+    let file = file.canonicalize().unwrap_or(file);
+    if theirs == ours || file.parent() != Some(dir.as_path()) {
+        return Err(format!(
+            "canary: SYMBOL INTERPOSITION: the reference's llama_model_load_from_file resolved to {}",
+            file.display()
+        ));
+    }
+    // SAFETY: plain calls into the loaded reference with a no-op callback of the right type.
+    unsafe {
+        (api.log_set)(Some(silent_log), std::ptr::null_mut());
+        (api.backend_init)();
+    }
+    Ok(api)
+}
+
+/// What the reference did on a prompt: its prompt tokens, and per greedy step the two best
+/// tokens of its logits (best first; the best one is the token fed next).
+pub struct RefRun {
+    pub prompt: Vec<i32>,
+    pub top2: Vec<[i32; 2]>,
+}
+
+impl RefRun {
+    pub fn tokens(&self) -> Vec<i32> {
+        self.top2.iter().map(|t| t[0]).collect()
+    }
+}
+
+/// The reference's greedy run of `n_steps` tokens after `prompt` (one thread, flash attention
+/// off, as crossval runs it), or why it could not run.
+pub fn greedy(
+    api: &RefApi,
+    model_path: &Path,
+    prompt: &str,
+    n_steps: usize,
+) -> Result<RefRun, String> {
+    let c_path =
+        CString::new(model_path.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: reference calls with the pinned llama.h contract: valid C strings, arrays of the
+    // sizes passed, params by value, handles used only while alive and freed once at the end.
+    unsafe {
+        let model = (api.model_load_from_file)(c_path.as_ptr(), (api.model_default_params)());
+        if model.is_null() {
+            return Err("the reference cannot load this model".into());
+        }
+        let vocab = (api.model_get_vocab)(model);
+        let n_vocab = (api.vocab_n_tokens)(vocab).max(0) as usize;
+        let mut tokens = vec![0i32; prompt.len() + 8];
+        let n = (api.tokenize)(
+            vocab,
+            prompt.as_ptr().cast(),
+            prompt.len() as i32,
+            tokens.as_mut_ptr(),
+            tokens.len() as i32,
+            true,
+            true,
+        );
+        if n < 0 {
+            (api.model_free)(model);
+            return Err(format!("reference llama_tokenize returned {n}"));
+        }
+        tokens.truncate(n as usize);
+        let mut cparams = (api.context_default_params)();
+        cparams.n_ctx = (tokens.len() + n_steps + 8) as u32;
+        cparams.n_batch = cparams.n_ctx;
+        cparams.n_threads = 1;
+        cparams.n_threads_batch = 1;
+        cparams.flash_attn_type =
+            bitnet::capi::llama_flash_attn_type::LLAMA_FLASH_ATTN_TYPE_DISABLED as i32;
+        let ctx = (api.init_from_model)(model, cparams);
+        if ctx.is_null() {
+            (api.model_free)(model);
+            return Err("the reference cannot make a context".into());
+        }
+        let mut top2 = Vec::new();
+        let mut feed = tokens.clone();
+        let mut result = Ok(());
+        for _ in 0..n_steps {
+            let rc = (api.decode)(
+                ctx,
+                (api.batch_get_one)(feed.as_mut_ptr(), feed.len() as i32),
+            );
+            let logits = (api.get_logits_ith)(ctx, -1);
+            if rc != 0 || logits.is_null() {
+                result = Err(format!("reference llama_decode returned {rc}"));
+                break;
+            }
+            let best = top_two(std::slice::from_raw_parts(logits, n_vocab));
+            top2.push(best);
+            feed = vec![best[0]];
+        }
+        (api.free)(ctx);
+        (api.model_free)(model);
+        result.map(|()| RefRun {
+            prompt: tokens,
+            top2,
+        })
+    }
+}
+
+/// The two largest values' indices, best first (the first of equals, as greedy picks).
+pub fn top_two(x: &[f32]) -> [i32; 2] {
+    let mut best = [0usize, usize::MAX];
+    for i in 1..x.len() {
+        if x[i] > x[best[0]] {
+            best = [i, best[0]];
+        } else if best[1] == usize::MAX || x[i] > x[best[1]] {
+            best[1] = i;
+        }
+    }
+    if best[1] == usize::MAX {
+        best[1] = best[0];
+    }
+    [best[0] as i32, best[1] as i32]
+}
