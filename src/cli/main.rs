@@ -1,5 +1,6 @@
 //! The `bitnet` command line.
 
+mod bench;
 mod chat;
 mod demo;
 mod inspect;
@@ -416,6 +417,7 @@ fn dispatch(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("inspect") => inspect::run(&parse_inspect(&args[1..])?),
         Some("tokenize") => tokenize::run(&parse_tokenize(&args[1..])?),
+        Some("bench") => bench::run(&args[1..]),
         Some("run") => run::run(&parse_run(&args[1..])?),
         Some("chat") => chat::run(&parse_chat(&args[1..])?),
         Some("verify") => verify::run(&parse_verify(&args[1..])?),

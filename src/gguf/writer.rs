@@ -111,7 +111,7 @@ fn put_value(out: &mut Vec<u8>, v: &OwnedValue) {
 }
 
 fn pad_to(out: &mut Vec<u8>, alignment: u64) {
-    while out.len() as u64 % alignment != 0 {
+    while !(out.len() as u64).is_multiple_of(alignment) {
         out.push(0);
     }
 }
@@ -132,7 +132,7 @@ impl GgufWriter {
     ) -> Result<&mut Self> {
         let n: u64 = dims.iter().product();
         if dims.is_empty()
-            || dims[0] % ty.block_size() != 0
+            || !dims[0].is_multiple_of(ty.block_size())
             || ty.tensor_bytes(n) != Some(data.len() as u64)
         {
             return Err(Error::bad_input(format!(

@@ -5,7 +5,11 @@
 //! I2_S -> per-token int8), then every output is one dot product. These are the plain scalar
 //! references; faster kernels must match them.
 
+pub mod attention;
 pub mod dot;
+pub mod f16;
+pub mod pool;
+pub mod ternary;
 
 pub use crate::quant::q8_k::quantize as quantize_q8_k;
 pub use dot::{dot_q6_k_q8_k, dot_q8_0_q8_0, dot_tq1_0_q8_k, dot_tq2_0_q8_k};
@@ -202,8 +206,40 @@ fn dot_row(w: &MatRef<'_>, r: usize, act: &Act) -> f32 {
     }
 }
 
-/// `out[t][r] = w.row(r) . x[t]` for `n` activation rows `x` (each `w.cols` long).
+/// `out[t][r] = w.row(r) . x[t]` for `n` activation rows `x` (each `w.cols` long), on the
+/// pool's default threads. F16 weights take the vectorized path (bit-identical to the scalar
+/// one); other types the scalar reference (ternary weights repacked at load go through
+/// `ternary::matmul` instead, see `Model::matmul`).
 pub fn matmul(
+    w: &MatRef<'_>,
+    mode: Activations,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    matmul_threads(w, mode, x, n, out, pool::default_threads())
+}
+
+/// `matmul` on up to `threads` pool threads.
+pub fn matmul_threads(
+    w: &MatRef<'_>,
+    mode: Activations,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    threads: usize,
+) -> Result<()> {
+    if w.ty == GgmlType::F16 && mode == Activations::ByWeightType {
+        debug_assert_eq!(x.len(), n * w.cols);
+        debug_assert_eq!(out.len(), n * w.rows);
+        f16::matmul_f16(w.data, w.rows, w.cols, x, n, out, w.rows, threads);
+        return Ok(());
+    }
+    matmul_scalar(w, mode, x, n, out)
+}
+
+/// The plain scalar reference of `matmul`: one dot product per output, one thread.
+pub fn matmul_scalar(
     w: &MatRef<'_>,
     mode: Activations,
     x: &[f32],

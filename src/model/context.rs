@@ -14,6 +14,8 @@ use half::f16;
 use super::hparams::Arch;
 use super::weights::{Model, Proj};
 use crate::error::{Error, ErrorKind, Result};
+use crate::kernels::attention::{self, AttnScratch, AttnShape};
+use crate::kernels::ternary::ActBuf;
 use crate::kernels::{self, Activations};
 
 #[derive(Clone, Copy, Debug)]
@@ -122,16 +124,18 @@ const FREE: Cell = Cell {
 
 /// Activation buffers for up to `n_batch` tokens (row t of each belongs to token t).
 struct Buffers {
-    x: Vec<f32>,      // [T, n_embd] the residual stream
-    xb: Vec<f32>,     // [T, n_embd] normed input of a block
-    q: Vec<f32>,      // [T, n_embd]
-    k: Vec<f32>,      // [T, n_kv]
-    v: Vec<f32>,      // [T, n_kv]
-    att: Vec<f32>,    // [T, n_embd] attention output (all heads)
-    proj: Vec<f32>,   // [T, n_embd] output of attn_output / ffn_down
-    gate: Vec<f32>,   // [T, n_ff]
-    up: Vec<f32>,     // [T, n_ff]
-    scores: Vec<f32>, // [n_ctx] one head's attention weights
+    x: Vec<f32>,           // [T, n_embd] the residual stream
+    xb: Vec<f32>,          // [T, n_embd] normed input of a block
+    q: Vec<f32>,           // [T, n_embd]
+    k: Vec<f32>,           // [T, n_kv]
+    v: Vec<f32>,           // [T, n_kv]
+    att: Vec<f32>,         // [T, n_embd] attention output (all heads)
+    proj: Vec<f32>,        // [T, n_embd] output of attn_output / ffn_down
+    gate: Vec<f32>,        // [T, n_ff]
+    up: Vec<f32>,          // [T, n_ff]
+    rope: Vec<(f32, f32)>, // [T, n_rot / 2] (sin, cos) of each token's rotation angles
+    act: ActBuf,           // int8 activations shared by the projections of one input
+    attn: AttnScratch,     // f32 copies of the visible keys/values, per-thread scores
 }
 
 pub struct Context {
@@ -160,32 +164,24 @@ fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
-/// NEOX RoPE on one head: pairs (i, i + n_rot/2), angle pos * base^(-2i/n_rot), the angle
-/// stepped by repeated multiplication as the reference does.
-fn rope_neox(head: &mut [f32], pos: i32, n_rot: usize, base: f32) {
+/// NEOX RoPE angles of one position: pair i turns by pos * base^(-2i/n_rot), the angle
+/// stepped by repeated multiplication as the reference does. `table` gets n_rot/2 (sin, cos).
+fn rope_table(table: &mut [(f32, f32)], pos: i32, n_rot: usize, base: f32) {
     let theta_scale = base.powf(-2.0 / n_rot as f32);
-    let half = n_rot / 2;
     let mut theta = pos as f32;
-    for i in 0..half {
-        let (sin, cos) = theta.sin_cos();
-        let (x0, x1) = (head[i], head[i + half]);
-        head[i] = x0 * cos - x1 * sin;
-        head[i + half] = x0 * sin + x1 * cos;
+    for sc in table[..n_rot / 2].iter_mut() {
+        *sc = theta.sin_cos();
         theta *= theta_scale;
     }
 }
 
-/// Softmax in place; the sum of exponentials in f64 as the reference does.
-fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v as f64;
-    }
-    let inv = (1.0 / sum) as f32;
-    for v in x.iter_mut() {
-        *v *= inv;
+/// NEOX RoPE on one head: pairs (i, i + n_rot/2) turned by the angles of `table`.
+fn rope_neox(head: &mut [f32], table: &[(f32, f32)]) {
+    let half = table.len();
+    for (i, &(sin, cos)) in table.iter().enumerate() {
+        let (x0, x1) = (head[i], head[i + half]);
+        head[i] = x0 * cos - x1 * sin;
+        head[i + half] = x0 * sin + x1 * cos;
     }
 }
 
@@ -193,18 +189,36 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// out = proj(x) for `n` rows, times the projection's scale when it has one.
-fn project(model: &Model, p: &Proj, x: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
-    let w = model.mat(&p.w);
+/// outs[i] = projs[i](x) for `n` rows, each times its projection's scale when it has one.
+/// Projections of one input share its int8 quantization (`act`) when they were repacked.
+fn project(
+    model: &Model,
+    projs: &mut [(&Proj, &mut [f32])],
+    x: &[f32],
+    n: usize,
+    act: &mut ActBuf,
+    threads: usize,
+) -> Result<()> {
     // BitNet b1.58 (Microsoft's arch) quantizes every projection's input per token to int8,
     // whatever the weights' storage; upstream's `bitnet` treats activations by weight type.
     let mode = match model.hparams().arch {
         Arch::BitnetB158 => Activations::PerTokenInt8,
         Arch::Bitnet => Activations::ByWeightType,
     };
-    kernels::matmul(&w, mode, &x[..n * w.cols], n, &mut out[..n * w.rows])?;
-    if let Some(s) = p.scale {
-        out[..n * w.rows].iter_mut().for_each(|v| *v *= s);
+    let mut quantized = false;
+    for (p, out) in projs.iter_mut() {
+        let w = &p.w;
+        if !quantized || !Model::act_fits(w, mode, act) {
+            quantized = model.quantize_for(w, mode, x, n, act, threads);
+        }
+        if quantized {
+            model.matmul_quantized(w, act, out, threads);
+        } else {
+            model.matmul(w, mode, x, n, out, threads)?;
+        }
+        if let Some(s) = p.scale {
+            out[..n * w.rows].iter_mut().for_each(|v| *v *= s);
+        }
     }
     Ok(())
 }
@@ -277,7 +291,9 @@ impl Context {
             proj: vec![0.0; t * h.n_embd],
             gate: vec![0.0; t * h.n_ff],
             up: vec![0.0; t * h.n_ff],
-            scores: vec![0.0; params.n_ctx],
+            rope: vec![(0.0, 0.0); t * (h.n_rot / 2)],
+            act: ActBuf::default(),
+            attn: AttnScratch::default(),
         };
         Ok(Context {
             params,
@@ -561,11 +577,13 @@ impl Context {
         let shift = to.wrapping_sub(self.cells[i].pos);
         let (n_kv, hd) = (h.n_head_kv * h.head_dim, h.head_dim);
         let mut head = vec![0f32; hd];
+        let mut table = vec![(0f32, 0f32); h.n_rot / 2];
+        rope_table(&mut table, shift, h.n_rot, h.rope_theta);
         for l in 0..h.n_layer {
             let slot = (l * self.params.n_ctx + i) * n_kv;
             for k in self.k_cache[slot..slot + n_kv].chunks_exact_mut(hd) {
                 head.iter_mut().zip(&*k).for_each(|(o, v)| *o = v.to_f32());
-                rope_neox(&mut head, shift, h.n_rot, h.rope_theta);
+                rope_neox(&mut head, &table);
                 k.iter_mut()
                     .zip(&head)
                     .for_each(|(o, &v)| *o = f16::from_f32(v));
@@ -605,9 +623,16 @@ impl Context {
         let n = batch.tokens.len();
         let (n_embd, n_ff, hd) = (h.n_embd, h.n_ff, h.head_dim);
         let n_kv = h.n_head_kv * hd;
-        let group = h.n_head / h.n_head_kv;
         let att_scale = 1.0 / (hd as f32).sqrt();
+        let threads = match self.params.n_threads {
+            0 => kernels::pool::default_threads(),
+            t => t,
+        };
+        let half_rot = h.n_rot / 2;
         let b = &mut self.buf;
+        for (t, &pos) in batch.positions.iter().enumerate() {
+            rope_table(&mut b.rope[t * half_rot..], pos, h.n_rot, h.rope_theta);
+        }
 
         // Embedding rows.
         let embd = model.mat(&model.token_embd);
@@ -651,56 +676,64 @@ impl Context {
                 &layer.attn_norm,
                 h.rms_eps,
             );
-            project(&model, &layer.wq, &b.xb, n, &mut b.q)?;
-            project(&model, &layer.wk, &b.xb, n, &mut b.k)?;
-            project(&model, &layer.wv, &b.xb, n, &mut b.v)?;
-            for (t, &pos) in batch.positions.iter().enumerate() {
+            project(
+                &model,
+                &mut [
+                    (&layer.wq, &mut b.q[..]),
+                    (&layer.wk, &mut b.k[..]),
+                    (&layer.wv, &mut b.v[..]),
+                ],
+                &b.xb,
+                n,
+                &mut b.act,
+                threads,
+            )?;
+            for (t, &cell) in slots.iter().enumerate() {
+                let table = &b.rope[t * half_rot..(t + 1) * half_rot];
                 for head in b.q[t * n_embd..(t + 1) * n_embd].chunks_exact_mut(hd) {
-                    rope_neox(head, pos, h.n_rot, h.rope_theta);
+                    rope_neox(head, table);
                 }
                 for head in b.k[t * n_kv..(t + 1) * n_kv].chunks_exact_mut(hd) {
-                    rope_neox(head, pos, h.n_rot, h.rope_theta);
+                    rope_neox(head, table);
                 }
-                let slot = (l * self.params.n_ctx + slots[t]) * n_kv;
+                let slot = (l * self.params.n_ctx + cell) * n_kv;
                 for i in 0..n_kv {
                     self.k_cache[slot + i] = f16::from_f32(b.k[t * n_kv + i]);
                     self.v_cache[slot + i] = f16::from_f32(b.v[t * n_kv + i]);
                 }
             }
-            let layer_base = l * self.params.n_ctx * n_kv;
-            for (t, visible) in visible.iter().enumerate() {
-                for head in 0..h.n_head {
-                    let kv_off = (head / group) * hd;
-                    // The reference multiplies f16 keys by the query rounded to f16.
-                    let q: Vec<f32> = b.q[t * n_embd + head * hd..][..hd]
-                        .iter()
-                        .map(|&v| f16::from_f32(v).to_f32())
-                        .collect();
-                    let scores = &mut b.scores[..visible.len()];
-                    for (sc, &s) in scores.iter_mut().zip(visible) {
-                        let k = &self.k_cache[layer_base + s * n_kv + kv_off..][..hd];
-                        let dot: f32 = q.iter().zip(k).map(|(&a, &b)| a * b.to_f32()).sum();
-                        *sc = dot * att_scale;
-                    }
-                    softmax(scores);
-                    let out = &mut b.att[t * n_embd + head * hd..][..hd];
-                    out.fill(0.0);
-                    for (&p, &s) in scores.iter().zip(visible) {
-                        let p = f16::from_f32(p).to_f32();
-                        let v = &self.v_cache[layer_base + s * n_kv + kv_off..][..hd];
-                        for (o, &v) in out.iter_mut().zip(v) {
-                            *o += p * v.to_f32();
-                        }
-                    }
-                }
-            }
+            // f16 keys times the query rounded to f16, as the reference (kernels::attention).
+            let layer_cache = l * self.params.n_ctx * n_kv..(l + 1) * self.params.n_ctx * n_kv;
+            attention::attention(
+                AttnShape {
+                    n_head: h.n_head,
+                    n_head_kv: h.n_head_kv,
+                    head_dim: hd,
+                    n_cells: self.params.n_ctx,
+                    scale: att_scale,
+                },
+                &b.q[..n * n_embd],
+                &mut b.att[..n * n_embd],
+                &self.k_cache[layer_cache.clone()],
+                &self.v_cache[layer_cache],
+                &visible,
+                threads,
+                &mut b.attn,
+            );
             rmsnorm(
                 &mut b.xb[..n * n_embd],
                 &b.att[..n * n_embd],
                 &layer.attn_sub_norm,
                 h.rms_eps,
             );
-            project(&model, &layer.wo, &b.xb, n, &mut b.proj)?;
+            project(
+                &model,
+                &mut [(&layer.wo, &mut b.proj[..])],
+                &b.xb,
+                n,
+                &mut b.act,
+                threads,
+            )?;
             for (x, &o) in b.x[..n * n_embd].iter_mut().zip(&b.proj) {
                 *x += o;
             }
@@ -712,8 +745,17 @@ impl Context {
                 &layer.ffn_norm,
                 h.rms_eps,
             );
-            project(&model, &layer.w_gate, &b.xb, n, &mut b.gate)?;
-            project(&model, &layer.w_up, &b.xb, n, &mut b.up)?;
+            project(
+                &model,
+                &mut [
+                    (&layer.w_gate, &mut b.gate[..]),
+                    (&layer.w_up, &mut b.up[..]),
+                ],
+                &b.xb,
+                n,
+                &mut b.act,
+                threads,
+            )?;
             for (g, &u) in b.gate[..n * n_ff].iter_mut().zip(&b.up) {
                 *g = match h.arch {
                     Arch::Bitnet => silu(*g) * u,
@@ -729,7 +771,14 @@ impl Context {
                 &layer.ffn_sub_norm,
                 h.rms_eps,
             );
-            project(&model, &layer.w_down, &b.up, n, &mut b.proj)?;
+            project(
+                &model,
+                &mut [(&layer.w_down, &mut b.proj[..])],
+                &b.up,
+                n,
+                &mut b.act,
+                threads,
+            )?;
             for (x, &o) in b.x[..n * n_embd].iter_mut().zip(&b.proj) {
                 *x += o;
             }
@@ -745,13 +794,11 @@ impl Context {
             rmsnorm(&mut b.xb[dst], &b.x[src], &model.output_norm, h.rms_eps);
         }
         self.logits.resize(wanted.len() * h.n_vocab, 0.0);
-        let head = model.mat(&model.output);
-        kernels::matmul(
-            &head,
-            Activations::ByWeightType,
+        model.head_matmul(
             &b.xb[..wanted.len() * n_embd],
             wanted.len(),
             &mut self.logits,
+            threads,
         )?;
         self.logits_row = vec![None; n];
         for (row, &t) in wanted.iter().enumerate() {

@@ -1,6 +1,8 @@
 //! `Model`: the memory-mapped file, its hyperparameters and every layer's weights, checked for
-//! presence, shape and type at load. Matrices stay in the mapping (no copy); norm vectors and
-//! projection scales, which are tiny, are read into f32.
+//! presence, shape and type at load. Ternary matrices (I2_S, TQ1_0, TQ2_0) are repacked once
+//! into the kernels' layout (`kernels::ternary::TernaryMat`) and their pages of the mapping are
+//! dropped; every other matrix stays in the mapping (no copy). Norm vectors and projection
+//! scales, which are tiny, are read into f32.
 
 use std::ops::Range;
 use std::path::Path;
@@ -8,8 +10,39 @@ use std::path::Path;
 use super::hparams::HParams;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, MappedFile};
-use crate::kernels::{self, MatRef};
+use crate::kernels::f16::Q8Head;
+use crate::kernels::ternary::{ActBuf, ActMode, TernaryMat};
+use crate::kernels::{self, pool, Activations, MatRef};
 use crate::quant::{self, GgmlType};
+
+/// Which output head `Model::load_with` builds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeadType {
+    /// The head as stored (F16 in BitNet files): the reference's numbers.
+    #[default]
+    AsStored,
+    /// An F16 head requantized to Q8_0 at load (like bitnet.cpp's --quant-embd): about half
+    /// the bytes per decoded token, at a small accuracy cost (see `bitnet bench --head q8_0`).
+    Q8_0,
+}
+
+/// How `Model::load_with` prepares the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    pub head: HeadType,
+    /// Repack ternary matrices for the SIMD kernels (false: the scalar reference on the
+    /// mapped bytes, for tests and comparisons).
+    pub repack: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            head: HeadType::AsStored,
+            repack: true,
+        }
+    }
+}
 
 /// A weight matrix in the mapping: `rows` outputs x `cols` inputs.
 #[derive(Clone, Debug)]
@@ -19,6 +52,8 @@ pub struct Matrix {
     pub rows: usize,
     pub cols: usize,
     bytes: Range<usize>,
+    /// Index into `Model::packed` when the matrix was repacked at load.
+    packed: Option<usize>,
 }
 
 /// One projection: its matrix and the optional scalar that multiplies its output (`bitnet`'s
@@ -52,6 +87,38 @@ pub struct Model {
     /// The head: `output.weight` when the file has one, else the tied `token_embd`.
     pub output: Matrix,
     pub layers: Vec<Layer>,
+    /// Repacked ternary matrices (see `Matrix::packed`).
+    packed: Vec<TernaryMat>,
+    /// The int8 head when `HeadType::Q8_0` was asked for.
+    head_q8: Option<Q8Head>,
+}
+
+thread_local! {
+    /// Quantized activations for `Model::matmul` callers that do not bring their own.
+    static ACT: std::cell::RefCell<ActBuf> = std::cell::RefCell::new(ActBuf::default());
+}
+
+/// Tells the kernel the mapped range will not be read again, so its pages leave the working
+/// set (the file stays mapped; a later read would fault them back in from the page cache).
+fn drop_pages(bytes: &[u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        const MADV_DONTNEED: i32 = 4;
+        const PAGE: usize = 4096;
+        let start = (bytes.as_ptr() as usize).div_ceil(PAGE) * PAGE;
+        let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside a private read-only file mapping that we own;
+            // MADV_DONTNEED on such a mapping only discards resident pages, and any later read
+            // refaults the unchanged file contents. Failure is harmless (pages stay resident).
+            unsafe { madvise(start as *mut _, end - start, MADV_DONTNEED) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = bytes;
 }
 
 /// Reads tensors out of a parsed file, checking shape and type.
@@ -100,6 +167,7 @@ impl Loader<'_, '_> {
             rows,
             cols,
             bytes: start..start + t.data.len(),
+            packed: None,
         })
     }
 
@@ -123,8 +191,13 @@ impl Loader<'_, '_> {
 }
 
 impl Model {
-    /// Maps and checks a BitNet GGUF file.
+    /// Maps and checks a BitNet GGUF file, repacking its ternary matrices (F16 head).
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    /// `load` with a choice of head and repacking.
+    pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
         let file = MappedFile::open(path.as_ref())?;
         let loaded = {
             let gguf = file.gguf()?;
@@ -132,14 +205,187 @@ impl Model {
         };
         let (hparams, token_embd, output_norm, output, layers) =
             loaded.map_err(|e| e.context(path.as_ref().display()))?;
-        Ok(Model {
+        let mut model = Model {
             file,
             hparams,
             token_embd,
             output_norm,
             output,
             layers,
-        })
+            packed: Vec::new(),
+            head_q8: None,
+        };
+        if opts.repack {
+            model.repack();
+        }
+        if opts.head == HeadType::Q8_0 {
+            let head = model.mat(&model.output);
+            if head.ty != GgmlType::F16 || !head.cols.is_multiple_of(32) {
+                return Err(Error::unsupported(format!(
+                    "a Q8_0 head is made from an F16 head with a multiple of 32 columns, not {} x {}",
+                    head.ty, head.cols
+                )));
+            }
+            // In slices, each slice's F16 pages dropped once requantized, so the F16 and the
+            // Q8_0 copies of the head are never both resident (embedding lookups refault the
+            // few rows they read).
+            let mut q8 = Q8Head::new(head.cols);
+            let slice_rows = 4096;
+            for r0 in (0..head.rows).step_by(slice_rows) {
+                let rows = slice_rows.min(head.rows - r0);
+                let bytes = &head.data[r0 * head.cols * 2..(r0 + rows) * head.cols * 2];
+                q8.append_f16(bytes, rows);
+                drop_pages(bytes);
+            }
+            model.head_q8 = Some(q8);
+        }
+        Ok(model)
+    }
+
+    /// Repacks every ternary projection once and drops its mapped pages.
+    fn repack(&mut self) {
+        let mut packed = Vec::new();
+        let bytes = self.file.bytes();
+        let mut layers = std::mem::take(&mut self.layers);
+        for layer in &mut layers {
+            for p in [
+                &mut layer.wq,
+                &mut layer.wk,
+                &mut layer.wv,
+                &mut layer.wo,
+                &mut layer.w_gate,
+                &mut layer.w_up,
+                &mut layer.w_down,
+            ] {
+                let m = &mut p.w;
+                if !TernaryMat::can_pack(m.ty, m.cols) {
+                    continue;
+                }
+                let data = &bytes[m.bytes.clone()];
+                packed.push(match m.ty {
+                    GgmlType::I2_S => TernaryMat::from_i2_s(data, m.rows, m.cols),
+                    GgmlType::TQ2_0 => TernaryMat::from_tq2_0(data, m.rows, m.cols),
+                    _ => TernaryMat::from_tq1_0(data, m.rows, m.cols),
+                });
+                m.packed = Some(packed.len() - 1);
+                drop_pages(data);
+            }
+        }
+        self.layers = layers;
+        self.packed = packed;
+    }
+
+    /// Bytes a decode step reads from weights: every projection (repacked or mapped) and the
+    /// head in use (norms and the KV cache not counted).
+    pub fn decode_weight_bytes(&self) -> usize {
+        let mut total = 0;
+        for l in &self.layers {
+            for p in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+                total += match p.w.packed {
+                    Some(i) => self.packed[i].bytes(),
+                    None => p.w.bytes.len(),
+                };
+            }
+        }
+        total
+            + match &self.head_q8 {
+                Some(h) => h.bytes(),
+                None => self.output.bytes.len(),
+            }
+    }
+
+    /// The activation format a matmul with `m` under `mode` uses on the packed path.
+    fn act_mode(m: &Matrix, mode: Activations) -> ActMode {
+        match (mode, m.ty) {
+            (Activations::PerTokenInt8, _) | (_, GgmlType::I2_S) => ActMode::PerToken,
+            _ => ActMode::Q8K,
+        }
+    }
+
+    /// Quantizes `n` rows of `x` into `act` as a matmul with `m` under `mode` wants them; `act`
+    /// can then serve every matrix with the same input and format (`matmul_quantized`).
+    /// Returns false when `m` is not repacked (use `matmul`).
+    pub fn quantize_for(
+        &self,
+        m: &Matrix,
+        mode: Activations,
+        x: &[f32],
+        n: usize,
+        act: &mut ActBuf,
+        threads: usize,
+    ) -> bool {
+        if m.packed.is_none() {
+            return false;
+        }
+        act.quantize(
+            Self::act_mode(m, mode),
+            &x[..n * m.cols],
+            n,
+            m.cols,
+            threads,
+        );
+        true
+    }
+
+    /// Whether `act` (from `quantize_for`) fits matrix `m` under `mode`.
+    pub fn act_fits(m: &Matrix, mode: Activations, act: &ActBuf) -> bool {
+        m.packed.is_some() && act.cols == m.cols && act.mode == Some(Self::act_mode(m, mode))
+    }
+
+    /// out[t * m.rows + r] for the tokens quantized in `act` (which must fit: `act_fits`).
+    pub fn matmul_quantized(&self, m: &Matrix, act: &ActBuf, out: &mut [f32], threads: usize) {
+        let p = &self.packed[m.packed.expect("a repacked matrix")];
+        kernels::ternary::matmul(p, act, &mut out[..act.n * m.rows], m.rows, threads);
+    }
+
+    /// `out[t][r] = m.row(r) . x[t]` for `n` rows of `x`: the repacked SIMD kernels when `m`
+    /// was repacked, else `kernels::matmul` on the mapped bytes. `threads` 0: all cores.
+    pub fn matmul(
+        &self,
+        m: &Matrix,
+        mode: Activations,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        threads: usize,
+    ) -> Result<()> {
+        let threads = if threads == 0 {
+            pool::default_threads()
+        } else {
+            threads
+        };
+        if m.packed.is_some() {
+            ACT.with(|a| {
+                let mut act = a.borrow_mut();
+                self.quantize_for(m, mode, x, n, &mut act, threads);
+                self.matmul_quantized(m, &act, out, threads);
+            });
+            return Ok(());
+        }
+        kernels::matmul_threads(
+            &self.mat(m),
+            mode,
+            &x[..n * m.cols],
+            n,
+            &mut out[..n * m.rows],
+            threads,
+        )
+    }
+
+    /// Logits for `n` final hidden rows: the int8 head when loaded with one, else `output`.
+    pub fn head_matmul(&self, x: &[f32], n: usize, out: &mut [f32], threads: usize) -> Result<()> {
+        let threads = if threads == 0 {
+            pool::default_threads()
+        } else {
+            threads
+        };
+        match &self.head_q8 {
+            Some(h) => {
+                h.matmul(&x[..n * h.cols], n, &mut out[..n * h.rows], h.rows, threads);
+                Ok(())
+            }
+            None => self.matmul(&self.output, Activations::ByWeightType, x, n, out, threads),
+        }
     }
 
     #[allow(clippy::type_complexity)]
@@ -180,7 +426,8 @@ impl Model {
         &self.hparams
     }
 
-    /// A matrix's bytes, borrowed from the mapping.
+    /// A matrix's bytes, borrowed from the mapping (for a repacked matrix these pages were
+    /// dropped at load; reading them faults them back in from the file).
     pub fn mat(&self, m: &Matrix) -> MatRef<'_> {
         MatRef {
             ty: m.ty,

@@ -181,7 +181,7 @@ impl std::fmt::Display for GgmlType {
 /// order: ne0 fastest). `data` must be exactly `ty.tensor_bytes(out.len())` long.
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
     let n = out.len() as u64;
-    if n % ty.block_size() != 0 {
+    if !n.is_multiple_of(ty.block_size()) {
         return Err(Error::bad_input(format!(
             "{ty}: {n} values is not a multiple of the block size {}",
             ty.block_size()
@@ -217,7 +217,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
 /// Writers exist for the ternary formats and Q8_0/Q8_K; other types are refused.
 pub fn quantize(ty: GgmlType, values: &[f32], out: &mut [u8]) -> Result<()> {
     let n = values.len() as u64;
-    if n % ty.block_size() != 0 || ty.tensor_bytes(n) != Some(out.len() as u64) {
+    if !n.is_multiple_of(ty.block_size()) || ty.tensor_bytes(n) != Some(out.len() as u64) {
         return Err(Error::bad_input(format!(
             "{ty}: cannot write {n} values into {} bytes",
             out.len()

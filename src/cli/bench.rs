@@ -1,0 +1,319 @@
+//! `bitnet bench`: load time, prefill and decode speed, peak memory and the share of the
+//! machine's read bandwidth a decode step reaches, measured like llama-bench (random tokens;
+//! a prefill of p tokens in one batch with logits for the last; a decode of n tokens one at a
+//! time from an empty cache, each with logits).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bitnet::kernels::ternary::best_isa;
+use bitnet::model::weights::{HeadType, LoadOptions};
+use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
+use bitnet::rng::SplitMix64;
+use bitnet::{Error, Result};
+
+use super::json;
+
+pub struct Args {
+    pub model: String,
+    pub prompts: Vec<usize>,
+    pub n_gen: usize,
+    pub threads: usize,
+    pub head: HeadType,
+    pub reps: usize,
+    pub json: bool,
+}
+
+pub fn parse(args: &[String]) -> Result<Args> {
+    let mut a = Args {
+        model: String::new(),
+        prompts: vec![128, 512],
+        n_gen: 64,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        head: HeadType::AsStored,
+        reps: 1,
+        json: false,
+    };
+    let num = |flag: &str, v: &str| -> Result<usize> {
+        v.parse()
+            .map_err(|_| Error::bad_input(format!("bench: {flag} wants a number, not {v:?}")))
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Error::bad_input(format!("bench: {flag} needs a value")))
+        };
+        match arg.as_str() {
+            "-m" | "--model" => a.model = value("--model")?,
+            "-p" => {
+                let v = value("-p")?;
+                a.prompts = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| num("-p", s))
+                    .collect::<Result<_>>()?;
+            }
+            "-n" => a.n_gen = num("-n", &value("-n")?)?,
+            "-t" => a.threads = num("-t", &value("-t")?)?.max(1),
+            "-r" => a.reps = num("-r", &value("-r")?)?.max(1),
+            "--head" => {
+                a.head = match value("--head")?.as_str() {
+                    "f16" => HeadType::AsStored,
+                    "q8_0" => HeadType::Q8_0,
+                    h => return Err(Error::bad_input(format!("bench: --head f16|q8_0, not {h}"))),
+                }
+            }
+            "--json" => a.json = true,
+            s => return Err(Error::bad_input(format!("bench: unknown argument {s}"))),
+        }
+    }
+    if a.model.is_empty() {
+        return Err(Error::bad_input("bench: -m MODEL is required"));
+    }
+    Ok(a)
+}
+
+/// Peak resident memory of this process so far (VmHWM), bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Read bandwidth, bytes/s: `threads` threads each summing their part of a 512 MiB buffer,
+/// best of three passes.
+fn read_bandwidth(threads: usize) -> f64 {
+    let words = (512usize << 20) / 8;
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let sums: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = buf
+                .chunks(words.div_ceil(threads))
+                .map(|part| s.spawn(move || sum_words(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .fold(0, u64::wrapping_add)
+        });
+        std::hint::black_box(sums);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    (words * 8) as f64 / best
+}
+
+/// A streaming read: eight independent lanes so the loop is bound by memory, not latency.
+fn sum_words(part: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    for c in part.chunks_exact(8) {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a ^= v;
+        }
+    }
+    acc.iter().fold(0, |a, &v| a ^ v)
+}
+
+fn random_tokens(rng: &mut SplitMix64, n: usize, n_vocab: usize) -> Vec<u32> {
+    (0..n).map(|_| rng.below(n_vocab as u64) as u32).collect()
+}
+
+/// Decodes `tokens` from position `pos0` in one batch; logits for the last only, or for all.
+fn decode(ctx: &mut Context, tokens: &[u32], pos0: usize, all_logits: bool) -> Result<()> {
+    let n = tokens.len();
+    let positions: Vec<i32> = (pos0..pos0 + n).map(|p| p as i32).collect();
+    let seqs = vec![SeqSet::one(0); n];
+    let want: Vec<bool> = (0..n).map(|i| all_logits || i + 1 == n).collect();
+    ctx.decode(&Batch {
+        tokens,
+        positions: &positions,
+        seqs: &seqs,
+        want_logits: &want,
+    })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let a = parse(args)?;
+    let opts = LoadOptions {
+        head: a.head,
+        ..LoadOptions::default()
+    };
+    let file_bytes = std::fs::metadata(&a.model)
+        .map_err(|e| Error::io(format!("cannot stat {}: {e}", a.model)))?
+        .len();
+    let t0 = Instant::now();
+    let model = Arc::new(Model::load_with(&a.model, &opts)?);
+    let load_s = t0.elapsed().as_secs_f64();
+    let h = model.hparams().clone();
+    let max_p = a.prompts.iter().copied().max().unwrap_or(1).max(1);
+    let params = ContextParams {
+        n_threads: a.threads,
+        ..ContextParams::new(max_p.max(a.n_gen) + 1, max_p)
+    };
+    let mut ctx = Context::new(Arc::clone(&model), params)?;
+    let mut rng = SplitMix64(42);
+    decode(&mut ctx, &random_tokens(&mut rng, 1, h.n_vocab), 0, true)?;
+    let first_token_s = t0.elapsed().as_secs_f64();
+
+    // Prefill: p tokens in one batch, logits for the last (a warm-up run first).
+    let mut pp = Vec::new();
+    for &p in &a.prompts {
+        let mut rates = Vec::new();
+        for rep in 0..=a.reps {
+            ctx.clear();
+            let toks = random_tokens(&mut rng, p, h.n_vocab);
+            let t = Instant::now();
+            decode(&mut ctx, &toks, 0, false)?;
+            if rep > 0 {
+                rates.push(p as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+        pp.push((p, median(&mut rates)));
+    }
+
+    // Decode: n tokens one by one from an empty cache, each with logits.
+    let mut rates = Vec::new();
+    for rep in 0..=a.reps {
+        ctx.clear();
+        let toks = random_tokens(&mut rng, a.n_gen, h.n_vocab);
+        let t = Instant::now();
+        for (i, tok) in toks.iter().enumerate() {
+            decode(&mut ctx, std::slice::from_ref(tok), i, true)?;
+        }
+        if rep > 0 || a.reps == 0 {
+            rates.push(a.n_gen as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    let tg = median(&mut rates);
+    let rss = peak_rss();
+
+    // Bytes a decode step reads: the weights, plus on average half a cache of n_gen
+    // positions of f16 keys and values per layer.
+    let n_kv = h.n_head_kv * h.head_dim;
+    let kv_bytes = h.n_layer * (a.n_gen / 2) * n_kv * 2 * 2;
+    let bytes_per_token = model.decode_weight_bytes() + kv_bytes;
+    drop(ctx);
+    let bandwidth = read_bandwidth(a.threads);
+    let share = bytes_per_token as f64 * tg / bandwidth;
+
+    // The int8 head's accuracy cost: the same tokens through an F16-head model.
+    let head_accuracy = if a.head == HeadType::Q8_0 {
+        Some(head_agreement(&a, &model, &mut rng)?)
+    } else {
+        None
+    };
+
+    let head = match a.head {
+        HeadType::AsStored => "f16",
+        HeadType::Q8_0 => "q8_0",
+    };
+    if a.json {
+        let mut o = String::from("{");
+        let mut first = true;
+        let mut field = |o: &mut String, k: &str, v: String| {
+            json::key(o, &mut first, k);
+            o.push_str(&v);
+        };
+        let mut s = String::new();
+        json::string(&mut s, &a.model);
+        field(&mut o, "model", s);
+        field(&mut o, "model_bytes", file_bytes.to_string());
+        field(&mut o, "threads", a.threads.to_string());
+        field(&mut o, "head", format!("\"{head}\""));
+        field(&mut o, "isa", format!("\"{:?}\"", best_isa()));
+        field(&mut o, "load_s", format!("{load_s:.4}"));
+        field(
+            &mut o,
+            "load_to_first_token_s",
+            format!("{first_token_s:.4}"),
+        );
+        for (p, r) in &pp {
+            field(&mut o, &format!("pp{p}_tok_s"), format!("{r:.3}"));
+        }
+        field(&mut o, &format!("tg{}_tok_s", a.n_gen), format!("{tg:.3}"));
+        field(&mut o, "peak_rss_bytes", rss.to_string());
+        field(&mut o, "bytes_per_token", bytes_per_token.to_string());
+        field(
+            &mut o,
+            "read_bandwidth_gb_s",
+            format!("{:.3}", bandwidth / 1e9),
+        );
+        field(&mut o, "bandwidth_share", format!("{share:.4}"));
+        if let Some((cos, top1)) = head_accuracy {
+            field(&mut o, "head_cosine_vs_f16", format!("{cos:.6}"));
+            field(&mut o, "head_top1_vs_f16", format!("{top1:.4}"));
+        }
+        o.push('}');
+        println!("{o}");
+    } else {
+        println!(
+            "model            {} ({:.1} MB)",
+            a.model,
+            file_bytes as f64 / 1e6
+        );
+        println!("threads / head   {} / {head} ({:?})", a.threads, best_isa());
+        println!("load             {load_s:.3} s (to first token {first_token_s:.3} s)");
+        for (p, r) in &pp {
+            println!("pp{p:<14} {r:.2} tok/s");
+        }
+        println!("tg{:<14} {tg:.2} tok/s", a.n_gen);
+        println!("peak RSS         {:.1} MB", rss as f64 / 1e6);
+        println!(
+            "bandwidth        {:.1} GB/s read ({} threads); decode reads {:.1} MB/token = {:.0}% of it",
+            bandwidth / 1e9,
+            a.threads,
+            bytes_per_token as f64 / 1e6,
+            share * 100.0
+        );
+        if let Some((cos, top1)) = head_accuracy {
+            println!(
+                "q8_0 head vs f16 mean cosine {cos:.6}, top-1 agreement {:.1}%",
+                top1 * 100.0
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Mean cosine and top-1 agreement of the logits of `model` (int8 head) against the same file
+/// with its F16 head, over 32 random tokens decoded one by one.
+fn head_agreement(a: &Args, model: &Arc<Model>, rng: &mut SplitMix64) -> Result<(f64, f64)> {
+    let f16_model = Arc::new(Model::load(&a.model)?);
+    let n = 32;
+    let params = ContextParams {
+        n_threads: a.threads,
+        ..ContextParams::new(n + 1, 1)
+    };
+    let mut c8 = Context::new(Arc::clone(model), params)?;
+    let mut c16 = Context::new(f16_model, params)?;
+    let toks = random_tokens(rng, n, model.hparams().n_vocab);
+    let (mut cos_sum, mut agree) = (0f64, 0usize);
+    for (i, tok) in toks.iter().enumerate() {
+        decode(&mut c8, std::slice::from_ref(tok), i, true)?;
+        decode(&mut c16, std::slice::from_ref(tok), i, true)?;
+        let (x, y) = (c8.logits(0).unwrap_or(&[]), c16.logits(0).unwrap_or(&[]));
+        let dot: f64 = x.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum();
+        let nx: f64 = x.iter().map(|&a| a as f64 * a as f64).sum();
+        let ny: f64 = y.iter().map(|&a| a as f64 * a as f64).sum();
+        cos_sum += dot / (nx.sqrt() * ny.sqrt()).max(f64::MIN_POSITIVE);
+        let argmax = |v: &[f32]| {
+            v.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i)
+        };
+        agree += (argmax(x) == argmax(y)) as usize;
+    }
+    Ok((cos_sum / n as f64, agree as f64 / n as f64))
+}

@@ -1,0 +1,344 @@
+//! Attention over an f16 KV cache: the visible keys and values of one layer are converted to
+//! f32 once (F16C / AVX-512 through `half`'s slice conversion), then every (token, head) pair
+//! runs on the pool: scores = f16(q) . k * scale, softmax (sum in f64), out = sum f16(p) * v.
+//! Rounding the query and the probabilities to f16 follows the reference's f16 cache path.
+//!
+//! Every score is the plain sequential sum over the head's dimensions (what the scalar engine
+//! computed, and what crossval's float fixtures were checked with). It is vectorized across
+//! keys instead: when every token's visible cells are a prefix of one list (one sequence, the
+//! usual case) the keys are stored transposed, [kv head, dim, key], and 16 scores advance
+//! together one dimension at a time.
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+use super::pool;
+use super::ternary::{best_isa, Isa};
+
+/// Scratch reused across calls (sized on first use; no allocation afterwards).
+#[derive(Default)]
+pub struct AttnScratch {
+    kf: Vec<f32>,         // [n_cells, n_kv] keys of the cells in use, as f32
+    kt: Vec<f32>,         // [n_head_kv, head_dim, n_keys] keys of the longest list, transposed
+    vf: Vec<f32>,         // [n_cells, n_kv] values
+    converted: Vec<bool>, // [n_cells] which cells kf/vf hold for this call
+    touched: Vec<usize>,  // the cells marked in `converted`
+    per_thread: Vec<f32>, // [threads, n_cells + head_dim] scores and the rounded query
+}
+
+/// The shape of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    /// Cells in the cache (rows of `k_cache` / `v_cache`).
+    pub n_cells: usize,
+    pub scale: f32,
+}
+
+/// scores[j] += q * k[j] for every j (one dimension of many keys' sequential dot products).
+#[inline(always)]
+fn scores_step_lanes(scores: &mut [f32], q: f32, k: &[f32]) {
+    for (s, &k) in scores.iter_mut().zip(k) {
+        *s += q * k;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scores_avx512(scores: &mut [f32], q: &[f32], kt: &[f32], stride: usize) {
+    for (d, &qd) in q.iter().enumerate() {
+        scores_step_lanes(scores, qd, &kt[d * stride..]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scores_avx2(scores: &mut [f32], q: &[f32], kt: &[f32], stride: usize) {
+    for (d, &qd) in q.iter().enumerate() {
+        scores_step_lanes(scores, qd, &kt[d * stride..]);
+    }
+}
+
+/// scores[j] = sum over d, in order, of q[d] * kt[d * stride + j].
+fn scores_transposed(isa: Isa, scores: &mut [f32], q: &[f32], kt: &[f32], stride: usize) {
+    scores.fill(0.0);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the ISA was detected (best_isa) before being chosen.
+        Isa::Avx512Vnni => unsafe { scores_avx512(scores, q, kt, stride) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { scores_avx2(scores, q, kt, stride) },
+        _ => {
+            for (d, &qd) in q.iter().enumerate() {
+                scores_step_lanes(scores, qd, &kt[d * stride..]);
+            }
+        }
+    }
+}
+
+/// The sequential dot product (the fallback when tokens see different cells).
+fn dot_sequential(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(&x, &y)| x * y).sum()
+}
+
+#[inline(always)]
+fn axpy_lanes(out: &mut [f32], p: f32, v: &[f32]) {
+    for (o, &v) in out.iter_mut().zip(v) {
+        *o += p * v;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn axpy_avx512(out: &mut [f32], p: f32, v: &[f32]) {
+    axpy_lanes(out, p, v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn axpy_avx2(out: &mut [f32], p: f32, v: &[f32]) {
+    axpy_lanes(out, p, v)
+}
+
+/// out += p * v, element by element.
+pub fn axpy(isa: Isa, out: &mut [f32], p: f32, v: &[f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the ISA was detected before being chosen.
+        Isa::Avx512Vnni => unsafe { axpy_avx512(out, p, v) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { axpy_avx2(out, p, v) },
+        _ => axpy_lanes(out, p, v),
+    }
+}
+
+/// Softmax in place; the sum of exponentials in f64 as the reference does.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: each pool thread writes a disjoint set of (token, head) output slices.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+/// out[t, head] = softmax(f16(q[t, head]) . K[visible[t]] * scale) . V[visible[t]] for every
+/// token t (rows of `q` and `out`: n_head * head_dim) and head; `k_cache` / `v_cache` are one
+/// layer's [n_cells, n_head_kv * head_dim] f16 rows; `visible[t]` lists the cells token t sees.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    shape: AttnShape,
+    q: &[f32],
+    out: &mut [f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    visible: &[Vec<usize>],
+    threads: usize,
+    s: &mut AttnScratch,
+) {
+    let AttnShape {
+        n_head,
+        n_head_kv,
+        head_dim: hd,
+        n_cells,
+        scale,
+    } = shape;
+    let n_kv = n_head_kv * hd;
+    let n_embd = n_head * hd;
+    let group = n_head / n_head_kv;
+    let n = visible.len();
+    assert!(q.len() >= n * n_embd && out.len() >= n * n_embd);
+    assert!(k_cache.len() >= n_cells * n_kv && v_cache.len() >= n_cells * n_kv);
+    let threads = threads.clamp(1, pool::global().max_threads());
+    let stride = n_cells + hd;
+    grow(&mut s.kf, n_cells * n_kv);
+    grow(&mut s.vf, n_cells * n_kv);
+    grow(&mut s.converted, n_cells);
+    grow(&mut s.per_thread, threads * stride);
+
+    // The longest list; when every list is a prefix of it, its keys go transposed.
+    let longest: &[usize] = visible
+        .iter()
+        .max_by_key(|l| l.len())
+        .map_or(&[], |l| &l[..]);
+    let shared = visible.iter().all(|l| longest.starts_with(l));
+    let n_keys = longest.len();
+    if shared {
+        grow(&mut s.kt, n_kv * n_keys);
+    }
+    // Convert each visible cell once.
+    for list in visible {
+        for &c in list {
+            if !s.converted[c] {
+                s.converted[c] = true;
+                s.touched.push(c);
+                let r = c * n_kv..(c + 1) * n_kv;
+                k_cache[r.clone()].convert_to_f32_slice(&mut s.kf[r.clone()]);
+                v_cache[r.clone()].convert_to_f32_slice(&mut s.vf[r]);
+            }
+        }
+    }
+    for &c in &s.touched {
+        s.converted[c] = false;
+    }
+    s.touched.clear();
+    if shared {
+        for (j, &c) in longest.iter().enumerate() {
+            for (i, &k) in s.kf[c * n_kv..(c + 1) * n_kv].iter().enumerate() {
+                s.kt[i * n_keys + j] = k;
+            }
+        }
+    }
+
+    let isa = best_isa();
+    let (kf, kt, vf) = (&s.kf[..], &s.kt[..], &s.vf[..]);
+    let per_thread = OutPtr(s.per_thread.as_mut_ptr());
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let tasks = n * n_head;
+    let work = |i: usize, nt: usize| {
+        let (per_thread, out_ptr) = (per_thread, out_ptr);
+        // SAFETY: thread i owns its `stride` floats of per_thread (threads <= the scratch's
+        // thread count), and writes only the out slices of its own (token, head) tasks.
+        let mine = unsafe { std::slice::from_raw_parts_mut(per_thread.0.add(i * stride), stride) };
+        let (scores, qh) = mine.split_at_mut(n_cells);
+        let qh = &mut qh[..hd];
+        for task in pool::split(tasks, 1, i, nt) {
+            let (t, head) = (task / n_head, task % n_head);
+            let kv_off = (head / group) * hd;
+            for (o, &v) in qh.iter_mut().zip(&q[t * n_embd + head * hd..][..hd]) {
+                *o = f16::from_f32(v).to_f32();
+            }
+            let list = &visible[t];
+            let sc = &mut scores[..list.len()];
+            if shared {
+                scores_transposed(isa, sc, qh, &kt[kv_off * n_keys..], n_keys);
+                sc.iter_mut().for_each(|v| *v *= scale);
+            } else {
+                for (o, &c) in sc.iter_mut().zip(list) {
+                    *o = dot_sequential(qh, &kf[c * n_kv + kv_off..][..hd]) * scale;
+                }
+            }
+            softmax(sc);
+            // SAFETY: (t, head) is this task's own output slice, inside `out` (asserted).
+            let o = unsafe {
+                std::slice::from_raw_parts_mut(out_ptr.0.add(t * n_embd + head * hd), hd)
+            };
+            o.fill(0.0);
+            for (&p, &c) in sc.iter().zip(list) {
+                let p = f16::from_f32(p).to_f32();
+                axpy(isa, o, p, &vf[c * n_kv + kv_off..][..hd]);
+            }
+        }
+    };
+    let threads = if tasks >= 2 { threads } else { 1 };
+    pool::global().run(threads, &work);
+}
+
+fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    /// The plain per-element version (what the context computed before).
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        shape: AttnShape,
+        q: &[f32],
+        k: &[f16],
+        v: &[f16],
+        visible: &[Vec<usize>],
+    ) -> Vec<f32> {
+        let hd = shape.head_dim;
+        let n_kv = shape.n_head_kv * hd;
+        let n_embd = shape.n_head * hd;
+        let group = shape.n_head / shape.n_head_kv;
+        let mut out = vec![0f32; visible.len() * n_embd];
+        for (t, list) in visible.iter().enumerate() {
+            for head in 0..shape.n_head {
+                let kv_off = (head / group) * hd;
+                let qh: Vec<f32> = q[t * n_embd + head * hd..][..hd]
+                    .iter()
+                    .map(|&x| f16::from_f32(x).to_f32())
+                    .collect();
+                let mut sc: Vec<f32> = list
+                    .iter()
+                    .map(|&c| {
+                        let kk = &k[c * n_kv + kv_off..][..hd];
+                        qh.iter()
+                            .zip(kk)
+                            .map(|(&a, &b)| a * b.to_f32())
+                            .sum::<f32>()
+                            * shape.scale
+                    })
+                    .collect();
+                softmax(&mut sc);
+                let o = &mut out[t * n_embd + head * hd..][..hd];
+                for (&p, &c) in sc.iter().zip(list) {
+                    let p = f16::from_f32(p).to_f32();
+                    for (o, &vv) in o.iter_mut().zip(&v[c * n_kv + kv_off..][..hd]) {
+                        *o += p * vv.to_f32();
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_plain_attention() {
+        let mut rng = SplitMix64(21);
+        let shape = AttnShape {
+            n_head: 8,
+            n_head_kv: 2,
+            head_dim: 40,
+            n_cells: 37,
+            scale: 1.0 / (40f32).sqrt(),
+        };
+        let n_kv = shape.n_head_kv * shape.head_dim;
+        let k: Vec<f16> = (0..shape.n_cells * n_kv)
+            .map(|_| f16::from_f32(rng.normal()))
+            .collect();
+        let v: Vec<f16> = (0..shape.n_cells * n_kv)
+            .map(|_| f16::from_f32(rng.normal()))
+            .collect();
+        let n = 5;
+        let q: Vec<f32> = (0..n * shape.n_head * shape.head_dim)
+            .map(|_| rng.normal())
+            .collect();
+        // Lists that are prefixes of one (the transposed path) and lists that are not.
+        let prefixes: Vec<Vec<usize>> = (0..n).map(|t| (0..20 + 3 * t).rev().collect()).collect();
+        let scattered: Vec<Vec<usize>> = (0..n)
+            .map(|t| (0..30 + t).rev().step_by(1 + t % 2).collect())
+            .collect();
+        let mut s = AttnScratch::default();
+        for visible in [prefixes, scattered] {
+            let want = reference(shape, &q, &k, &v, &visible);
+            for threads in [1, 2] {
+                let mut out = vec![f32::NAN; want.len()];
+                attention(shape, &q, &mut out, &k, &v, &visible, threads, &mut s);
+                assert_eq!(out, want, "{threads} threads");
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! A persistent thread pool for the matmuls: workers are spawned once (one per core, less the
+//! caller), spin briefly waiting for the next job and then sleep, so that dispatching a small
+//! matrix-vector product costs well under a microsecond instead of a thread spawn.
+//!
+//! `run(n_threads, job)` calls `job(i, n)` for every i in 0..n, the caller doing i = 0, and
+//! returns when all are done. One job runs at a time; a second caller meanwhile (another
+//! context on another thread) runs its job alone on its own thread.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A job as the workers see it: the caller's closure with its lifetime erased (see `run`).
+type Job = &'static (dyn Fn(usize, usize) + Sync);
+
+struct Shared {
+    /// Bumped once per job; workers wait for it to change.
+    generation: AtomicUsize,
+    /// The current job and its thread count, written before `generation` is bumped.
+    job: Mutex<Option<(Job, usize)>>,
+    /// Workers that have not finished the current job.
+    pending: AtomicUsize,
+    /// Workers asleep (or about to sleep) on `wake`.
+    sleepers: AtomicUsize,
+    sleep_lock: Mutex<()>,
+    wake: Condvar,
+    /// Set when a worker's part of the job panicked.
+    panicked: AtomicBool,
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    n_workers: usize,
+    /// Held by the caller that owns the workers for the current job.
+    busy: Mutex<()>,
+}
+
+/// How long an idle worker spins before it sleeps: long enough to cover the gap between two
+/// matmuls of a forward pass, short enough not to burn a core between requests.
+const SPIN: Duration = Duration::from_micros(300);
+
+fn worker(shared: Arc<Shared>, index: usize) {
+    let mut seen = 0usize;
+    loop {
+        // Wait for a new generation: spin, then sleep.
+        let start = Instant::now();
+        let mut spins = 0u32;
+        while shared.generation.load(Ordering::Acquire) == seen {
+            std::hint::spin_loop();
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                // On an oversubscribed machine, let whatever we are keeping off the core run.
+                std::thread::yield_now();
+            }
+            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+                let mut guard = shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+                shared.sleepers.fetch_add(1, Ordering::SeqCst);
+                while shared.generation.load(Ordering::SeqCst) == seen {
+                    guard = shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+                }
+                shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+                break;
+            }
+        }
+        seen = shared.generation.load(Ordering::Acquire);
+        let job = *shared.job.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((job, n)) = job {
+            if index < n {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(index, n)));
+                if r.is_err() {
+                    shared.panicked.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        shared.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Pool {
+    fn new(n_threads: usize) -> Pool {
+        let shared = Arc::new(Shared {
+            generation: AtomicUsize::new(0),
+            job: Mutex::new(None),
+            pending: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
+            sleep_lock: Mutex::new(()),
+            wake: Condvar::new(),
+            panicked: AtomicBool::new(false),
+        });
+        let mut n_workers = 0;
+        for index in 1..n_threads {
+            let s = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("bitnet-worker-{index}"))
+                .spawn(move || worker(s, index));
+            if spawned.is_err() {
+                break;
+            }
+            n_workers += 1;
+        }
+        Pool {
+            shared,
+            n_workers,
+            busy: Mutex::new(()),
+        }
+    }
+
+    /// Threads a job can use: the workers plus the caller.
+    pub fn max_threads(&self) -> usize {
+        self.n_workers + 1
+    }
+
+    /// Runs `job(i, n)` for i in 0..n (n = `n_threads` capped by the pool size) and waits.
+    pub fn run(&self, n_threads: usize, job: &(dyn Fn(usize, usize) + Sync)) {
+        let n = n_threads.clamp(1, self.max_threads());
+        if n == 1 {
+            return job(0, 1);
+        }
+        let Ok(_busy) = self.busy.try_lock() else {
+            return job(0, 1);
+        };
+        // SAFETY: the lifetime is erased only for the duration of this call: the job is
+        // cleared and every worker has decremented `pending` (so has returned from it) before
+        // `run` returns, and `busy` keeps any other caller from publishing a job meanwhile.
+        let erased: Job = unsafe { std::mem::transmute::<_, Job>(job) };
+        let s = &self.shared;
+        *s.job.lock().unwrap_or_else(|e| e.into_inner()) = Some((erased, n));
+        s.pending.store(self.n_workers, Ordering::SeqCst);
+        s.generation.fetch_add(1, Ordering::SeqCst);
+        if s.sleepers.load(Ordering::SeqCst) > 0 {
+            let _g = s.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.wake.notify_all();
+        }
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(0, n)));
+        let mut spins = 0u32;
+        while s.pending.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now(); // a descheduled worker may need this core
+            }
+        }
+        *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Err(p) = mine {
+            std::panic::resume_unwind(p);
+        }
+        if s.panicked.swap(false, Ordering::SeqCst) {
+            panic!("a thread-pool worker panicked");
+        }
+    }
+}
+
+/// The process-wide pool, one thread per available core (BITNET_POOL_THREADS overrides).
+pub fn global() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let n = std::env::var("BITNET_POOL_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+        Pool::new(n.clamp(1, 256))
+    })
+}
+
+/// The threads a matmul uses unless told otherwise: set by `set_default_threads` (a context's
+/// n_threads), else every core.
+static DEFAULT_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+pub fn set_default_threads(n: usize) {
+    DEFAULT_THREADS.store(n, Ordering::Relaxed);
+}
+
+pub fn default_threads() -> usize {
+    match DEFAULT_THREADS.load(Ordering::Relaxed) {
+        0 => global().max_threads(),
+        n => n,
+    }
+}
+
+/// Splits `0..len` into `n` nearly equal ranges whose starts are multiples of `align`; part `i`.
+pub fn split(len: usize, align: usize, i: usize, n: usize) -> std::ops::Range<usize> {
+    let units = len.div_ceil(align);
+    let (lo, hi) = (units * i / n, units * (i + 1) / n);
+    (lo * align).min(len)..(hi * align).min(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_index_runs_once() {
+        let pool = Pool::new(3);
+        for n in 1..=4 {
+            let hits: Vec<AtomicUsize> = (0..4).map(|_| AtomicUsize::new(0)).collect();
+            for _ in 0..100 {
+                pool.run(n, &|i, nn| {
+                    assert_eq!(nn, n.min(3));
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            for (i, h) in hits.iter().enumerate() {
+                let want = if i < n.min(3) { 100 } else { 0 };
+                assert_eq!(h.load(Ordering::Relaxed), want, "n {n} index {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn wakes_after_sleeping() {
+        let pool = Pool::new(2);
+        let count = AtomicUsize::new(0);
+        pool.run(2, &|_, _| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        std::thread::sleep(Duration::from_millis(5)); // the worker is asleep by now
+        pool.run(2, &|_, _| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn split_covers_aligned() {
+        for len in [0, 1, 7, 64, 100, 2560] {
+            for n in 1..5 {
+                let parts: Vec<_> = (0..n).map(|i| split(len, 16, i, n)).collect();
+                assert_eq!(parts[0].start, 0);
+                assert_eq!(parts[n - 1].end, len);
+                for w in parts.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                    assert!(w[1].start % 16 == 0 || w[1].start == len);
+                }
+            }
+        }
+    }
+}

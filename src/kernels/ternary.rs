@@ -1,0 +1,1231 @@
+//! Ternary matrix kernels: weights repacked at load into plain 2-bit codes, activations as int8,
+//! a scalar reference and AVX2 / AVX-512 VNNI paths picked at run time.
+//!
+//! Packed layout (`TernaryMat`), row-major, `cols / 4` bytes per row, in groups of 128 values
+//! (32 bytes): byte j of a group holds, from its low bits up, the codes of values j, j + 32,
+//! j + 64 and j + 96. Code c in 0..=2 stands for the weight c - 1 (TQ2_0's own layout; I2_S
+//! has the same groups with the bit pairs in the opposite order; TQ1_0 is decoded from base 3).
+//!
+//! Activations (`ActBuf`) are int8 in "kernel order": inside every whole 256-value block the
+//! 32-value chunks of its two groups A and B are interleaved A0 B0 A1 B1 A2 B2 A3 B3, so that
+//! one 64-byte load of codes shifted by 2k lines up with one 64-byte load of activations.
+//! A trailing half block (cols % 256 == 128) keeps its natural order.
+//!
+//! The integer dot product sum(code * q) is exact in any order; the weight value is code - 1,
+//! so sum(w * q) = sum(code * q) - sum(q), with the activation sums precomputed.
+//! AVX2 (`vpmaddubsw`): code (0..=3) * q (-128..=127) pairs give at most |768| in int16, and
+//! at most 8 such vectors are added in int16 (|6144|) before widening to int32: no wrap.
+
+use std::ops::Range;
+
+use super::pool;
+use crate::quant::float::f16_to_f32;
+use crate::quant::{i2_s, q8_k, tq1_0, tq2_0};
+
+pub const GROUP: usize = 128;
+pub const GROUP_BYTES: usize = 32;
+/// Values per activation block (Q8_K's block; the per-block sums are kept at this size).
+pub const QK: usize = 256;
+
+/// 64 bytes, 64-byte aligned: the unit of the packed code storage.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// How a row's integer sums become its output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WeightScale {
+    /// One scale for the whole tensor (I2_S): y = (isum - asum) / act_scale * scale.
+    Tensor(f32),
+    /// One scale per 256-value block of each row (TQ1_0/TQ2_0); `uniform` when they all agree.
+    Blocks { uniform: Option<f32> },
+}
+
+/// A ternary matrix in the kernels' layout: `rows` outputs of `cols` inputs.
+pub struct TernaryMat {
+    pub rows: usize,
+    pub cols: usize,
+    lines: Vec<Line>,       // rows * cols / 4 bytes of codes (padded to whole lines)
+    block_scales: Vec<f32>, // [rows, cols / 256] for WeightScale::Blocks, else empty
+    pub scale: WeightScale,
+}
+
+impl TernaryMat {
+    fn alloc(rows: usize, cols: usize) -> TernaryMat {
+        let bytes = rows * cols / 4;
+        TernaryMat {
+            rows,
+            cols,
+            lines: vec![Line([0; 64]); bytes.div_ceil(64)],
+            block_scales: Vec::new(),
+            scale: WeightScale::Tensor(0.0),
+        }
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.cols / 4
+    }
+
+    /// Bytes held in memory (codes and scales).
+    pub fn bytes(&self) -> usize {
+        self.lines.len() * 64 + self.block_scales.len() * 4
+    }
+
+    pub fn codes(&self) -> &[u8] {
+        // SAFETY: `Line` is 64 plain bytes with no padding; the vector holds lines.len() * 64
+        // initialized bytes.
+        unsafe {
+            std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.lines.len() * 64)
+        }
+    }
+
+    fn codes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `codes`, and the borrow of self is exclusive.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.lines.as_mut_ptr() as *mut u8,
+                self.lines.len() * 64,
+            )
+        }
+    }
+
+    fn row(&self, r: usize) -> &[u8] {
+        let n = self.row_bytes();
+        &self.codes()[r * n..(r + 1) * n]
+    }
+
+    /// The unsigned code (0..=3) of value `e` of row `r`.
+    pub fn code(&self, r: usize, e: usize) -> u8 {
+        let byte = self.row(r)[e / GROUP * GROUP_BYTES + e % 32];
+        (byte >> (2 * ((e % GROUP) / 32))) & 3
+    }
+
+    /// Whether a matrix of `cols` inputs in this type can be packed.
+    pub fn can_pack(ty: crate::quant::GgmlType, cols: usize) -> bool {
+        use crate::quant::GgmlType as T;
+        match ty {
+            T::I2_S => cols.is_multiple_of(GROUP),
+            T::TQ1_0 | T::TQ2_0 => cols.is_multiple_of(QK),
+            _ => false,
+        }
+    }
+
+    /// Repacks an I2_S tensor (all rows, then the 32-byte tail holding the scale).
+    pub fn from_i2_s(data: &[u8], rows: usize, cols: usize) -> TernaryMat {
+        assert!(cols.is_multiple_of(GROUP) && data.len() >= rows * cols / 4 + i2_s::TAIL_BYTES);
+        let mut m = TernaryMat::alloc(rows, cols);
+        // I2_S keeps value j at bits 7:6 and j + 96 at 1:0: reverse the four bit pairs.
+        let mut flip = [0u8; 256];
+        for (b, f) in flip.iter_mut().enumerate() {
+            let b = b as u8;
+            *f = (b >> 6) | ((b >> 2) & 0x0c) | ((b << 2) & 0x30) | (b << 6);
+        }
+        let n = rows * cols / 4;
+        let codes = SendPtr(m.codes_mut().as_mut_ptr());
+        let pool = pool::global();
+        pool.run(pool.max_threads(), &|i, nt| {
+            let part = pool::split(n, 4096, i, nt);
+            // SAFETY: each thread writes its own disjoint byte range of the codes, which are
+            // n bytes or more and outlive `run`.
+            let out =
+                unsafe { std::slice::from_raw_parts_mut(codes.get().add(part.start), part.len()) };
+            for (o, &b) in out.iter_mut().zip(&data[part]) {
+                *o = flip[b as usize];
+            }
+        });
+        m.scale = WeightScale::Tensor(i2_s::scale(&data[..n + i2_s::TAIL_BYTES]));
+        m
+    }
+
+    /// Repacks TQ2_0 blocks (64 bytes of codes already in our layout, then an f16 scale).
+    pub fn from_tq2_0(data: &[u8], rows: usize, cols: usize) -> TernaryMat {
+        Self::from_blocks(data, rows, cols, tq2_0::BLOCK_BYTES, 64, |block, out| {
+            out.copy_from_slice(&block[..64]);
+        })
+    }
+
+    /// Repacks TQ1_0 blocks, decoding their base-3 digits.
+    pub fn from_tq1_0(data: &[u8], rows: usize, cols: usize) -> TernaryMat {
+        Self::from_blocks(data, rows, cols, tq1_0::BLOCK_BYTES, 52, |block, out| {
+            let mut codes = [0u8; QK];
+            tq1_0_codes(block, &mut codes);
+            pack_codes(&codes, out);
+        })
+    }
+
+    fn from_blocks(
+        data: &[u8],
+        rows: usize,
+        cols: usize,
+        block_bytes: usize,
+        d_offset: usize,
+        unpack: impl Fn(&[u8], &mut [u8]) + Sync,
+    ) -> TernaryMat {
+        assert!(cols.is_multiple_of(QK));
+        let nb = cols / QK;
+        assert!(data.len() >= rows * nb * block_bytes);
+        let mut m = TernaryMat::alloc(rows, cols);
+        m.block_scales = vec![0.0; rows * nb];
+        let codes = SendPtr(m.codes_mut().as_mut_ptr());
+        let scales = SendPtr(m.block_scales.as_mut_ptr());
+        let total = rows * nb;
+        let pool = pool::global();
+        pool.run(pool.max_threads(), &|i, n| {
+            for b in pool::split(total, 64, i, n) {
+                let block = &data[b * block_bytes..(b + 1) * block_bytes];
+                // SAFETY: block b owns bytes 64b..64b+64 of the codes and scale b; the ranges
+                // handed to the threads are disjoint, and both buffers outlive `run`.
+                let out = unsafe { std::slice::from_raw_parts_mut(codes.get().add(b * 64), 64) };
+                unpack(block, out);
+                let d = f16_to_f32(u16::from_le_bytes([block[d_offset], block[d_offset + 1]]));
+                // SAFETY: as above.
+                unsafe { *scales.get().add(b) = d };
+            }
+        });
+        let first = m.block_scales.first().copied().unwrap_or(0.0);
+        let uniform = m
+            .block_scales
+            .iter()
+            .all(|&d| d.to_bits() == first.to_bits());
+        m.scale = WeightScale::Blocks {
+            uniform: uniform.then_some(first),
+        };
+        m
+    }
+}
+
+/// A raw pointer that may cross to pool threads (each thread writes a disjoint part).
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: only used to hand disjoint output ranges to pool threads within one `run`.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Decodes one TQ1_0 block's 256 codes (natural order). Byte j < 32 holds values 32m + j
+/// (digits m = 0..5), 32 <= j < 48 holds 160 + 16m + (j - 32), 48 <= j < 52 holds
+/// 240 + 4m + (j - 48) (m = 0..4); digit m of byte b is ((b * 3^m mod 256) * 3) >> 8
+/// (see quant::tq1_0).
+fn tq1_0_codes(block: &[u8], codes: &mut [u8; QK]) {
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    let digit = |b: u8, m: usize| ((b.wrapping_mul(POW3[m]) as u16 * 3) >> 8) as u8;
+    for j in 0..32 {
+        for m in 0..5 {
+            codes[32 * m + j] = digit(block[j], m);
+        }
+    }
+    for j in 0..16 {
+        for m in 0..5 {
+            codes[160 + 16 * m + j] = digit(block[32 + j], m);
+        }
+    }
+    for j in 0..4 {
+        for m in 0..4 {
+            codes[240 + 4 * m + j] = digit(block[48 + j], m);
+        }
+    }
+}
+
+/// Packs 256 codes (natural order) into 64 bytes of our layout.
+fn pack_codes(codes: &[u8; QK], out: &mut [u8]) {
+    for (g, out) in out.chunks_exact_mut(GROUP_BYTES).enumerate() {
+        let c = &codes[g * GROUP..(g + 1) * GROUP];
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = c[j] | (c[j + 32] << 2) | (c[j + 64] << 4) | (c[j + 96] << 6);
+        }
+    }
+}
+
+/// How activations are quantized to int8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActMode {
+    /// One scale per token: 127 / max(1e-5, max|x|), round half to even (BitNet b1.58).
+    PerToken,
+    /// Q8_K: one scale per 256 values, as llama.cpp quantizes for TQ1_0/TQ2_0.
+    Q8K,
+}
+
+/// int8 activations of up to `n` tokens in kernel order, with their sums and scales.
+/// Reused across calls: after the first call of a size, quantizing allocates nothing.
+#[derive(Default)]
+pub struct ActBuf {
+    pub mode: Option<ActMode>,
+    pub cols: usize,
+    pub n: usize,
+    q: Vec<i8>,            // [n, cols] kernel order
+    block_d: Vec<f32>,     // [n, cols / 256] Q8_K scales (Q8K mode)
+    block_sum: Vec<i32>,   // [n, cols / 256] activation sum per whole block (PerToken)
+    lane_corr: Vec<i32>,   // [n, cols / 256, 8] Q8K: sum of values 32u..32u+32 of each block
+    token_sum: Vec<i32>,   // [n]
+    token_scale: Vec<f32>, // [n] PerToken: 127 / amax
+    q8k: Vec<u8>,          // [n, cols / 256 * 292] Q8_K scratch
+}
+
+/// Index in kernel order of value `e` of a row of `cols` values.
+pub fn kernel_pos(e: usize, cols: usize) -> usize {
+    let b = e / QK;
+    if (b + 1) * QK > cols {
+        return e; // the trailing half block keeps its order
+    }
+    let r = e % QK;
+    let (g, k, j) = (r / GROUP, (r % GROUP) / 32, r % 32);
+    b * QK + 64 * k + 32 * g + j
+}
+
+/// Writes one row of int8 values (natural order) in kernel order.
+fn to_kernel_order(src: &[i8], dst: &mut [i8]) {
+    let cols = src.len();
+    let whole = cols / QK * QK;
+    for (s, d) in src[..whole]
+        .chunks_exact(QK)
+        .zip(dst[..whole].chunks_exact_mut(QK))
+    {
+        for k in 0..4 {
+            for g in 0..2 {
+                d[64 * k + 32 * g..][..32].copy_from_slice(&s[g * GROUP + 32 * k..][..32]);
+            }
+        }
+    }
+    dst[whole..].copy_from_slice(&src[whole..]);
+}
+
+impl ActBuf {
+    /// Quantizes `n` rows of `x` (each `cols` long). Q8K needs cols % 256 == 0; PerToken
+    /// needs cols % 128 == 0.
+    pub fn quantize(&mut self, mode: ActMode, x: &[f32], n: usize, cols: usize, threads: usize) {
+        assert!(x.len() >= n * cols && cols.is_multiple_of(GROUP));
+        assert!(mode == ActMode::PerToken || cols.is_multiple_of(QK));
+        let nb = cols / QK;
+        self.mode = Some(mode);
+        self.cols = cols;
+        self.n = n;
+        grow(&mut self.q, n * cols);
+        grow(&mut self.block_d, n * nb);
+        grow(&mut self.block_sum, n * nb);
+        grow(&mut self.token_sum, n);
+        grow(&mut self.token_scale, n);
+        if mode == ActMode::Q8K {
+            grow(&mut self.q8k, n * nb * q8_k::BLOCK_BYTES);
+            grow(&mut self.lane_corr, n * nb * 8);
+        }
+        let q = SendPtr(self.q.as_mut_ptr());
+        let block_d = SendPtr(self.block_d.as_mut_ptr());
+        let block_sum = SendPtr(self.block_sum.as_mut_ptr());
+        let token_sum = SendPtr(self.token_sum.as_mut_ptr());
+        let token_scale = SendPtr(self.token_scale.as_mut_ptr());
+        let q8k = SendPtr(self.q8k.as_mut_ptr());
+        let lane_corr = SendPtr(self.lane_corr.as_mut_ptr());
+        let threads = if n >= 4 { threads } else { 1 };
+        pool::global().run(threads, &|i, nt| {
+            for t in pool::split(n, 1, i, nt) {
+                let xt = &x[t * cols..(t + 1) * cols];
+                // SAFETY: token t owns row t of every buffer (sizes grown above); threads get
+                // disjoint tokens and the buffers outlive `run`.
+                let (qt, bd, bs, ts, tsc) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(q.get().add(t * cols), cols),
+                        std::slice::from_raw_parts_mut(block_d.get().add(t * nb), nb),
+                        std::slice::from_raw_parts_mut(block_sum.get().add(t * nb), nb),
+                        &mut *token_sum.get().add(t),
+                        &mut *token_scale.get().add(t),
+                    )
+                };
+                match mode {
+                    ActMode::PerToken => {
+                        let amax = xt.iter().fold(0f32, |m, v| m.max(v.abs()));
+                        let scale = 127.0 / amax.max(1e-5);
+                        let mut natural = [0i8; QK];
+                        let mut sum = 0i32;
+                        for (c, chunk) in xt.chunks(QK).enumerate() {
+                            let nat = &mut natural[..chunk.len()];
+                            for (o, &v) in nat.iter_mut().zip(chunk) {
+                                *o = (v * scale).round_ties_even().clamp(-128.0, 127.0) as i8;
+                            }
+                            let s: i32 = nat.iter().map(|&v| v as i32).sum();
+                            if chunk.len() == QK {
+                                bs[c] = s;
+                            }
+                            sum += s;
+                            to_kernel_order(nat, &mut qt[c * QK..c * QK + chunk.len()]);
+                        }
+                        *ts = sum;
+                        *tsc = scale;
+                    }
+                    ActMode::Q8K => {
+                        let bytes = nb * q8_k::BLOCK_BYTES;
+                        // SAFETY: as above, token t's slice of the Q8_K scratch.
+                        let blocks = unsafe {
+                            std::slice::from_raw_parts_mut(q8k.get().add(t * bytes), bytes)
+                        };
+                        q8_k::quantize(xt, blocks);
+                        let mut sum = 0;
+                        for (b, blk) in blocks.chunks_exact(q8_k::BLOCK_BYTES).enumerate() {
+                            bd[b] = f32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]);
+                            // SAFETY: i8 and u8 have the same layout.
+                            let vals: &[i8] = unsafe {
+                                std::slice::from_raw_parts(blk[4..260].as_ptr() as *const i8, QK)
+                            };
+                            bs[b] = vals.iter().map(|&v| v as i32).sum();
+                            sum += bs[b];
+                            for u in 0..8 {
+                                let bsum = |i: usize| {
+                                    i16::from_le_bytes([blk[260 + 2 * i], blk[261 + 2 * i]]) as i32
+                                };
+                                // SAFETY: token t's block b entries of lane_corr (grown above);
+                                // disjoint per token.
+                                unsafe {
+                                    *lane_corr.get().add((t * nb + b) * 8 + u) =
+                                        bsum(2 * u) + bsum(2 * u + 1)
+                                };
+                            }
+                            to_kernel_order(vals, &mut qt[b * QK..(b + 1) * QK]);
+                        }
+                        *ts = sum;
+                        *tsc = 1.0;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Raw int8 activations (natural order, `n` rows of `cols`) with scale 1, for tests of
+    /// extreme values the quantizers never produce (-128).
+    pub fn set_raw_per_token(&mut self, q: &[i8], n: usize, cols: usize) {
+        assert!(q.len() >= n * cols && cols.is_multiple_of(GROUP));
+        let nb = cols / QK;
+        self.mode = Some(ActMode::PerToken);
+        self.cols = cols;
+        self.n = n;
+        grow(&mut self.q, n * cols);
+        grow(&mut self.block_d, n * nb);
+        grow(&mut self.block_sum, n * nb);
+        grow(&mut self.token_sum, n);
+        grow(&mut self.token_scale, n);
+        for t in 0..n {
+            let src = &q[t * cols..(t + 1) * cols];
+            to_kernel_order(src, &mut self.q[t * cols..(t + 1) * cols]);
+            for b in 0..nb {
+                self.block_sum[t * nb + b] =
+                    src[b * QK..(b + 1) * QK].iter().map(|&v| v as i32).sum();
+            }
+            self.token_sum[t] = src.iter().map(|&v| v as i32).sum();
+            self.token_scale[t] = 1.0;
+        }
+    }
+
+    fn token(&self, t: usize) -> &[i8] {
+        &self.q[t * self.cols..(t + 1) * self.cols]
+    }
+}
+
+fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+}
+
+/// Which instruction set the kernels use, detected once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+    Avx512Vnni,
+}
+
+pub fn best_isa() -> Isa {
+    use std::sync::OnceLock;
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let forced = std::env::var("BITNET_ISA").ok();
+        detect(forced.as_deref())
+    })
+}
+
+fn detect(forced: Option<&str>) -> Isa {
+    let mut best = Isa::Scalar;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            best = Isa::Avx2;
+        }
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+        {
+            best = Isa::Avx512Vnni;
+        }
+    }
+    match forced {
+        Some("scalar") => Isa::Scalar,
+        Some("avx2") if best != Isa::Scalar => Isa::Avx2,
+        _ => best,
+    }
+}
+
+/// Whether `isa` can run here.
+pub fn isa_available(isa: Isa) -> bool {
+    match (isa, detect(None)) {
+        (Isa::Scalar, _) => true,
+        (Isa::Avx2, b) => b != Isa::Scalar,
+        (Isa::Avx512Vnni, b) => b == Isa::Avx512Vnni,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar reference: sum over values of code * q, per 256-value block.
+
+/// Integer sums sum(code * q) of row `r` against one token, one per whole 256 block, plus the
+/// trailing half block last (if any). Reference for the SIMD kernels.
+fn block_isums_scalar(m: &TernaryMat, r: usize, q: &[i8], out: &mut [i32]) {
+    out.fill(0);
+    let row = m.row(r);
+    for e in 0..m.cols {
+        let byte = row[e / GROUP * GROUP_BYTES + e % 32];
+        let code = (byte >> (2 * ((e % GROUP) / 32))) & 3;
+        out[e / QK] += code as i32 * q[kernel_pos(e, m.cols)] as i32;
+    }
+}
+
+/// One row against one token's Q8_K activations exactly as `kernels::dot` (llama.cpp's x86
+/// order): per block, eight int32 lanes (value e in lane (e % 32) / 4) minus the lane's
+/// correction (the sum of activations 32u..32u+32), each lane accumulated in f32 as
+/// fma(lane, d_a * d_w, acc), then the reference's pairwise sum of the eight lanes.
+fn q8k_row_scalar(m: &TernaryMat, r: usize, act: &ActBuf, t: usize) -> f32 {
+    let nb = m.cols / QK;
+    let q = act.token(t);
+    let row = m.row(r);
+    let mut acc = [0f32; 8];
+    for b in 0..nb {
+        let mut lanes = [0i32; 8];
+        for e in b * QK..(b + 1) * QK {
+            let byte = row[e / GROUP * GROUP_BYTES + e % 32];
+            let code = (byte >> (2 * ((e % GROUP) / 32))) & 3;
+            lanes[(e % 32) / 4] += code as i32 * q[kernel_pos(e, m.cols)] as i32;
+        }
+        let d = act.block_d[t * nb + b] * m.block_scales[r * nb + b];
+        for u in 0..8 {
+            let l = lanes[u] - act.lane_corr[(t * nb + b) * 8 + u];
+            acc[u] = (l as f32).mul_add(d, acc[u]);
+        }
+    }
+    super::dot::hsum8(acc)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The output formulas, shared by every ISA so the paths differ only in integer sums.
+
+/// Per token, what the output formula needs.
+struct TokenInfo {
+    sum: i32,
+    scale: f32,
+}
+
+/// y from the whole-row integer sum (PerToken activations, Tensor or uniform Blocks scale).
+fn finish_total(w: WeightScale, isum: i32, t: &TokenInfo) -> f32 {
+    match w {
+        // As the scalar I2_S path: (isum - sum) / act_scale * w_scale, in f32.
+        WeightScale::Tensor(s) => (isum - t.sum) as f32 / t.scale * s,
+        // As the generic per-token path: the exact sum d * (isum - sum) in f64, then / scale.
+        WeightScale::Blocks { uniform: Some(d) } => {
+            (d as f64 * (isum - t.sum) as f64) as f32 / t.scale
+        }
+        WeightScale::Blocks { uniform: None } => unreachable!("per-block scales need block sums"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry point.
+
+/// out[t * out_stride + r] = row r . token t, for every row and the `act.n` tokens, on up to
+/// `threads` pool threads. Rows are split between threads in multiples of 16.
+pub fn matmul(m: &TernaryMat, act: &ActBuf, out: &mut [f32], out_stride: usize, threads: usize) {
+    matmul_isa(best_isa(), m, act, out, out_stride, threads)
+}
+
+pub fn matmul_isa(
+    isa: Isa,
+    m: &TernaryMat,
+    act: &ActBuf,
+    out: &mut [f32],
+    out_stride: usize,
+    threads: usize,
+) {
+    assert_eq!(act.cols, m.cols);
+    assert!(act.n == 0 || out.len() >= (act.n - 1) * out_stride + m.rows);
+    let mode = act.mode.expect("quantized activations");
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    pool::global().run(threads, &|i, n| {
+        let rows = pool::split(m.rows, 16, i, n);
+        // SAFETY: this thread writes only rows `rows` of each token's output, disjoint from the
+        // other threads' rows; `out` is long enough (asserted) and outlives `run`.
+        let write = |r: usize, t: usize, v: f32| unsafe {
+            *out_ptr.get().add(t * out_stride + r) = v;
+        };
+        rows_dispatch(isa, mode, m, act, rows, &write);
+    });
+}
+
+fn rows_dispatch(
+    isa: Isa,
+    mode: ActMode,
+    m: &TernaryMat,
+    act: &ActBuf,
+    rows: Range<usize>,
+    write: &dyn Fn(usize, usize, f32),
+) {
+    let nb = m.cols / QK;
+    let info = |t: usize| TokenInfo {
+        sum: act.token_sum[t],
+        scale: act.token_scale[t],
+    };
+    // Which kind of sum the output needs.
+    let total = match (mode, m.scale) {
+        (ActMode::PerToken, WeightScale::Tensor(_)) => true,
+        (ActMode::PerToken, WeightScale::Blocks { uniform: Some(_) }) => true,
+        (ActMode::PerToken, WeightScale::Blocks { uniform: None }) => false,
+        (ActMode::Q8K, WeightScale::Blocks { .. }) => false,
+        (ActMode::Q8K, WeightScale::Tensor(_)) => panic!("I2_S weights take per-token activations"),
+    };
+    if total {
+        let emit =
+            |r: usize, t: usize, isum: i32| write(r, t, finish_total(m.scale, isum, &info(t)));
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the ISA was detected (best_isa / isa_available) before being chosen.
+            Isa::Avx512Vnni => unsafe { x86::totals_avx512(m, act, rows, &emit) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Isa::Avx2 => unsafe { x86::totals_avx2(m, act, rows, &emit) },
+            _ => {
+                let mut sums = vec![0i32; m.cols.div_ceil(QK)];
+                for r in rows {
+                    for t in 0..act.n {
+                        block_isums_scalar(m, r, act.token(t), &mut sums);
+                        emit(r, t, sums.iter().sum());
+                    }
+                }
+            }
+        }
+        return;
+    }
+    if mode == ActMode::PerToken {
+        // Per-token activations with per-block weight scales that differ: the exact f64 sum
+        // of d_b * (isum_b - asum_b), as the generic per-token path computes it. Rare (a
+        // BitNet b1.58 model stored as TQ); scalar.
+        let mut sums = vec![0i32; nb];
+        for r in rows {
+            for t in 0..act.n {
+                block_isums_scalar(m, r, act.token(t), &mut sums);
+                let mut acc = 0f64;
+                for (b, &isum) in sums.iter().enumerate() {
+                    let d = m.block_scales[r * nb + b] as f64;
+                    acc += d * (isum - act.block_sum[t * nb + b]) as f64;
+                }
+                write(r, t, acc as f32 / act.token_scale[t]);
+            }
+        }
+        return;
+    }
+    // Q8_K activations: sum over blocks of d_w * d_a * (isum_b - asum_b) in f32.
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the ISA was detected before being chosen.
+        Isa::Avx512Vnni => unsafe { x86::blocks_avx512(m, act, rows, write) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::blocks_avx2(m, act, rows, write) },
+        _ => {
+            for r in rows {
+                for t in 0..act.n {
+                    write(r, t, q8k_row_scalar(m, r, act, t));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// x86 SIMD paths.
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Rows handled together per weight tile, and tokens per activation tile: a tile of 32
+    /// rows (20 KB of codes at 2560 columns) and 8 tokens (20 KB) stays in L1.
+    const ROW_TILE: usize = 32;
+
+    /// Token tiles of 8, then 4, then 1.
+    fn token_tiles(n: usize, mut f: impl FnMut(usize, usize)) {
+        let mut t = 0;
+        while t < n {
+            let len = if n - t >= 8 {
+                8
+            } else if n - t >= 4 {
+                4
+            } else {
+                1
+            };
+            f(t, len);
+            t += len;
+        }
+    }
+
+    // ---- AVX-512 VNNI ----
+
+    /// Whole-row integer sums for NT tokens of row `w` (cols / 4 bytes).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn row_totals_avx512<const NT: usize>(
+        w: *const u8,
+        cols: usize,
+        q: [*const i8; NT],
+    ) -> [i32; NT] {
+        let mask = _mm512_set1_epi8(3);
+        // Independent accumulators so that the dpbusd latency chains overlap: four for one
+        // token, two per token for a tile.
+        let mut acc = [[_mm512_setzero_si512(); 4]; NT];
+        let nb = cols / QK;
+        for b in 0..nb {
+            let wv = _mm512_loadu_si512(w.add(b * 64) as *const _);
+            let c = [
+                _mm512_and_si512(wv, mask),
+                _mm512_and_si512(_mm512_srli_epi16(wv, 2), mask),
+                _mm512_and_si512(_mm512_srli_epi16(wv, 4), mask),
+                _mm512_and_si512(_mm512_srli_epi16(wv, 6), mask),
+            ];
+            for t in 0..NT {
+                let a = q[t].add(b * QK);
+                for (k, ck) in c.iter().enumerate() {
+                    let slot = if NT == 1 { k } else { k & 1 };
+                    let av = _mm512_loadu_si512(a.add(64 * k) as *const _);
+                    acc[t][slot] = _mm512_dpbusd_epi32(acc[t][slot], *ck, av);
+                }
+            }
+        }
+        let mut out = [0i32; NT];
+        for t in 0..NT {
+            let a = &acc[t];
+            let s = _mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3]));
+            out[t] = _mm512_reduce_add_epi32(s);
+        }
+        if !cols.is_multiple_of(QK) {
+            // The trailing group of 128 in natural order.
+            let mask = _mm256_set1_epi8(3);
+            let wv = _mm256_loadu_si256(w.add(nb * 64) as *const _);
+            for t in 0..NT {
+                let a = q[t].add(nb * QK);
+                let mut acc = _mm256_setzero_si256();
+                for k in 0..4 {
+                    let ck = _mm256_and_si256(_mm256_srl_epi16(wv, _mm_cvtsi32_si128(2 * k)), mask);
+                    let av = _mm256_loadu_si256(a.add(32 * k as usize) as *const _);
+                    acc = _mm256_dpbusd_epi32(acc, ck, av);
+                }
+                out[t] += hsum256_epi32(acc);
+            }
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum256_epi32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// Calls `f(r, t0, len)` over row tiles x token tiles x rows: each weight tile is reused
+    /// for every token tile while both sit in L1.
+    fn tiles(rows: Range<usize>, n: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let r1 = (r0 + ROW_TILE).min(rows.end);
+            token_tiles(n, |t0, len| {
+                for r in r0..r1 {
+                    f(r, t0, len);
+                }
+            });
+            r0 = r1;
+        }
+    }
+
+    fn token_ptrs<const NT: usize>(act: &ActBuf, t0: usize) -> [*const i8; NT] {
+        std::array::from_fn(|i| act.token(t0 + i).as_ptr())
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VL and VNNI.
+    pub unsafe fn totals_avx512(
+        m: &TernaryMat,
+        act: &ActBuf,
+        rows: Range<usize>,
+        emit: &dyn Fn(usize, usize, i32),
+    ) {
+        let codes = m.codes().as_ptr();
+        let rb = m.row_bytes();
+        tiles(rows, act.n, |r, t0, len| {
+            // SAFETY: row r lies inside the codes; token pointers address whole rows of `act`.
+            let w = unsafe { codes.add(r * rb) };
+            match len {
+                8 => {
+                    let s = unsafe { row_totals_avx512::<8>(w, m.cols, token_ptrs(act, t0)) };
+                    s.iter().enumerate().for_each(|(i, &v)| emit(r, t0 + i, v));
+                }
+                4 => {
+                    let s = unsafe { row_totals_avx512::<4>(w, m.cols, token_ptrs(act, t0)) };
+                    s.iter().enumerate().for_each(|(i, &v)| emit(r, t0 + i, v));
+                }
+                _ => {
+                    let s = unsafe { row_totals_avx512::<1>(w, m.cols, token_ptrs(act, t0)) };
+                    emit(r, t0, s[0]);
+                }
+            }
+        });
+    }
+
+    /// The Q8_K dot of `q8k_row_scalar` for NT tokens, bit for bit: dpbusd lane L of a
+    /// 64-byte step holds values 4L..4L+3 of a 32-value chunk of group A (L < 8) or B (L >= 8),
+    /// so the reference's lane u is lane u + lane u + 8.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn row_blocks_avx512<const NT: usize>(
+        w: *const u8,
+        w_d: *const f32,
+        nb: usize,
+        q: [*const i8; NT],
+        a_d: [*const f32; NT],
+        a_corr: [*const i32; NT],
+    ) -> [f32; NT] {
+        let mask = _mm512_set1_epi8(3);
+        let mut accf = [_mm256_setzero_ps(); NT];
+        for b in 0..nb {
+            let wv = _mm512_loadu_si512(w.add(b * 64) as *const _);
+            let c = [
+                _mm512_and_si512(wv, mask),
+                _mm512_and_si512(_mm512_srli_epi16(wv, 2), mask),
+                _mm512_and_si512(_mm512_srli_epi16(wv, 4), mask),
+                _mm512_and_si512(_mm512_srli_epi16(wv, 6), mask),
+            ];
+            let wd = *w_d.add(b);
+            for t in 0..NT {
+                let a = q[t].add(b * QK);
+                // Two chains of two dpbusd each, added.
+                let mut acc0 = _mm512_setzero_si512();
+                let mut acc1 = _mm512_setzero_si512();
+                for (k, ck) in c.iter().enumerate() {
+                    let av = _mm512_loadu_si512(a.add(64 * k) as *const _);
+                    if k & 1 == 0 {
+                        acc0 = _mm512_dpbusd_epi32(acc0, *ck, av);
+                    } else {
+                        acc1 = _mm512_dpbusd_epi32(acc1, *ck, av);
+                    }
+                }
+                let acc = _mm512_add_epi32(acc0, acc1);
+                let lanes = _mm256_add_epi32(
+                    _mm512_castsi512_si256(acc),
+                    _mm512_extracti64x4_epi64(acc, 1),
+                );
+                let corr = _mm256_loadu_si256(a_corr[t].add(b * 8) as *const _);
+                let lanes = _mm256_sub_epi32(lanes, corr);
+                let d = _mm256_set1_ps(*a_d[t].add(b) * wd);
+                accf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), d, accf[t]);
+            }
+        }
+        let mut out = [0f32; NT];
+        for t in 0..NT {
+            out[t] = hsum8_ps(accf[t]);
+        }
+        out
+    }
+
+    /// The reference's sum of eight lanes: ((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3)).
+    #[target_feature(enable = "avx")]
+    unsafe fn hsum8_ps(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    fn block_ptrs<const NT: usize>(
+        act: &ActBuf,
+        t0: usize,
+        nb: usize,
+    ) -> ([*const i8; NT], [*const f32; NT], [*const i32; NT]) {
+        (
+            token_ptrs(act, t0),
+            std::array::from_fn(|i| act.block_d[(t0 + i) * nb..].as_ptr()),
+            std::array::from_fn(|i| act.lane_corr[(t0 + i) * nb * 8..].as_ptr()),
+        )
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VL and VNNI.
+    pub unsafe fn blocks_avx512(
+        m: &TernaryMat,
+        act: &ActBuf,
+        rows: Range<usize>,
+        write: &dyn Fn(usize, usize, f32),
+    ) {
+        let codes = m.codes().as_ptr();
+        let rb = m.row_bytes();
+        let nb = m.cols / QK;
+        tiles(rows, act.n, |r, t0, len| {
+            // SAFETY: row r's codes and scales lie inside the matrix; token pointers address
+            // whole rows of `act` (nb blocks each).
+            let (w, wd) = unsafe { (codes.add(r * rb), m.block_scales.as_ptr().add(r * nb)) };
+            match len {
+                8 => {
+                    let (q, d, s) = block_ptrs::<8>(act, t0, nb);
+                    let y = unsafe { row_blocks_avx512::<8>(w, wd, nb, q, d, s) };
+                    y.iter().enumerate().for_each(|(i, &v)| write(r, t0 + i, v));
+                }
+                4 => {
+                    let (q, d, s) = block_ptrs::<4>(act, t0, nb);
+                    let y = unsafe { row_blocks_avx512::<4>(w, wd, nb, q, d, s) };
+                    y.iter().enumerate().for_each(|(i, &v)| write(r, t0 + i, v));
+                }
+                _ => {
+                    let (q, d, s) = block_ptrs::<1>(act, t0, nb);
+                    let y = unsafe { row_blocks_avx512::<1>(w, wd, nb, q, d, s) };
+                    write(r, t0, y[0]);
+                }
+            }
+        });
+    }
+
+    // ---- AVX2 ----
+
+    /// sum(code * q) over one 256-value block as eight int32 lanes: eight maddubs products
+    /// (each |.| <= 768) added in int16 (|.| <= 6144), then widened once.
+    #[target_feature(enable = "avx2")]
+    unsafe fn block_avx2(w: *const u8, a: *const i8) -> __m256i {
+        let mask = _mm256_set1_epi8(3);
+        let wa = _mm256_loadu_si256(w as *const _);
+        let wb = _mm256_loadu_si256(w.add(32) as *const _);
+        let mut s16 = _mm256_setzero_si256();
+        for k in 0..4 {
+            let sh = _mm_cvtsi32_si128(2 * k);
+            let ca = _mm256_and_si256(_mm256_srl_epi16(wa, sh), mask);
+            let cb = _mm256_and_si256(_mm256_srl_epi16(wb, sh), mask);
+            let aa = _mm256_loadu_si256(a.add(64 * k as usize) as *const _);
+            let ab = _mm256_loadu_si256(a.add(64 * k as usize + 32) as *const _);
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(ca, aa));
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(cb, ab));
+        }
+        _mm256_madd_epi16(s16, _mm256_set1_epi16(1))
+    }
+
+    /// The trailing natural-order group of 128 (four products in int16: |.| <= 3072).
+    #[target_feature(enable = "avx2")]
+    unsafe fn half_block_avx2(w: *const u8, a: *const i8) -> __m256i {
+        let mask = _mm256_set1_epi8(3);
+        let wv = _mm256_loadu_si256(w as *const _);
+        let mut s16 = _mm256_setzero_si256();
+        for k in 0..4 {
+            let c = _mm256_and_si256(_mm256_srl_epi16(wv, _mm_cvtsi32_si128(2 * k)), mask);
+            let av = _mm256_loadu_si256(a.add(32 * k as usize) as *const _);
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(c, av));
+        }
+        _mm256_madd_epi16(s16, _mm256_set1_epi16(1))
+    }
+
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn totals_avx2(
+        m: &TernaryMat,
+        act: &ActBuf,
+        rows: Range<usize>,
+        emit: &dyn Fn(usize, usize, i32),
+    ) {
+        let codes = m.codes().as_ptr();
+        let rb = m.row_bytes();
+        let nb = m.cols / QK;
+        tiles(rows, act.n, |r, t0, len| {
+            for t in t0..t0 + len {
+                // SAFETY: row r and token t lie inside their buffers; AVX2 is present.
+                let s = unsafe {
+                    let w = codes.add(r * rb);
+                    let a = act.token(t).as_ptr();
+                    let mut acc = _mm256_setzero_si256();
+                    for b in 0..nb {
+                        acc = _mm256_add_epi32(acc, block_avx2(w.add(b * 64), a.add(b * QK)));
+                    }
+                    if !m.cols.is_multiple_of(QK) {
+                        acc =
+                            _mm256_add_epi32(acc, half_block_avx2(w.add(nb * 64), a.add(nb * QK)));
+                    }
+                    hsum256_epi32(acc)
+                };
+                emit(r, t, s);
+            }
+        });
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    pub unsafe fn blocks_avx2(
+        m: &TernaryMat,
+        act: &ActBuf,
+        rows: Range<usize>,
+        write: &dyn Fn(usize, usize, f32),
+    ) {
+        let codes = m.codes().as_ptr();
+        let rb = m.row_bytes();
+        let nb = m.cols / QK;
+        tiles(rows, act.n, |r, t0, len| {
+            for t in t0..t0 + len {
+                // SAFETY: as in totals_avx2; FMA comes with every AVX2 CPU we dispatch to
+                // (checked in `detect` via avx2 + the fma feature below).
+                let y = unsafe { row_blocks_avx2(m, codes.add(r * rb), r, act, t, nb) };
+                write(r, t, y);
+            }
+        });
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn row_blocks_avx2(
+        m: &TernaryMat,
+        w: *const u8,
+        r: usize,
+        act: &ActBuf,
+        t: usize,
+        nb: usize,
+    ) -> f32 {
+        let a = act.token(t).as_ptr();
+        let mut accf = _mm256_setzero_ps();
+        for b in 0..nb {
+            // maddubs + madd lane L holds values 4L..4L+3 of each 32-value chunk: the
+            // reference's lanes exactly.
+            let mut lanes = block_avx2(w.add(b * 64), a.add(b * QK));
+            let corr = _mm256_loadu_si256(act.lane_corr[(t * nb + b) * 8..].as_ptr() as *const _);
+            lanes = _mm256_sub_epi32(lanes, corr);
+            let d = _mm256_set1_ps(act.block_d[t * nb + b] * m.block_scales[r * nb + b]);
+            accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), d, accf);
+        }
+        hsum8_ps(accf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{self, GgmlType};
+    use crate::rng::SplitMix64;
+
+    fn isas() -> Vec<Isa> {
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni]
+            .into_iter()
+            .filter(|&i| isa_available(i))
+            .collect()
+    }
+
+    /// A random ternary matrix written in `ty` and its values (rows x cols, f32).
+    fn random_mat(
+        rng: &mut SplitMix64,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        fill: Option<f32>,
+    ) -> (Vec<u8>, Vec<f32>) {
+        let mut vals: Vec<f32> = Vec::with_capacity(rows * cols);
+        for r in 0..rows {
+            let d = 0.5 + r as f32 * 0.01;
+            for _ in 0..cols {
+                let t = fill.unwrap_or_else(|| rng.below(3) as f32 - 1.0);
+                vals.push(t * d);
+            }
+        }
+        let bytes = match ty {
+            GgmlType::I2_S => rows * cols / 4 + 32,
+            _ => ty.tensor_bytes((rows * cols) as u64).unwrap() as usize,
+        };
+        let mut data = vec![0u8; bytes];
+        match ty {
+            GgmlType::I2_S => {
+                // One scale per tensor: make the values share it.
+                let v: Vec<f32> = vals
+                    .iter()
+                    .map(|&v| v.signum() * (v != 0.0) as i32 as f32)
+                    .collect();
+                quant::i2_s::quantize(&v, &mut data);
+            }
+            _ => quant::quantize(ty, &vals, &mut data).unwrap(),
+        }
+        let mut deq = vec![0f32; rows * cols];
+        quant::dequantize(ty, &data, &mut deq).unwrap();
+        (data, deq)
+    }
+
+    fn pack(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> TernaryMat {
+        match ty {
+            GgmlType::I2_S => TernaryMat::from_i2_s(data, rows, cols),
+            GgmlType::TQ2_0 => TernaryMat::from_tq2_0(data, rows, cols),
+            _ => TernaryMat::from_tq1_0(data, rows, cols),
+        }
+    }
+
+    #[test]
+    fn packing_keeps_every_value() {
+        let mut rng = SplitMix64(5);
+        for ty in [GgmlType::I2_S, GgmlType::TQ2_0, GgmlType::TQ1_0] {
+            let (rows, cols) = (5, 512);
+            let (data, deq) = random_mat(&mut rng, ty, rows, cols, None);
+            let m = pack(ty, &data, rows, cols);
+            for r in 0..rows {
+                for e in 0..cols {
+                    let w = deq[r * cols + e];
+                    let code = m.code(r, e) as i32 - 1;
+                    assert_eq!(
+                        code as f32,
+                        w.signum() * (w != 0.0) as i32 as f32,
+                        "{ty} r{r} e{e}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The kernels' results against the legacy scalar matmul on the original bytes.
+    fn check(ty: GgmlType, rows: usize, cols: usize, n: usize, fill: Option<f32>, act: &[f32]) {
+        let mut rng = SplitMix64(rows as u64 * 31 + cols as u64);
+        let (data, _) = random_mat(&mut rng, ty, rows, cols, fill);
+        let m = pack(ty, &data, rows, cols);
+        let w = crate::kernels::MatRef {
+            ty,
+            rows,
+            cols,
+            data: &data,
+        };
+        let modes: &[(ActMode, crate::kernels::Activations)] = match ty {
+            GgmlType::I2_S => &[(ActMode::PerToken, crate::kernels::Activations::PerTokenInt8)],
+            _ => &[
+                (ActMode::PerToken, crate::kernels::Activations::PerTokenInt8),
+                (ActMode::Q8K, crate::kernels::Activations::ByWeightType),
+            ],
+        };
+        for &(mode, legacy) in modes {
+            let mut want = vec![0f32; n * rows];
+            crate::kernels::matmul_scalar(&w, legacy, act, n, &mut want).unwrap();
+            let mut buf = ActBuf::default();
+            buf.quantize(mode, act, n, cols, 2);
+            for isa in isas() {
+                for threads in [1, 2] {
+                    let mut got = vec![f32::NAN; n * rows];
+                    matmul_isa(isa, &m, &buf, &mut got, rows, threads);
+                    for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                        let exact = true;
+                        let ok = if exact {
+                            g.to_bits() == e.to_bits()
+                        } else {
+                            (g - e).abs() <= 1e-4 * e.abs().max(1.0)
+                        };
+                        assert!(ok, "{ty} {mode:?} {isa:?} t{threads} {rows}x{cols} n{n} out {i}: {g} vs {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn random_acts(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.normal()).collect()
+    }
+
+    #[test]
+    fn kernels_match_reference_random() {
+        let mut rng = SplitMix64(11);
+        for ty in [GgmlType::I2_S, GgmlType::TQ2_0, GgmlType::TQ1_0] {
+            for &(rows, cols) in &[(1, 256), (17, 512), (33, 768), (40, 2560)] {
+                for n in [1, 3, 4, 5, 9, 13] {
+                    let x = random_acts(&mut rng, n * cols);
+                    check(ty, rows, cols, n, None, &x);
+                }
+            }
+        }
+        // I2_S allows odd multiples of 128.
+        for n in [1, 5, 8] {
+            let x = random_acts(&mut rng, n * 384);
+            check(GgmlType::I2_S, 19, 384, n, None, &x);
+            let x = random_acts(&mut rng, n * 128);
+            check(GgmlType::I2_S, 3, 128, n, None, &x);
+        }
+    }
+
+    #[test]
+    fn raw_extreme_activations_are_exact() {
+        // -128 and 127 against all -1 / all +1 / code 3 weights, on every ISA: the exact sum.
+        for cols in [2560, 6912, 384] {
+            let rows = 16;
+            for wcode in [0u8, 2, 3] {
+                let byte = wcode | (wcode << 2) | (wcode << 4) | (wcode << 6);
+                let mut data = vec![byte; rows * cols / 4 + 32];
+                let tail = rows * cols / 4;
+                data[tail..tail + 4].copy_from_slice(&1.0f32.to_le_bytes());
+                // I2_S reverses bit pairs; a byte of four equal codes is the same either way.
+                let m = TernaryMat::from_i2_s(&data, rows, cols);
+                for qv in [-128i8, 127] {
+                    let n = 9;
+                    let q = vec![qv; n * cols];
+                    let mut act = ActBuf::default();
+                    act.set_raw_per_token(&q, n, cols);
+                    let want = ((wcode as i64 - 1) * qv as i64 * cols as i64) as f32;
+                    for isa in isas() {
+                        let mut out = vec![0f32; n * rows];
+                        matmul_isa(isa, &m, &act, &mut out, rows, 2);
+                        assert!(
+                            out.iter().all(|&v| v == want),
+                            "{isa:?} {cols} code {wcode} q {qv}: {} vs {want}",
+                            out[0]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_match_reference_extremes() {
+        // All -1 / all +1 weights against activations that quantize to -128 / 127 / mixed:
+        // the largest sums an int16 accumulator could wrap on.
+        for fill in [Some(-1.0), Some(1.0), None] {
+            for ty in [GgmlType::I2_S, GgmlType::TQ2_0, GgmlType::TQ1_0] {
+                for &(rows, cols) in &[(16, 2560), (3, 6912)] {
+                    let n = 9;
+                    let mut x = Vec::new();
+                    for t in 0..n {
+                        for e in 0..cols {
+                            x.push(match t % 3 {
+                                0 => -1.0, // -127 per token, and Q8_K's -127
+                                1 => {
+                                    if e == 0 {
+                                        1.0
+                                    } else {
+                                        -1.0 - 1.0 / 127.0
+                                    }
+                                } // -128s
+                                _ => {
+                                    if e % 2 == 0 {
+                                        1.0
+                                    } else {
+                                        -1.0
+                                    }
+                                }
+                            });
+                        }
+                    }
+                    check(ty, rows, cols, n, fill, &x);
+                }
+            }
+        }
+    }
+}
