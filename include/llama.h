@@ -990,25 +990,25 @@ struct llama_sampler *llama_sampler_init_logit_bias(int32_t n_vocab,
                                                     int32_t n_logit_bias,
                                                     const struct llama_logit_bias *logit_bias);
 
-struct llama_sampler *llama_sampler_init_grammar(const struct llama_vocab *_vocab,
-                                                 const char *_grammar_str,
-                                                 const char *_grammar_root);
+struct llama_sampler *llama_sampler_init_grammar(const struct llama_vocab *vocab,
+                                                 const char *grammar_str,
+                                                 const char *grammar_root);
 
-struct llama_sampler *llama_sampler_init_grammar_lazy(const struct llama_vocab *_vocab,
-                                                      const char *_grammar_str,
-                                                      const char *_grammar_root,
-                                                      const char **_trigger_words,
-                                                      size_t _num_trigger_words,
-                                                      const llama_token *_trigger_tokens,
-                                                      size_t _num_trigger_tokens);
+struct llama_sampler *llama_sampler_init_grammar_lazy(const struct llama_vocab *vocab,
+                                                      const char *grammar_str,
+                                                      const char *grammar_root,
+                                                      const char **trigger_words,
+                                                      size_t num_trigger_words,
+                                                      const llama_token *trigger_tokens,
+                                                      size_t num_trigger_tokens);
 
-struct llama_sampler *llama_sampler_init_grammar_lazy_patterns(const struct llama_vocab *_vocab,
-                                                               const char *_grammar_str,
-                                                               const char *_grammar_root,
-                                                               const char **_trigger_patterns,
-                                                               size_t _num_trigger_patterns,
-                                                               const llama_token *_trigger_tokens,
-                                                               size_t _num_trigger_tokens);
+struct llama_sampler *llama_sampler_init_grammar_lazy_patterns(const struct llama_vocab *vocab,
+                                                               const char *grammar_str,
+                                                               const char *grammar_root,
+                                                               const char **trigger_patterns,
+                                                               size_t num_trigger_patterns,
+                                                               const llama_token *trigger_tokens,
+                                                               size_t num_trigger_tokens);
 
 struct llama_sampler *llama_sampler_init_adaptive_p(float _target, float _decay, uint32_t _seed);
 
@@ -1263,7 +1263,7 @@ const llama_token *llama_adapter_get_alora_invocation_tokens(const struct llama_
 /**
  * Setting no adapters (n_adapters == 0) succeeds: that is the state we are always in.
  */
-int32_t llama_set_adapters_lora(struct llama_context *_ctx,
+int32_t llama_set_adapters_lora(struct llama_context *ctx,
                                 struct llama_adapter_lora **_adapters,
                                 size_t n_adapters,
                                 float *_scales);
@@ -1271,7 +1271,7 @@ int32_t llama_set_adapters_lora(struct llama_context *_ctx,
 /**
  * Clearing (data == NULL) succeeds: no control vector is ever loaded.
  */
-int32_t llama_set_adapter_cvec(struct llama_context *_ctx,
+int32_t llama_set_adapter_cvec(struct llama_context *ctx,
                                const float *data,
                                size_t _len,
                                int32_t _n_embd,

@@ -1818,3 +1818,21 @@ fn contexts_on_one_model_run_in_parallel_threads() {
     // SAFETY: every context made from the model is freed (threads joined).
     unsafe { llama_model_free(m.0) };
 }
+
+#[test]
+fn model_desc_names_i2_s_weights() {
+    let m = load("bitnet-b1.58-i2_s.gguf");
+    let mut buf = [0 as c_char; 128];
+    // SAFETY: handles come from this test's own llama_* calls and are freed once;
+    // every buffer passed is as long as the size given with it.
+    let desc = unsafe {
+        assert!(llama_model_desc(m, buf.as_mut_ptr(), buf.len()) > 0);
+        let d = CStr::from_ptr(buf.as_ptr()).to_str().unwrap().to_string();
+        llama_model_free(m);
+        d
+    };
+    assert!(
+        desc.starts_with("bitnet-b1.58 ") && desc.ends_with(" I2_S"),
+        "{desc}"
+    );
+}

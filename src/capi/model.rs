@@ -195,6 +195,13 @@ pub(crate) fn load(path: &Path, params: &llama_model_params) -> Fallible<Option<
     } else {
         "?B"
     };
+    // Microsoft's converter writes file_type 40 (its LLAMA_FTYPE_MOSTLY_I2_S), which the pinned
+    // enum calls Q1_0: name the weights by what the file holds instead.
+    let type_label = if g.tensors().iter().any(|t| t.ty == GgmlType::I2_S) {
+        "I2_S".to_string()
+    } else {
+        ftype_name(ftype)
+    };
     let mut model = llama_model {
         engine: None,
         vocab: llama_vocab::new(tokenizer),
@@ -212,7 +219,7 @@ pub(crate) fn load(path: &Path, params: &llama_model_params) -> Fallible<Option<
         decoder_start_token: clamp(int("decoder_start_token_id").unwrap_or(-1)),
         n_params: g.tensors().iter().map(|t| t.n_elements).sum(),
         n_bytes: g.tensors().iter().map(|t| t.n_bytes).sum(),
-        desc: format!("{arch} {size_label} {}", ftype_name(ftype)),
+        desc: format!("{arch} {size_label} {type_label}"),
         ftype,
     };
     drop(g);
