@@ -3,8 +3,14 @@
 
 mod common;
 
+use std::sync::Mutex;
+
 use crossval::reference::{self, FlashAttn, RefContext, RefCtxParams, RefModel};
 use crossval::run::{greedy, teacher_forced};
+
+/// The reference logs through one global callback into one buffer, and errors are quoted from
+/// it: tests that load models take turns so one test's load does not read another's log.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn params(n_ctx: u32, n_batch: u32) -> RefCtxParams {
     RefCtxParams {
@@ -17,6 +23,7 @@ fn params(n_ctx: u32, n_batch: u32) -> RefCtxParams {
 
 #[test]
 fn canary_every_symbol_comes_from_the_reference_lib_dir() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     if !common::reference_available() {
         return;
     }
@@ -48,6 +55,7 @@ fn canary_every_symbol_comes_from_the_reference_lib_dir() {
 
 #[test]
 fn tokenizer_adds_bos_and_runs_deterministically() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     if !common::reference_available() {
         return;
     }
@@ -74,6 +82,7 @@ fn tokenizer_adds_bos_and_runs_deterministically() {
 
 #[test]
 fn reference_cannot_load_bitnet_b158() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     if !common::reference_available() {
         return;
     }
@@ -98,6 +107,7 @@ fn reference_cannot_load_bitnet_b158() {
 
 #[test]
 fn thread_count_does_not_change_reference_logits() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     // crossval runs the reference with one thread by default (OpenMP barriers on a busy 2-core
     // machine are slow); that is only fair if the logits do not depend on it.
     if !common::reference_available() {
