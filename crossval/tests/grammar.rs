@@ -38,6 +38,41 @@ fn sdist() -> PathBuf {
     PathBuf::from(sdist).join("vendor/llama.cpp")
 }
 
+/// One of the sdist's vocabularies on both sides: our tokenizer and grammar pieces, and the
+/// reference's vocab-only model (`model`, to free once) and its vocab.
+struct BothVocabs {
+    tok: Tokenizer,
+    gv: GrammarVocab,
+    model: *mut ffi::llama_model,
+    vocab: *const ffi::llama_vocab,
+}
+
+fn both_vocabs(lib: &RefLib, path: &Path) -> BothVocabs {
+    let file = MappedFile::open(path).unwrap();
+    let tok = Tokenizer::from_gguf(&file.gguf().unwrap()).unwrap();
+    let gv = GrammarVocab::from_tokenizer(&tok);
+    let cpath = CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: default params are plain data; vocab_only loads no tensors.
+    let model = unsafe {
+        let mut mp = lib.api.llama_model_default_params();
+        mp.vocab_only = true;
+        lib.api.llama_model_load_from_file(cpath.as_ptr(), mp)
+    };
+    assert!(
+        !model.is_null(),
+        "the reference cannot load {}",
+        path.display()
+    );
+    // SAFETY: live model.
+    let vocab = unsafe { lib.api.llama_model_get_vocab(model) };
+    BothVocabs {
+        tok,
+        gv,
+        model,
+        vocab,
+    }
+}
+
 /// One reference sampler, freed on drop.
 struct RefSampler {
     lib: &'static RefLib,
@@ -172,20 +207,13 @@ fn grammar_sampler_matches_the_reference() {
         let path = root
             .join("models")
             .join(format!("ggml-vocab-{vocab_name}.gguf"));
-        let file = MappedFile::open(&path).unwrap();
-        let tok = Tokenizer::from_gguf(&file.gguf().unwrap()).unwrap();
-        let gv = GrammarVocab::from_tokenizer(&tok);
+        let BothVocabs {
+            tok,
+            gv,
+            model,
+            vocab,
+        } = both_vocabs(lib, &path);
         let n_vocab = tok.n_vocab();
-        let cpath = CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: default params are plain data; vocab_only loads no tensors.
-        let model = unsafe {
-            let mut mp = api.llama_model_default_params();
-            mp.vocab_only = true;
-            api.llama_model_load_from_file(cpath.as_ptr(), mp)
-        };
-        assert!(!model.is_null());
-        // SAFETY: live model.
-        let vocab = unsafe { api.llama_model_get_vocab(model) };
         // SAFETY: live vocab.
         assert_eq!(unsafe { api.llama_vocab_n_tokens(vocab) } as usize, n_vocab);
         let names = |text: &[u8]| -> Vec<i32> {
@@ -292,19 +320,9 @@ fn bad_grammars_are_refused_by_both() {
     let lib = load_library().expect("load the reference");
     let api = &lib.api;
     let path = sdist().join("models/ggml-vocab-llama-spm.gguf");
-    let file = MappedFile::open(&path).unwrap();
-    let tok = Tokenizer::from_gguf(&file.gguf().unwrap()).unwrap();
-    let gv = GrammarVocab::from_tokenizer(&tok);
-    let cpath = CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: default params are plain data; vocab_only loads no tensors.
-    let model = unsafe {
-        let mut mp = api.llama_model_default_params();
-        mp.vocab_only = true;
-        api.llama_model_load_from_file(cpath.as_ptr(), mp)
-    };
-    assert!(!model.is_null());
-    // SAFETY: live model.
-    let vocab = unsafe { api.llama_model_get_vocab(model) };
+    let BothVocabs {
+        gv, model, vocab, ..
+    } = both_vocabs(lib, &path);
     for (text, root) in [
         ("root ::= foo", "root"),
         ("root ::= (\"a\"", "root"),
@@ -346,20 +364,13 @@ fn lazy_grammar_matches_the_reference() {
         let path = root
             .join("models")
             .join(format!("ggml-vocab-{vocab_name}.gguf"));
-        let file = MappedFile::open(&path).unwrap();
-        let tok = Tokenizer::from_gguf(&file.gguf().unwrap()).unwrap();
-        let gv = GrammarVocab::from_tokenizer(&tok);
+        let BothVocabs {
+            tok,
+            gv,
+            model,
+            vocab,
+        } = both_vocabs(lib, &path);
         let n_vocab = tok.n_vocab();
-        let cpath = CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: default params are plain data; vocab_only loads no tensors.
-        let model = unsafe {
-            let mut mp = api.llama_model_default_params();
-            mp.vocab_only = true;
-            api.llama_model_load_from_file(cpath.as_ptr(), mp)
-        };
-        assert!(!model.is_null());
-        // SAFETY: live model.
-        let vocab = unsafe { api.llama_model_get_vocab(model) };
         for (pi, pattern) in [
             "[\\s\\S]*?(\\{)[\\s\\S]*",
             "^[\\s\\S]*?(<json>)?[\\s\\S]*?(\\{\"name)[\\s\\S]*$",
