@@ -4,7 +4,9 @@
 //! scalar reference and of each SIMD path, and their speed ratio. With `-- --check` it also
 //! fails (exit 1) when a ratio falls under its floor in `FLOORS`: ratios against the scalar
 //! reference on the same machine are robust to its load and clock, unlike absolute times.
-//! `-- --out FILE` writes the JSON to FILE too.
+//! `-- --out FILE` writes the JSON to FILE too. `-- --prefill` instead times the prefill-sized
+//! products (128 tokens against the 2B-4T FFN shapes, one thread) and prints GMAC/s per path:
+//! the figure to watch when working on the matrix-matrix kernels (no scalar run, no floor).
 
 use std::time::Instant;
 
@@ -141,8 +143,71 @@ fn f16_head(rows: usize, cols: usize) -> (Row, Row) {
     )
 }
 
+/// Prefill-sized ternary products: GMAC/s of each SIMD path and of the activation quantizer.
+fn prefill() {
+    let mut json = String::from("{\"threads\":1,\"tokens\":128,\"gmacs\":{");
+    let mut first = true;
+    for (ty, mode, tag) in [
+        (GgmlType::I2_S, ActMode::PerToken, "i2_s_pertoken"),
+        (GgmlType::TQ2_0, ActMode::Q8K, "tq2_0_q8k"),
+    ] {
+        for (rows, cols) in [(6912, 2560), (2560, 6912)] {
+            let (n, mut rng) = (128, SplitMix64(9));
+            let vals: Vec<f32> = (0..rows * cols)
+                .map(|_| rng.below(3) as f32 - 1.0)
+                .collect();
+            let m = match ty {
+                GgmlType::I2_S => {
+                    let mut data = vec![0u8; rows * cols / 4 + 32];
+                    quant::i2_s::quantize(&vals, &mut data);
+                    TernaryMat::from_i2_s(&data, rows, cols)
+                }
+                _ => {
+                    let bytes = ty.tensor_bytes((rows * cols) as u64).unwrap() as usize;
+                    let mut data = vec![0u8; bytes];
+                    quant::quantize(ty, &vals, &mut data).unwrap();
+                    TernaryMat::from_tq2_0(&data, rows, cols)
+                }
+            };
+            let x: Vec<f32> = (0..n * cols).map(|_| rng.normal()).collect();
+            let mut act = ActBuf::default();
+            let quant_s = time(5, || act.quantize(mode, &x, n, cols, 1));
+            let mut out = vec![0f32; n * rows];
+            let macs = (rows * cols * n) as f64 / 1e9;
+            for isa in isas() {
+                let s = time(5, || matmul_isa(isa, &m, &act, &mut out, rows, 1));
+                json.push_str(&format!(
+                    "{}\"{tag}_{rows}x{cols}_{isa:?}\":{:.1}",
+                    if first { "" } else { "," },
+                    macs / s
+                ));
+                first = false;
+            }
+            json.push_str(&format!(
+                ",\"{tag}_{rows}x{cols}_quantize_share\":{:.3}",
+                quant_s
+                    / (quant_s
+                        + time(3, || matmul_isa(
+                            isas()[isas().len() - 1],
+                            &m,
+                            &act,
+                            &mut out,
+                            rows,
+                            1
+                        )))
+            ));
+        }
+    }
+    json.push_str("}}");
+    println!("{json}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--prefill") {
+        prefill();
+        return;
+    }
     let check = args.iter().any(|a| a == "--check");
     let out_file = args
         .iter()

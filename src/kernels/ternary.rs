@@ -261,6 +261,8 @@ pub struct ActBuf {
     block_d: Vec<f32>,     // [n, cols / 256] Q8_K scales (Q8K mode)
     block_sum: Vec<i32>,   // [n, cols / 256] activation sum per whole block (PerToken)
     lane_corr: Vec<i32>,   // [n, cols / 256, 8] Q8K: sum of values 32u..32u+32 of each block
+    neg_corr: Vec<i32>,    // [n, cols / 256, 8] Q8K: -lane_corr (the tile kernels start from it)
+    d_pairs: Vec<f32>,     // [n / 2, cols / 256, 16] Q8K: block_d of tokens 2p (x8), 2p + 1 (x8)
     token_sum: Vec<i32>,   // [n]
     token_scale: Vec<f32>, // [n] PerToken: 127 / amax
     q8k: Vec<u8>,          // [n, cols / 256 * 292] Q8_K scratch
@@ -337,14 +339,14 @@ impl ActBuf {
                 };
                 match mode {
                     ActMode::PerToken => {
-                        let amax = xt.iter().fold(0f32, |m, v| m.max(v.abs()));
+                        let amax = abs_max(xt);
                         let scale = 127.0 / amax.max(1e-5);
                         let mut natural = [0i8; QK];
                         let mut sum = 0i32;
                         for (c, chunk) in xt.chunks(QK).enumerate() {
                             let nat = &mut natural[..chunk.len()];
                             for (o, &v) in nat.iter_mut().zip(chunk) {
-                                *o = (v * scale).round_ties_even().clamp(-128.0, 127.0) as i8;
+                                *o = round_to_i8(v * scale);
                             }
                             let s: i32 = nat.iter().map(|&v| v as i32).sum();
                             if chunk.len() == QK {
@@ -391,6 +393,20 @@ impl ActBuf {
                 }
             }
         });
+        if mode == ActMode::Q8K {
+            grow(&mut self.neg_corr, n * nb * 8);
+            for (d, &c) in self.neg_corr.iter_mut().zip(&self.lane_corr[..n * nb * 8]) {
+                *d = -c;
+            }
+            grow(&mut self.d_pairs, n / 2 * nb * 16);
+            for p in 0..n / 2 {
+                for b in 0..nb {
+                    let dst = &mut self.d_pairs[(p * nb + b) * 16..][..16];
+                    dst[..8].fill(self.block_d[2 * p * nb + b]);
+                    dst[8..].fill(self.block_d[(2 * p + 1) * nb + b]);
+                }
+            }
+        }
     }
 
     /// Raw int8 activations (natural order, `n` rows of `cols`) with scale 1, for tests of
@@ -421,6 +437,34 @@ impl ActBuf {
     fn token(&self, t: usize) -> &[i8] {
         &self.q[t * self.cols..(t + 1) * self.cols]
     }
+}
+
+/// max |x| (0 for an empty slice; NaNs ignored), in sixteen lanes so that it vectorizes: max
+/// is order-free, so the result equals a left-to-right fold.
+fn abs_max(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v.abs());
+        }
+    }
+    rest.iter()
+        .fold(lanes.iter().fold(0f32, |a, &b| a.max(b)), |a, v| {
+            a.max(v.abs())
+        })
+}
+
+/// `x.round_ties_even().clamp(-128.0, 127.0) as i8` in plain arithmetic that vectorizes (no
+/// libm call): clamping first gives the same result (the bounds are integers), and adding then
+/// subtracting 1.5 * 2^23 rounds any |x| <= 2^22 to the nearest integer, ties to even, in the
+/// default rounding mode. NaN stays NaN and converts to 0, as before.
+#[inline(always)]
+fn round_to_i8(x: f32) -> i8 {
+    const MAGIC: f32 = 12_582_912.0;
+    let c = x.clamp(-128.0, 127.0);
+    ((c + MAGIC) - MAGIC) as i8
 }
 
 fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
@@ -562,26 +606,73 @@ pub fn matmul_isa(
     assert_eq!(act.cols, m.cols);
     assert!(act.n == 0 || out.len() >= (act.n - 1) * out_stride + m.rows);
     let mode = act.mode.expect("quantized activations");
-    let out_ptr = SendPtr(out.as_mut_ptr());
+    let out = Out {
+        ptr: SendPtr(out.as_mut_ptr()),
+        stride: out_stride,
+    };
     pool::global().run(threads, &|i, n| {
         let rows = pool::split(m.rows, 16, i, n);
         // SAFETY: this thread writes only rows `rows` of each token's output, disjoint from the
         // other threads' rows; `out` is long enough (asserted) and outlives `run`.
-        let write = |r: usize, t: usize, v: f32| unsafe {
-            *out_ptr.get().add(t * out_stride + r) = v;
-        };
-        rows_dispatch(isa, mode, m, act, rows, &write);
+        unsafe { rows_dispatch(isa, mode, m, act, rows, &out) };
     });
 }
 
-fn rows_dispatch(
+/// Where a matmul's outputs go: token t's row r at `ptr + t * stride + r`.
+struct Out {
+    ptr: SendPtr<f32>,
+    stride: usize,
+}
+
+impl Out {
+    /// # Safety
+    /// Row r of token t lies inside the output, and no other thread writes it.
+    unsafe fn put(&self, r: usize, t: usize, v: f32) {
+        // SAFETY: as the caller promises.
+        unsafe { *self.ptr.get().add(t * self.stride + r) = v };
+    }
+
+    /// Token t's outputs for rows r0.. as a slice of `len`.
+    ///
+    /// # Safety
+    /// As `put`, for every row of the slice.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows(&self, t: usize, r0: usize, len: usize) -> &mut [f32] {
+        // SAFETY: as the caller promises.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.get().add(t * self.stride + r0), len) }
+    }
+}
+
+/// `finish_total` over a run of rows of one token (a loop the compiler vectorizes; the same
+/// f32/f64 operations per element, so the same bits).
+fn finish_rows(w: WeightScale, isums: &[i32], t: &TokenInfo, out: &mut [f32]) {
+    match w {
+        WeightScale::Tensor(s) => {
+            for (o, &i) in out.iter_mut().zip(isums) {
+                *o = (i - t.sum) as f32 / t.scale * s;
+            }
+        }
+        WeightScale::Blocks { uniform: Some(d) } => {
+            for (o, &i) in out.iter_mut().zip(isums) {
+                *o = (d as f64 * (i - t.sum) as f64) as f32 / t.scale;
+            }
+        }
+        WeightScale::Blocks { uniform: None } => unreachable!("per-block scales need block sums"),
+    }
+}
+
+/// # Safety
+/// `out` holds every row in `rows` for each of `act.n` tokens, written by this caller alone.
+unsafe fn rows_dispatch(
     isa: Isa,
     mode: ActMode,
     m: &TernaryMat,
     act: &ActBuf,
     rows: Range<usize>,
-    write: &dyn Fn(usize, usize, f32),
+    out: &Out,
 ) {
+    // SAFETY: the caller hands over rows `rows` of the output.
+    let write = |r: usize, t: usize, v: f32| unsafe { out.put(r, t, v) };
     let nb = m.cols / QK;
     let info = |t: usize| TokenInfo {
         sum: act.token_sum[t],
@@ -601,7 +692,7 @@ fn rows_dispatch(
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the ISA was detected (best_isa / isa_available) before being chosen.
-            Isa::Avx512Vnni => unsafe { x86::totals_avx512(m, act, rows, &emit) },
+            Isa::Avx512Vnni => unsafe { x86::totals_avx512(m, act, rows, &info, out) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             Isa::Avx2 => unsafe { x86::totals_avx2(m, act, rows, &emit) },
@@ -639,10 +730,10 @@ fn rows_dispatch(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was detected before being chosen.
-        Isa::Avx512Vnni => unsafe { x86::blocks_avx512(m, act, rows, write) },
+        Isa::Avx512Vnni => unsafe { x86::blocks_avx512(m, act, rows, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::blocks_avx2(m, act, rows, write) },
+        Isa::Avx2 => unsafe { x86::blocks_avx2(m, act, rows, &write) },
         _ => {
             for r in rows {
                 for t in 0..act.n {
@@ -763,34 +854,154 @@ mod x86 {
         std::array::from_fn(|i| act.token(t0 + i).as_ptr())
     }
 
+    /// The codes of value group k (0..4) of a 64-byte step as bytes 0..=3.
+    #[inline(always)]
+    unsafe fn unpack_avx512(wv: __m512i, k: usize) -> __m512i {
+        let mask = _mm512_set1_epi8(3);
+        match k {
+            0 => _mm512_and_si512(wv, mask),
+            1 => _mm512_and_si512(_mm512_srli_epi16::<2>(wv), mask),
+            2 => _mm512_and_si512(_mm512_srli_epi16::<4>(wv), mask),
+            _ => _mm512_and_si512(_mm512_srli_epi16::<6>(wv), mask),
+        }
+    }
+
+    /// Integer sums of MR rows against NT tokens over the whole 256 blocks (the prefill
+    /// micro-kernel): each unpacked code vector feeds NT dpbusd and each activation load feeds
+    /// MR, so loads and unpacking are shared. S accumulators per pair split the dpbusd
+    /// latency chains when NT alone is too few to hide them.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_totals_avx512<const MR: usize, const NT: usize, const S: usize>(
+        w: [*const u8; MR],
+        nb: usize,
+        q: [*const i8; NT],
+    ) -> [[i32; NT]; MR] {
+        let mut acc = [[[_mm512_setzero_si512(); S]; NT]; MR];
+        for b in 0..nb {
+            let wv: [__m512i; MR] =
+                std::array::from_fn(|r| _mm512_loadu_si512(w[r].add(b * 64) as *const _));
+            for k in 0..4 {
+                let c: [__m512i; MR] = std::array::from_fn(|r| unpack_avx512(wv[r], k));
+                for t in 0..NT {
+                    let av = _mm512_loadu_si512(q[t].add(b * QK + 64 * k) as *const _);
+                    for r in 0..MR {
+                        acc[r][t][k % S] = _mm512_dpbusd_epi32(acc[r][t][k % S], c[r], av);
+                    }
+                }
+            }
+        }
+        let mut out = [[0i32; NT]; MR];
+        for r in 0..MR {
+            for t in 0..NT {
+                let v = acc[r][t][1..]
+                    .iter()
+                    .fold(acc[r][t][0], |a, &b| _mm512_add_epi32(a, b));
+                out[r][t] = _mm512_reduce_add_epi32(v);
+            }
+        }
+        out
+    }
+
+    fn store_pair<const NT: usize>(s: [[i32; NT]; 2], isum: &mut [[i32; ROW_TILE]; 8], ri: usize) {
+        for (i, sums) in s.iter().enumerate() {
+            for (t, &v) in sums.iter().enumerate() {
+                isum[t][ri + i] = v;
+            }
+        }
+    }
+
+    /// sum(code * q) over a trailing group of 128 in natural order.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn half_total_avx512(w: *const u8, a: *const i8) -> i32 {
+        let mask = _mm256_set1_epi8(3);
+        let wv = _mm256_loadu_si256(w as *const _);
+        let mut acc = _mm256_setzero_si256();
+        for k in 0..4 {
+            let ck = _mm256_and_si256(_mm256_srl_epi16(wv, _mm_cvtsi32_si128(2 * k)), mask);
+            let av = _mm256_loadu_si256(a.add(32 * k as usize) as *const _);
+            acc = _mm256_dpbusd_epi32(acc, ck, av);
+        }
+        hsum256_epi32(acc)
+    }
+
+    /// Row tiles x token tiles: every row pair of a tile through `tile_totals_avx512` (single
+    /// tokens and a last odd row through `row_totals_avx512`), the tile's sums finished and
+    /// stored a token at a time.
+    ///
     /// # Safety
-    /// The CPU has AVX-512 F/BW/VL and VNNI.
+    /// The CPU has AVX-512 F/BW/VL and VNNI; `out` holds rows `rows` of every token, written
+    /// by this caller alone.
     pub unsafe fn totals_avx512(
         m: &TernaryMat,
         act: &ActBuf,
         rows: Range<usize>,
-        emit: &dyn Fn(usize, usize, i32),
+        info: &dyn Fn(usize) -> TokenInfo,
+        out: &Out,
     ) {
         let codes = m.codes().as_ptr();
         let rb = m.row_bytes();
-        tiles(rows, act.n, |r, t0, len| {
-            // SAFETY: row r lies inside the codes; token pointers address whole rows of `act`.
-            let w = unsafe { codes.add(r * rb) };
-            match len {
-                8 => {
-                    let s = unsafe { row_totals_avx512::<8>(w, m.cols, token_ptrs(act, t0)) };
-                    s.iter().enumerate().for_each(|(i, &v)| emit(r, t0 + i, v));
+        let nb = m.cols / QK;
+        let tail = !m.cols.is_multiple_of(QK);
+        let mut isum = [[0i32; ROW_TILE]; 8];
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let r1 = (r0 + ROW_TILE).min(rows.end);
+            token_tiles(act.n, |t0, len| {
+                // SAFETY: rows r..r+MR lie inside the codes; token pointers address whole rows
+                // of `act`; AVX-512 VNNI is present (the caller's promise).
+                let w = |r: usize| unsafe { codes.add(r * rb) };
+                let mut r = r0;
+                while r < r1 {
+                    if len > 1 && r + 2 <= r1 {
+                        let ws = [w(r), w(r + 1)];
+                        let q8 = token_ptrs::<8>;
+                        let q4 = token_ptrs::<4>;
+                        match len {
+                            // SAFETY: as above.
+                            8 => store_pair(
+                                unsafe { tile_totals_avx512::<2, 8, 1>(ws, nb, q8(act, t0)) },
+                                &mut isum,
+                                r - r0,
+                            ),
+                            // SAFETY: as above.
+                            _ => store_pair(
+                                unsafe { tile_totals_avx512::<2, 4, 2>(ws, nb, q4(act, t0)) },
+                                &mut isum,
+                                r - r0,
+                            ),
+                        }
+                        if tail {
+                            for i in 0..2 {
+                                for (t, sums) in isum.iter_mut().enumerate().take(len) {
+                                    // SAFETY: the trailing 32 bytes of row r + i and the last
+                                    // 128 activations of token t0 + t.
+                                    sums[r + i - r0] += unsafe {
+                                        half_total_avx512(
+                                            w(r + i).add(nb * 64),
+                                            act.token(t0 + t).as_ptr().add(nb * QK),
+                                        )
+                                    };
+                                }
+                            }
+                        }
+                        r += 2;
+                    } else {
+                        for t in t0..t0 + len {
+                            let s =
+                                unsafe { row_totals_avx512::<1>(w(r), m.cols, token_ptrs(act, t)) };
+                            isum[t - t0][r - r0] = s[0];
+                        }
+                        r += 1;
+                    }
                 }
-                4 => {
-                    let s = unsafe { row_totals_avx512::<4>(w, m.cols, token_ptrs(act, t0)) };
-                    s.iter().enumerate().for_each(|(i, &v)| emit(r, t0 + i, v));
+                for (t, sums) in isum.iter().enumerate().take(len) {
+                    // SAFETY: rows r0..r1 of token t0 + t belong to this caller.
+                    let dst = unsafe { out.rows(t0 + t, r0, r1 - r0) };
+                    finish_rows(m.scale, &sums[..r1 - r0], &info(t0 + t), dst);
                 }
-                _ => {
-                    let s = unsafe { row_totals_avx512::<1>(w, m.cols, token_ptrs(act, t0)) };
-                    emit(r, t0, s[0]);
-                }
-            }
-        });
+            });
+            r0 = r1;
+        }
     }
 
     /// The Q8_K dot of `q8k_row_scalar` for NT tokens, bit for bit: dpbusd lane L of a
@@ -868,39 +1079,180 @@ mod x86 {
         )
     }
 
-    /// # Safety
-    /// The CPU has AVX-512 F/BW/VL and VNNI.
-    pub unsafe fn blocks_avx512(
-        m: &TernaryMat,
+    /// The Q8_K dot of `q8k_row_scalar` for MR rows against NP pairs of tokens (the prefill
+    /// micro-kernel), bit for bit. Per block, a pair's two tokens meet in one vector: lanes 0..8
+    /// of token 2p's and 2p+1's dpbusd sums side by side plus the same of lanes 8..16 gives
+    /// the reference's eight lanes of both tokens, so the correction (folded into the starting
+    /// value), conversion, scale and fma run once per pair instead of once per token.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_blocks_avx512<const MR: usize, const NP: usize>(
+        w: [*const u8; MR],
+        w_d: [*const f32; MR],
+        nb: usize,
+        q: [[*const i8; 2]; NP],
+        neg_corr: [[*const i32; 2]; NP],
+        d_pairs: [*const f32; NP],
+    ) -> [[[f32; 2]; NP]; MR] {
+        let lo = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        let hi = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+        let mut accf = [[_mm512_setzero_ps(); NP]; MR];
+        for b in 0..nb {
+            let c: [[__m512i; 4]; MR] = std::array::from_fn(|r| {
+                let wv = _mm512_loadu_si512(w[r].add(b * 64) as *const _);
+                std::array::from_fn(|k| unpack_avx512(wv, k))
+            });
+            let wd: [__m512; MR] = std::array::from_fn(|r| _mm512_set1_ps(*w_d[r].add(b)));
+            for p in 0..NP {
+                let start = |h: usize| {
+                    _mm512_zextsi256_si512(
+                        _mm256_loadu_si256(neg_corr[p][h].add(b * 8) as *const _),
+                    )
+                };
+                let mut acc = [[start(0), start(1)]; MR];
+                for (k, _) in c[0].iter().enumerate() {
+                    for h in 0..2 {
+                        let av = _mm512_loadu_si512(q[p][h].add(b * QK + 64 * k) as *const _);
+                        for r in 0..MR {
+                            acc[r][h] = _mm512_dpbusd_epi32(acc[r][h], c[r][k], av);
+                        }
+                    }
+                }
+                let da = _mm512_loadu_ps(d_pairs[p].add(b * 16));
+                for r in 0..MR {
+                    let lanes = _mm512_add_epi32(
+                        _mm512_permutex2var_epi32(acc[r][0], lo, acc[r][1]),
+                        _mm512_permutex2var_epi32(acc[r][0], hi, acc[r][1]),
+                    );
+                    let d = _mm512_mul_ps(da, wd[r]);
+                    accf[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), d, accf[r][p]);
+                }
+            }
+        }
+        let mut out = [[[0f32; 2]; NP]; MR];
+        for r in 0..MR {
+            for p in 0..NP {
+                let v = accf[r][p];
+                let upper = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+                out[r][p] = [hsum8_ps(_mm512_castps512_ps256(v)), hsum8_ps(upper)];
+            }
+        }
+        out
+    }
+
+    /// Token, correction and pair-scale pointers of the NP pairs from token t0 (even).
+    #[allow(clippy::type_complexity)]
+    fn pair_ptrs<const NP: usize>(
         act: &ActBuf,
-        rows: Range<usize>,
-        write: &dyn Fn(usize, usize, f32),
+        t0: usize,
+        nb: usize,
+    ) -> (
+        [[*const i8; 2]; NP],
+        [[*const i32; 2]; NP],
+        [*const f32; NP],
     ) {
+        (
+            std::array::from_fn(|p| std::array::from_fn(|h| act.token(t0 + 2 * p + h).as_ptr())),
+            std::array::from_fn(|p| {
+                std::array::from_fn(|h| act.neg_corr[(t0 + 2 * p + h) * nb * 8..].as_ptr())
+            }),
+            std::array::from_fn(|p| act.d_pairs[(t0 / 2 + p) * nb * 16..].as_ptr()),
+        )
+    }
+
+    fn store_blocks<const MR: usize, const NP: usize>(
+        y: [[[f32; 2]; NP]; MR],
+        tile: &mut [[f32; ROW_TILE]; 8],
+        ri: usize,
+    ) {
+        for (i, pairs) in y.iter().enumerate() {
+            for (p, v) in pairs.iter().enumerate() {
+                tile[2 * p][ri + i] = v[0];
+                tile[2 * p + 1][ri + i] = v[1];
+            }
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VL and VNNI; `out` holds rows `rows` of every token, written
+    /// by this caller alone; `act` is in Q8K mode.
+    pub unsafe fn blocks_avx512(m: &TernaryMat, act: &ActBuf, rows: Range<usize>, out: &Out) {
         let codes = m.codes().as_ptr();
         let rb = m.row_bytes();
         let nb = m.cols / QK;
-        tiles(rows, act.n, |r, t0, len| {
-            // SAFETY: row r's codes and scales lie inside the matrix; token pointers address
-            // whole rows of `act` (nb blocks each).
-            let (w, wd) = unsafe { (codes.add(r * rb), m.block_scales.as_ptr().add(r * nb)) };
-            match len {
-                8 => {
-                    let (q, d, s) = block_ptrs::<8>(act, t0, nb);
-                    let y = unsafe { row_blocks_avx512::<8>(w, wd, nb, q, d, s) };
-                    y.iter().enumerate().for_each(|(i, &v)| write(r, t0 + i, v));
+        let mut tile = [[0f32; ROW_TILE]; 8];
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let r1 = (r0 + ROW_TILE).min(rows.end);
+            token_tiles(act.n, |t0, len| {
+                // SAFETY (every kernel call below): rows r, r + 1 and their scales lie inside
+                // the matrix; token t0's tile (t0 even for tiles of 4 and 8) lies inside `act`;
+                // AVX-512 VNNI is present (the caller's promise).
+                let w = |r: usize| unsafe { codes.add(r * rb) };
+                let wd = |r: usize| unsafe { m.block_scales.as_ptr().add(r * nb) };
+                let mut r = r0;
+                while r < r1 {
+                    let two = r + 2 <= r1;
+                    let ri = r - r0;
+                    match (len, two) {
+                        (8, true) => {
+                            let (q, c, d) = pair_ptrs::<4>(act, t0, nb);
+                            let y = unsafe {
+                                tile_blocks_avx512::<2, 4>(
+                                    [w(r), w(r + 1)],
+                                    [wd(r), wd(r + 1)],
+                                    nb,
+                                    q,
+                                    c,
+                                    d,
+                                )
+                            };
+                            store_blocks(y, &mut tile, ri);
+                        }
+                        (8, false) => {
+                            let (q, c, d) = pair_ptrs::<4>(act, t0, nb);
+                            let y =
+                                unsafe { tile_blocks_avx512::<1, 4>([w(r)], [wd(r)], nb, q, c, d) };
+                            store_blocks(y, &mut tile, ri);
+                        }
+                        (4, true) => {
+                            let (q, c, d) = pair_ptrs::<2>(act, t0, nb);
+                            let y = unsafe {
+                                tile_blocks_avx512::<2, 2>(
+                                    [w(r), w(r + 1)],
+                                    [wd(r), wd(r + 1)],
+                                    nb,
+                                    q,
+                                    c,
+                                    d,
+                                )
+                            };
+                            store_blocks(y, &mut tile, ri);
+                        }
+                        (4, false) => {
+                            let (q, c, d) = pair_ptrs::<2>(act, t0, nb);
+                            let y =
+                                unsafe { tile_blocks_avx512::<1, 2>([w(r)], [wd(r)], nb, q, c, d) };
+                            store_blocks(y, &mut tile, ri);
+                        }
+                        _ => {
+                            for i in 0..if two { 2 } else { 1 } {
+                                let (q, d, s) = block_ptrs::<1>(act, t0, nb);
+                                let y = unsafe {
+                                    row_blocks_avx512::<1>(w(r + i), wd(r + i), nb, q, d, s)
+                                };
+                                tile[0][ri + i] = y[0];
+                            }
+                        }
+                    }
+                    r += if two { 2 } else { 1 };
                 }
-                4 => {
-                    let (q, d, s) = block_ptrs::<4>(act, t0, nb);
-                    let y = unsafe { row_blocks_avx512::<4>(w, wd, nb, q, d, s) };
-                    y.iter().enumerate().for_each(|(i, &v)| write(r, t0 + i, v));
+                for (t, ys) in tile.iter().enumerate().take(len) {
+                    // SAFETY: rows r0..r1 of token t0 + t belong to this caller.
+                    unsafe { out.rows(t0 + t, r0, r1 - r0) }.copy_from_slice(&ys[..r1 - r0]);
                 }
-                _ => {
-                    let (q, d, s) = block_ptrs::<1>(act, t0, nb);
-                    let y = unsafe { row_blocks_avx512::<1>(w, wd, nb, q, d, s) };
-                    write(r, t0, y[0]);
-                }
-            }
-        });
+            });
+            r0 = r1;
+        }
     }
 
     // ---- AVX2 ----
@@ -1159,6 +1511,45 @@ mod tests {
             let x = random_acts(&mut rng, n * 128);
             check(GgmlType::I2_S, 3, 128, n, None, &x);
         }
+    }
+
+    #[test]
+    fn round_to_i8_is_round_half_even_then_clamp() {
+        let mut xs = vec![
+            0.0f32,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            -2.5,
+            126.5,
+            127.5,
+            128.0,
+            -127.5,
+            -128.5,
+            -129.0,
+            0.49999997,
+            1e30,
+            -1e30,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+            1e-45,
+            4194304.5,
+            8388609.0,
+        ];
+        let mut rng = SplitMix64(3);
+        xs.extend((0..10_000).map(|_| rng.normal() * 100.0));
+        for x in xs {
+            let want = x.round_ties_even().clamp(-128.0, 127.0) as i8;
+            assert_eq!(round_to_i8(x), want, "{x}");
+        }
+        let v: Vec<f32> = (0..37).map(|i| (i as f32 - 20.0) * 0.37).collect();
+        assert_eq!(abs_max(&v), v.iter().fold(0f32, |m, x| m.max(x.abs())));
+        assert_eq!(abs_max(&[f32::NAN, -3.0]), 3.0);
     }
 
     #[test]
