@@ -99,3 +99,20 @@ fn q8_0_head_stays_close_to_f16() {
         f16.len()
     );
 }
+
+#[test]
+fn q8_0_head_reads_the_same_embedding_rows() {
+    // With the Q8_0 head the tied F16 embedding's pages are dropped and its rows are read from
+    // the file: the same values as the mapping gives.
+    let name = "bitnet-bpe-tq2_0.gguf";
+    let mapped = load(name, true, HeadType::AsStored);
+    let read = load(name, true, HeadType::Q8_0);
+    let (n_vocab, n_embd) = (mapped.hparams().n_vocab, mapped.hparams().n_embd);
+    let (mut a, mut b) = (vec![0f32; n_embd], vec![0f32; n_embd]);
+    for tok in [0, 1, n_vocab / 2, n_vocab - 1] {
+        mapped.embedding_row(tok, &mut a).unwrap();
+        read.embedding_row(tok, &mut b).unwrap();
+        assert_eq!(a, b, "token {tok}");
+    }
+    assert!(read.embedding_row(n_vocab, &mut b).is_err());
+}

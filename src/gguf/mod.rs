@@ -316,6 +316,7 @@ pub struct Gguf<'a> {
 /// A read-only memory map of a file: what `Gguf::parse` borrows from.
 pub struct MappedFile {
     path: PathBuf,
+    file: File,
     map: Option<memmap2::Mmap>,
 }
 
@@ -329,7 +330,11 @@ impl MappedFile {
             .map_err(|e| Error::io(format!("cannot stat {}: {e}", path.display())))?
             .len();
         if len == 0 {
-            return Ok(MappedFile { path, map: None });
+            return Ok(MappedFile {
+                path,
+                file,
+                map: None,
+            });
         }
         // SAFETY: the map is read-only and private to this process; the bytes are only ever read
         // through `bytes()`. As with any mapped model loader (llama.cpp included), another process
@@ -338,8 +343,33 @@ impl MappedFile {
             .map_err(|e| Error::io(format!("cannot map {}: {e}", path.display())))?;
         Ok(MappedFile {
             path,
+            file,
             map: Some(map),
         })
+    }
+
+    /// Copies the file bytes of `range` (a part of `bytes()`) with a read call instead of
+    /// touching the mapping: for lookups in regions whose pages were dropped, where a fault
+    /// would map a whole large page-cache folio back in.
+    pub fn read_range(&self, range: std::ops::Range<usize>, out: &mut [u8]) -> Result<()> {
+        if range.end > self.bytes().len() || out.len() != range.len() {
+            return Err(Error::bad_input(format!(
+                "read of {range:?} outside the {} mapped bytes",
+                self.bytes().len()
+            )));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file
+                .read_exact_at(out, range.start as u64)
+                .map_err(|e| Error::io(format!("cannot read {}: {e}", self.path.display())))
+        }
+        #[cfg(not(unix))]
+        {
+            out.copy_from_slice(&self.bytes()[range]);
+            Ok(())
+        }
     }
 
     pub fn path(&self) -> &Path {

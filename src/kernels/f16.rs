@@ -16,7 +16,19 @@ thread_local! {
     /// Activations rounded to f16 (as f32) / quantized to Q8_0: reused, so the head allocates
     /// nothing after its first call.
     static X16: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static XQ8: RefCell<(Vec<i8>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static XQ8: RefCell<XQ8Buf> = const {
+        RefCell::new(XQ8Buf { q: Vec::new(), d: Vec::new(), corr: Vec::new(), d_pairs: Vec::new() })
+    };
+}
+
+/// Q8_0 activations of the int8 head: values and scales, plus for the AVX-512 kernel per
+/// 64-value step `corr` (-128 times each block's sum in lanes 0 and 8, the rest 0) and `d_pairs`
+/// (each block's scale in eight lanes).
+struct XQ8Buf {
+    q: Vec<i8>,
+    d: Vec<f32>,
+    corr: Vec<i32>,
+    d_pairs: Vec<f32>,
 }
 
 /// A raw pointer handed to pool threads that write disjoint parts of it.
@@ -160,6 +172,20 @@ impl Q8Head {
             let mut row = vec![0f32; cols];
             let mut blocks = vec![0u8; nb * q8_0::BLOCK_BYTES];
             for r in pool::split(rows, 64, i, nt) {
+                #[cfg(target_arch = "x86_64")]
+                if best_isa() != Isa::Scalar {
+                    // SAFETY: AVX2 and F16C come with every non-scalar ISA (`detect`); row r's
+                    // F16 bytes are inside `w` (asserted) and its values and scales are this
+                    // thread's (rows split disjointly), inside the lengths resized above.
+                    unsafe {
+                        x86::q8_0_row_avx2(
+                            &w[r * cols * 2..(r + 1) * cols * 2],
+                            std::slice::from_raw_parts_mut(qs.0.add(r * cols), cols),
+                            std::slice::from_raw_parts_mut(ds.0.add(r * nb), nb),
+                        )
+                    };
+                    continue;
+                }
                 for (o, b) in row.iter_mut().zip(w[r * cols * 2..].chunks_exact(2)) {
                     *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
                 }
@@ -203,20 +229,30 @@ impl Q8Head {
         assert!(n == 0 || out.len() >= (n - 1) * out_stride + rows);
         XQ8.with(|cell| {
             let mut guard = cell.borrow_mut();
-            let (xq, xd) = &mut *guard;
-            if xq.len() < n * cols {
-                xq.resize(n * cols, 0);
-                xd.resize(n * nb, 0.0);
+            let buf = &mut *guard;
+            if buf.q.len() < n * cols {
+                buf.q.resize(n * cols, 0);
+                buf.d.resize(n * nb, 0.0);
+                buf.corr.resize(n * nb * 8, 0);
+                buf.d_pairs.resize(n * nb * 8, 0.0);
             }
             let mut blk = [0u8; q8_0::BLOCK_BYTES];
             for (b, xb) in x[..n * cols].chunks_exact(q8_0::BLOCK).enumerate() {
                 super::quantize_q8_0(xb, &mut blk);
-                xd[b] = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
-                for (o, &q) in xq[b * 32..(b + 1) * 32].iter_mut().zip(&blk[2..]) {
+                let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+                buf.d[b] = d;
+                let mut sum = 0i32;
+                for (o, &q) in buf.q[b * 32..(b + 1) * 32].iter_mut().zip(&blk[2..]) {
                     *o = q as i8;
+                    sum += q as i8 as i32;
                 }
+                let corr = &mut buf.corr[b * 8..(b + 1) * 8];
+                corr.fill(0);
+                corr[0] = -128 * sum;
+                buf.d_pairs[b * 8..(b + 1) * 8].fill(d);
             }
-            let (xq, xd) = (&xq[..n * cols], &xd[..n * nb]);
+            let (xq, xd) = (&buf.q[..n * cols], &buf.d[..n * nb]);
+            let (corr, d_pairs) = (&buf.corr[..n * nb * 8], &buf.d_pairs[..n * nb * 8]);
             let out_ptr = OutPtr(out.as_mut_ptr());
             let isa = match isa {
                 Isa::Avx512Vnni if !cols.is_multiple_of(64) => Isa::Avx2,
@@ -233,7 +269,9 @@ impl Q8Head {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: the ISA was detected before being chosen.
                     Isa::Avx512Vnni => unsafe {
-                        x86::q8_avx512(&self.qs, &self.d, cols, xq, xd, n, rows, &write)
+                        x86::q8_avx512(
+                            &self.qs, &self.d, cols, xq, corr, d_pairs, n, rows, out, out_stride,
+                        )
                     },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: as above (AVX2 implies FMA in `detect`).
@@ -429,6 +467,71 @@ mod x86 {
     f16_driver!(f16_avx512, tile_f16_avx512, "avx512f,avx512vl,f16c");
     f16_driver!(f16_avx2, tile_f16_avx2, "avx2,fma,f16c");
 
+    /// One F16 row requantized to Q8_0 exactly as `q8_0::quantize` (then split into values and
+    /// f32 scales), eight lanes at a time: round half away from zero as trunc plus a step where
+    /// the (exact) fraction is at least 0.5. A block whose max or inverse scale is not finite
+    /// (NaN, infinities, subnormal maxima) goes through `q8_0::quantize` itself.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and F16C; `w` holds qs.len() F16 values, qs.len() == 32 * ds.len().
+    #[target_feature(enable = "avx2,f16c")]
+    pub unsafe fn q8_0_row_avx2(w: &[u8], qs: &mut [i8], ds: &mut [f32]) {
+        use super::{f16_to_f32, f32_to_f16, q8_0};
+        assert!(w.len() >= qs.len() * 2 && qs.len() == ds.len() * 32);
+        let sign = _mm256_set1_ps(-0.0);
+        let half = _mm256_set1_ps(0.5);
+        let one = _mm256_set1_ps(1.0);
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (b, d_out) in ds.iter_mut().enumerate() {
+            let v: [__m256; 4] = std::array::from_fn(|i| {
+                _mm256_cvtph_ps(_mm_loadu_si128(
+                    w.as_ptr().add((b * 32 + 8 * i) * 2) as *const _
+                ))
+            });
+            let a: [__m256; 4] = std::array::from_fn(|i| _mm256_andnot_ps(sign, v[i]));
+            let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+            let nan = a
+                .iter()
+                .any(|&x| _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x)) != 0);
+            let d = amax / 127.0;
+            let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+            let q = &mut qs[b * 32..(b + 1) * 32];
+            if nan || !amax.is_finite() || !id.is_finite() {
+                let mut vals = [0f32; 32];
+                for (i, x) in v.iter().enumerate() {
+                    _mm256_storeu_ps(vals[8 * i..].as_mut_ptr(), *x);
+                }
+                let mut blk = [0u8; q8_0::BLOCK_BYTES];
+                q8_0::quantize(&vals, &mut blk);
+                *d_out = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+                for (o, &c) in q.iter_mut().zip(&blk[2..]) {
+                    *o = c as i8;
+                }
+                continue;
+            }
+            *d_out = f16_to_f32(f32_to_f16(d));
+            let idv = _mm256_set1_ps(id);
+            let ints: [__m256i; 4] = std::array::from_fn(|i| {
+                let x = _mm256_mul_ps(v[i], idv);
+                let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(x);
+                let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(x, t));
+                let away = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, half);
+                let step = _mm256_and_ps(away, _mm256_or_ps(_mm256_and_ps(x, sign), one));
+                _mm256_cvtps_epi32(_mm256_add_ps(t, step))
+            });
+            // |values| <= 127 here, so the saturating packs keep them; then undo their lane order.
+            let p16 = [
+                _mm256_packs_epi32(ints[0], ints[1]),
+                _mm256_packs_epi32(ints[2], ints[3]),
+            ];
+            let p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16[0], p16[1]), order);
+            _mm256_storeu_si256(q.as_mut_ptr() as *mut _, p8);
+        }
+    }
+
     /// Q8_0 . Q8_0 over rows, one block of 32 per step: |w| times the activation with w's
     /// sign (`vpsignb`), pairs summed in int16 (|.| <= 2 * 127 * 128, no wrap for weights
     /// in -127..=127 as Q8_0 quantization gives), widened with `vpmaddwd`.
@@ -476,12 +579,14 @@ mod x86 {
         }
     }
 
-    /// Q8_0 . Q8_0 over rows, two blocks (64 values) per step: |w| (unsigned) times the
-    /// activation with w's sign moved onto it, so `vpdpbusd` applies. Assumes activations are
-    /// never -128 (quantize_q8_0 gives -128 only for NaN/infinite/subnormal-max blocks).
+    /// Q8_0 . Q8_0 over rows, two blocks (64 values) per step, four rows at a time (four
+    /// independent accumulators): the weight's sign bit flipped makes it unsigned (w + 128) so
+    /// `vpdpbusd` applies directly, and the extra 128 * sum(a) is taken off by starting the
+    /// sum at `corr`; the scales of both blocks, weight times activation, in one vector.
     ///
     /// # Safety
-    /// The CPU has AVX-512 F/BW/VL and VNNI; cols % 64 == 0.
+    /// The CPU has AVX-512 F/BW/VL and VNNI; cols % 64 == 0; `corr`/`d_pairs` as `XQ8Buf`
+    /// builds them for the n tokens; `out` holds rows `rows` of every token, for this caller.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn q8_avx512(
@@ -489,37 +594,49 @@ mod x86 {
         d: &[f32],
         cols: usize,
         xq: &[i8],
-        xd: &[f32],
+        corr: &[i32],
+        d_pairs: &[f32],
         n: usize,
         rows: Range<usize>,
-        write: &dyn Fn(usize, usize, f32),
+        out: super::OutPtr,
+        out_stride: usize,
     ) {
         let nb = cols / 32;
         let idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        let zero = _mm512_setzero_si512();
-        for r in rows {
-            let w = qs.as_ptr().add(r * cols);
-            let wd = d.as_ptr().add(r * nb);
-            for t in 0..n {
-                let a = xq.as_ptr().add(t * cols);
-                let ad = xd.as_ptr().add(t * nb);
-                let mut acc = _mm512_setzero_ps();
-                let mut b = 0;
-                while b < nb {
-                    let wv = _mm512_loadu_si512(w.add(b * 32) as *const _);
-                    let av = _mm512_loadu_si512(a.add(b * 32) as *const _);
-                    let neg = _mm512_movepi8_mask(wv);
-                    let sa = _mm512_mask_sub_epi8(av, neg, zero, av);
-                    let dot = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), sa);
-                    let s2 = _mm_mul_ps(
-                        _mm_castpd_ps(_mm_load_sd(wd.add(b) as *const f64)),
-                        _mm_castpd_ps(_mm_load_sd(ad.add(b) as *const f64)),
-                    );
-                    let scale = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s2));
-                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
-                    b += 2;
+        let flip = _mm512_set1_epi8(-128);
+        let step = |acc: __m512, w: *const i8, wd: *const f32, s: usize, av, c, ad| {
+            let wv = _mm512_xor_si512(_mm512_loadu_si512(w.add(s * 64) as *const _), flip);
+            let dot = _mm512_dpbusd_epi32(c, wv, av);
+            let wdp = _mm512_permutexvar_ps(
+                idx,
+                _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(wd.add(2 * s) as *const f64))),
+            );
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(wdp, ad), acc)
+        };
+        for t in 0..n {
+            let a = xq.as_ptr().add(t * cols);
+            let tc = corr.as_ptr().add(t * nb * 8);
+            let td = d_pairs.as_ptr().add(t * nb * 8);
+            let mut r = rows.start;
+            while r < rows.end {
+                let nr = (rows.end - r).min(4);
+                let w: [*const i8; 4] =
+                    std::array::from_fn(|i| qs.as_ptr().add((r + i.min(nr - 1)) * cols));
+                let wd: [*const f32; 4] =
+                    std::array::from_fn(|i| d.as_ptr().add((r + i.min(nr - 1)) * nb));
+                let mut acc = [_mm512_setzero_ps(); 4];
+                for s in 0..nb / 2 {
+                    let av = _mm512_loadu_si512(a.add(s * 64) as *const _);
+                    let c = _mm512_loadu_si512(tc.add(s * 16) as *const _);
+                    let ad = _mm512_loadu_ps(td.add(s * 16));
+                    for i in 0..4 {
+                        acc[i] = step(acc[i], w[i], wd[i], s, av, c, ad);
+                    }
                 }
-                write(r, t, _mm512_reduce_add_ps(acc));
+                for (i, a) in acc.iter().enumerate().take(nr) {
+                    *out.0.add(t * out_stride + r + i) = _mm512_reduce_add_ps(*a);
+                }
+                r += nr;
             }
         }
     }
@@ -575,6 +692,54 @@ mod tests {
                 )
                 .unwrap();
                 assert_eq!(want, legacy);
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn q8_0_requantization_matches_quant_q8_0() {
+        if !isa_available(Isa::Avx2) {
+            eprintln!("skipped: no AVX2/F16C");
+            return;
+        }
+        let mut rng = SplitMix64(21);
+        let mut vals: Vec<f32> = (0..32 * 200).map(|_| rng.normal() * 0.05).collect();
+        // Blocks whose scaled values land on halves (max 127 -> scale 1), zeros, NaN and
+        // infinities, subnormal maxima, the f16 extremes.
+        let special: [&[f32]; 6] = [
+            &[127.0, 0.5, -0.5, 1.5, -2.5, 126.5, -126.5, 3.0],
+            &[0.0],
+            &[f32::NAN, 1.0],
+            &[f32::INFINITY, -1.0],
+            &[6e-8, -6e-8, 1e-7],
+            &[65504.0, -65504.0, 0.000061],
+        ];
+        for (i, sp) in special.iter().enumerate() {
+            let blk = &mut vals[i * 32..(i + 1) * 32];
+            blk.fill(0.0);
+            for (j, &v) in sp.iter().enumerate() {
+                blk[j * 3 % 32] = v;
+            }
+        }
+        let w: Vec<u8> = vals
+            .iter()
+            .flat_map(|&v| crate::quant::float::f32_to_f16(v).to_le_bytes())
+            .collect();
+        let as_f32: Vec<f32> = w
+            .chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect();
+        let mut want = vec![0u8; vals.len() / 32 * q8_0::BLOCK_BYTES];
+        q8_0::quantize(&as_f32, &mut want);
+        let (mut qs, mut ds) = (vec![0i8; vals.len()], vec![0f32; vals.len() / 32]);
+        // SAFETY: AVX2 and F16C checked above; sizes as the function asks.
+        unsafe { x86::q8_0_row_avx2(&w, &mut qs, &mut ds) };
+        for (b, blk) in want.chunks_exact(q8_0::BLOCK_BYTES).enumerate() {
+            let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+            assert_eq!(ds[b].to_bits(), d.to_bits(), "block {b} scale");
+            for j in 0..32 {
+                assert_eq!(qs[b * 32 + j], blk[2 + j] as i8, "block {b} value {j}");
             }
         }
     }

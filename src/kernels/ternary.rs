@@ -53,10 +53,15 @@ pub struct TernaryMat {
 impl TernaryMat {
     fn alloc(rows: usize, cols: usize) -> TernaryMat {
         let bytes = rows * cols / 4;
+        let n = bytes.div_ceil(64);
+        let mut lines = Vec::with_capacity(n);
+        // Before the first write, so that the faults already take huge pages.
+        super::advise_huge_pages(lines.as_ptr() as *const u8, n * 64);
+        lines.resize(n, Line([0; 64]));
         TernaryMat {
             rows,
             cols,
-            lines: vec![Line([0; 64]); bytes.div_ceil(64)],
+            lines,
             block_scales: Vec::new(),
             scale: WeightScale::Tensor(0.0),
         }
@@ -1139,6 +1144,54 @@ mod x86 {
         out
     }
 
+    /// The Q8_K dot of `q8k_row_scalar` for two rows against one token (decode), bit for bit:
+    /// as `tile_blocks_avx512` with the rows paired instead of tokens (lanes of row r, then of
+    /// row r + 1, in one vector per block).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn pair_rows_blocks_avx512(
+        w: [*const u8; 2],
+        w_d: [*const f32; 2],
+        nb: usize,
+        q: *const i8,
+        a_d: *const f32,
+        neg_corr: *const i32,
+    ) -> [f32; 2] {
+        let lo = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        let hi = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+        let mut accf = _mm512_setzero_ps();
+        for b in 0..nb {
+            let wv = [
+                _mm512_loadu_si512(w[0].add(b * 64) as *const _),
+                _mm512_loadu_si512(w[1].add(b * 64) as *const _),
+            ];
+            let start = _mm512_zextsi256_si512(_mm256_loadu_si256(neg_corr.add(b * 8) as *const _));
+            // Two chains per row (even and odd k) so the dpbusd latencies overlap.
+            let mut acc = [[start, _mm512_setzero_si512()]; 2];
+            for k in 0..4 {
+                let av = _mm512_loadu_si512(q.add(b * QK + 64 * k) as *const _);
+                for r in 0..2 {
+                    acc[r][k & 1] = _mm512_dpbusd_epi32(acc[r][k & 1], unpack_avx512(wv[r], k), av);
+                }
+            }
+            let a0 = _mm512_add_epi32(acc[0][0], acc[0][1]);
+            let a1 = _mm512_add_epi32(acc[1][0], acc[1][1]);
+            let lanes = _mm512_add_epi32(
+                _mm512_permutex2var_epi32(a0, lo, a1),
+                _mm512_permutex2var_epi32(a0, hi, a1),
+            );
+            let da = _mm512_set1_ps(*a_d.add(b));
+            let wd = _mm512_mask_blend_ps(
+                0xff00,
+                _mm512_set1_ps(*w_d[0].add(b)),
+                _mm512_set1_ps(*w_d[1].add(b)),
+            );
+            let d = _mm512_mul_ps(da, wd);
+            accf = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), d, accf);
+        }
+        let upper = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(accf)));
+        [hsum8_ps(_mm512_castps512_ps256(accf)), hsum8_ps(upper)]
+    }
+
     /// Token, correction and pair-scale pointers of the NP pairs from token t0 (even).
     #[allow(clippy::type_complexity)]
     fn pair_ptrs<const NP: usize>(
@@ -1233,6 +1286,19 @@ mod x86 {
                             let y =
                                 unsafe { tile_blocks_avx512::<1, 2>([w(r)], [wd(r)], nb, q, c, d) };
                             store_blocks(y, &mut tile, ri);
+                        }
+                        (_, true) => {
+                            let y = unsafe {
+                                pair_rows_blocks_avx512(
+                                    [w(r), w(r + 1)],
+                                    [wd(r), wd(r + 1)],
+                                    nb,
+                                    act.token(t0).as_ptr(),
+                                    act.block_d[t0 * nb..].as_ptr(),
+                                    act.neg_corr[t0 * nb * 8..].as_ptr(),
+                                )
+                            };
+                            tile[0][ri..ri + 2].copy_from_slice(&y);
                         }
                         _ => {
                             for i in 0..if two { 2 } else { 1 } {

@@ -635,9 +635,8 @@ impl Context {
         }
 
         // Embedding rows.
-        let embd = model.mat(&model.token_embd);
         for (t, &tok) in batch.tokens.iter().enumerate() {
-            kernels::row_to_f32(&embd, tok as usize, &mut b.x[t * n_embd..(t + 1) * n_embd])?;
+            model.embedding_row(tok as usize, &mut b.x[t * n_embd..(t + 1) * n_embd])?;
         }
         // Claim the first free cells, one per token, in batch order.
         let mut slots = Vec::with_capacity(n);

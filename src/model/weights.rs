@@ -13,6 +13,7 @@ use crate::gguf::{Gguf, MappedFile};
 use crate::kernels::f16::Q8Head;
 use crate::kernels::ternary::{ActBuf, ActMode, TernaryMat};
 use crate::kernels::{self, pool, Activations, MatRef};
+use crate::quant::float::f16_to_f32;
 use crate::quant::{self, GgmlType};
 
 /// Which output head `Model::load_with` builds.
@@ -91,9 +92,14 @@ pub struct Model {
     packed: Vec<TernaryMat>,
     /// The int8 head when `HeadType::Q8_0` was asked for.
     head_q8: Option<Q8Head>,
+    /// The F16 embedding's pages were dropped (it is the requantized head): rows are read
+    /// from the file instead of faulted in through the mapping.
+    embd_by_read: bool,
 }
 
 thread_local! {
+    /// One F16 embedding row read from the file (`Model::embedding_row`).
+    static EMBD_ROW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Quantized activations for `Model::matmul` callers that do not bring their own.
     static ACT: std::cell::RefCell<ActBuf> = std::cell::RefCell::new(ActBuf::default());
 }
@@ -214,6 +220,7 @@ impl Model {
             layers,
             packed: Vec::new(),
             head_q8: None,
+            embd_by_read: false,
         };
         if opts.repack {
             model.repack();
@@ -237,6 +244,10 @@ impl Model {
                 q8.append_f16(bytes, rows);
                 drop_pages(bytes);
             }
+            // A tied embedding lost its pages too: look its rows up with reads, since a fault
+            // maps a whole page-cache folio (up to 2 MiB) and a prefill of random tokens would
+            // bring hundreds of MB of the F16 head back.
+            model.embd_by_read = model.token_embd.bytes == model.output.bytes;
             model.head_q8 = Some(q8);
         }
         Ok(model)
@@ -420,6 +431,31 @@ impl Model {
             });
         }
         Ok((h, token_embd, output_norm, output, layers))
+    }
+
+    /// Token `tok`'s embedding row as f32.
+    pub fn embedding_row(&self, tok: usize, out: &mut [f32]) -> Result<()> {
+        let m = &self.token_embd;
+        if !self.embd_by_read || m.ty != GgmlType::F16 {
+            return kernels::row_to_f32(&self.mat(m), tok, out);
+        }
+        if tok >= m.rows || out.len() != m.cols {
+            return Err(Error::bad_input(format!(
+                "no embedding row {tok} of {}",
+                m.rows
+            )));
+        }
+        let row_bytes = m.cols * 2;
+        let start = m.bytes.start + tok * row_bytes;
+        EMBD_ROW.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.resize(row_bytes, 0);
+            self.file.read_range(start..start + row_bytes, &mut buf)?;
+            for (o, b) in out.iter_mut().zip(buf.chunks_exact(2)) {
+                *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+            Ok(())
+        })
     }
 
     pub fn hparams(&self) -> &HParams {
