@@ -41,7 +41,7 @@ fn time(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn isas() -> Vec<Isa> {
-    [Isa::Avx2, Isa::Avx512Vnni]
+    [Isa::Avx2, Isa::Avx512Vnni, Isa::Amx]
         .into_iter()
         .filter(|&i| isa_available(i))
         .collect()

@@ -67,7 +67,7 @@ fn scores_transposed(isa: Isa, scores: &mut [f32], q: &[f32], kt: &[f32], stride
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was detected (best_isa) before being chosen.
-        Isa::Avx512Vnni => unsafe { scores_avx512(scores, q, kt, stride) },
+        Isa::Avx512Vnni | Isa::Amx => unsafe { scores_avx512(scores, q, kt, stride) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { scores_avx2(scores, q, kt, stride) },
@@ -108,7 +108,7 @@ pub fn axpy(isa: Isa, out: &mut [f32], p: f32, v: &[f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was detected before being chosen.
-        Isa::Avx512Vnni => unsafe { axpy_avx512(out, p, v) },
+        Isa::Avx512Vnni | Isa::Amx => unsafe { axpy_avx512(out, p, v) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { axpy_avx2(out, p, v) },

@@ -111,7 +111,9 @@ pub fn matmul_f16_isa(
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the ISA was detected before being chosen.
-                Isa::Avx512Vnni => unsafe { x86::f16_avx512(w, cols, xs, n, rows, &write) },
+                Isa::Avx512Vnni | Isa::Amx => unsafe {
+                    x86::f16_avx512(w, cols, xs, n, rows, &write)
+                },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above (AVX2 implies FMA and F16C in `detect`).
                 Isa::Avx2 => unsafe { x86::f16_avx2(w, cols, xs, n, rows, &write) },
@@ -255,7 +257,7 @@ impl Q8Head {
             let (corr, d_pairs) = (&buf.corr[..n * nb * 8], &buf.d_pairs[..n * nb * 8]);
             let out_ptr = OutPtr(out.as_mut_ptr());
             let isa = match isa {
-                Isa::Avx512Vnni if !cols.is_multiple_of(64) => Isa::Avx2,
+                Isa::Avx512Vnni | Isa::Amx if !cols.is_multiple_of(64) => Isa::Avx2,
                 isa => isa,
             };
             pool::global().run(threads, &|i, nt| {
@@ -268,7 +270,7 @@ impl Q8Head {
                 match isa {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: the ISA was detected before being chosen.
-                    Isa::Avx512Vnni => unsafe {
+                    Isa::Avx512Vnni | Isa::Amx => unsafe {
                         x86::q8_avx512(
                             &self.qs, &self.d, cols, xq, corr, d_pairs, n, rows, out, out_stride,
                         )

@@ -20,6 +20,9 @@ use std::ops::Range;
 
 use super::pool;
 use crate::quant::float::f16_to_f32;
+
+#[cfg(target_arch = "x86_64")]
+mod amx;
 use crate::quant::{i2_s, q8_k, tq1_0, tq2_0};
 
 pub const GROUP: usize = 128;
@@ -271,6 +274,8 @@ pub struct ActBuf {
     token_sum: Vec<i32>,   // [n]
     token_scale: Vec<f32>, // [n] PerToken: 127 / amax
     q8k: Vec<u8>,          // [n, cols / 256 * 292] Q8_K scratch
+    amx_b: Vec<i8>,        // PerToken, when the AMX path takes this shape: amx::layout_b of q
+    amx_ready: bool,
 }
 
 /// Index in kernel order of value `e` of a row of `cols` values.
@@ -398,6 +403,7 @@ impl ActBuf {
                 }
             }
         });
+        self.prepare_amx();
         if mode == ActMode::Q8K {
             grow(&mut self.neg_corr, n * nb * 8);
             for (d, &c) in self.neg_corr.iter_mut().zip(&self.lane_corr[..n * nb * 8]) {
@@ -437,10 +443,24 @@ impl ActBuf {
             self.token_sum[t] = src.iter().map(|&v| v as i32).sum();
             self.token_scale[t] = 1.0;
         }
+        self.prepare_amx();
     }
 
     fn token(&self, t: usize) -> &[i8] {
         &self.q[t * self.cols..(t + 1) * self.cols]
+    }
+
+    /// Lays the activations out as AMX B tiles when the tile path will take them.
+    fn prepare_amx(&mut self) {
+        self.amx_ready = false;
+        #[cfg(target_arch = "x86_64")]
+        if self.mode == Some(ActMode::PerToken)
+            && best_isa() == Isa::Amx
+            && amx::suits(self.cols, self.n)
+        {
+            amx::layout_b(&self.q, self.n, self.cols, &mut self.amx_b);
+            self.amx_ready = true;
+        }
     }
 }
 
@@ -484,6 +504,8 @@ pub enum Isa {
     Scalar,
     Avx2,
     Avx512Vnni,
+    /// AVX-512 VNNI plus AMX-INT8 tiles for the per-token prefill sums (`ternary::amx`).
+    Amx,
 }
 
 pub fn best_isa() -> Isa {
@@ -511,11 +533,15 @@ fn detect(forced: Option<&str>) -> Isa {
             && is_x86_feature_detected!("avx512vnni")
         {
             best = Isa::Avx512Vnni;
+            if amx::available() {
+                best = Isa::Amx;
+            }
         }
     }
     match forced {
         Some("scalar") => Isa::Scalar,
         Some("avx2") if best != Isa::Scalar => Isa::Avx2,
+        Some("avx512") if best == Isa::Amx => Isa::Avx512Vnni,
         _ => best,
     }
 }
@@ -525,7 +551,8 @@ pub fn isa_available(isa: Isa) -> bool {
     match (isa, detect(None)) {
         (Isa::Scalar, _) => true,
         (Isa::Avx2, b) => b != Isa::Scalar,
-        (Isa::Avx512Vnni, b) => b == Isa::Avx512Vnni,
+        (Isa::Avx512Vnni, b) => b == Isa::Avx512Vnni || b == Isa::Amx,
+        (Isa::Amx, b) => b == Isa::Amx,
     }
 }
 
@@ -699,6 +726,18 @@ unsafe fn rows_dispatch(
             // SAFETY: the ISA was detected (best_isa / isa_available) before being chosen.
             Isa::Avx512Vnni => unsafe { x86::totals_avx512(m, act, rows, &info, out) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above; the tile path gets whole tiles of rows of activations laid out
+            // for it (`amx_ready`), the rest goes through AVX-512.
+            Isa::Amx => unsafe {
+                if act.amx_ready && m.cols.is_multiple_of(QK) {
+                    let whole = rows.start + rows.len() / amx::TILE * amx::TILE;
+                    amx::totals(m, act, rows.start..whole, &info, out);
+                    x86::totals_avx512(m, act, whole..rows.end, &info, out);
+                } else {
+                    x86::totals_avx512(m, act, rows, &info, out);
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             Isa::Avx2 => unsafe { x86::totals_avx2(m, act, rows, &emit) },
             _ => {
@@ -735,7 +774,7 @@ unsafe fn rows_dispatch(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was detected before being chosen.
-        Isa::Avx512Vnni => unsafe { x86::blocks_avx512(m, act, rows, out) },
+        Isa::Avx512Vnni | Isa::Amx => unsafe { x86::blocks_avx512(m, act, rows, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { x86::blocks_avx2(m, act, rows, &write) },
@@ -1442,7 +1481,7 @@ mod tests {
     use crate::rng::SplitMix64;
 
     fn isas() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni]
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni, Isa::Amx]
             .into_iter()
             .filter(|&i| isa_available(i))
             .collect()
@@ -1564,7 +1603,7 @@ mod tests {
         let mut rng = SplitMix64(11);
         for ty in [GgmlType::I2_S, GgmlType::TQ2_0, GgmlType::TQ1_0] {
             for &(rows, cols) in &[(1, 256), (17, 512), (33, 768), (40, 2560)] {
-                for n in [1, 3, 4, 5, 9, 13] {
+                for n in [1, 3, 4, 5, 9, 13, 16, 35] {
                     let x = random_acts(&mut rng, n * cols);
                     check(ty, rows, cols, n, None, &x);
                 }
@@ -1630,8 +1669,7 @@ mod tests {
                 data[tail..tail + 4].copy_from_slice(&1.0f32.to_le_bytes());
                 // I2_S reverses bit pairs; a byte of four equal codes is the same either way.
                 let m = TernaryMat::from_i2_s(&data, rows, cols);
-                for qv in [-128i8, 127] {
-                    let n = 9;
+                for (qv, n) in [(-128i8, 9), (127, 9), (-128, 33), (127, 17)] {
                     let q = vec![qv; n * cols];
                     let mut act = ActBuf::default();
                     act.set_raw_per_token(&q, n, cols);
