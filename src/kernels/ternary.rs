@@ -274,7 +274,9 @@ pub struct ActBuf {
     token_sum: Vec<i32>,   // [n]
     token_scale: Vec<f32>, // [n] PerToken: 127 / amax
     q8k: Vec<u8>,          // [n, cols / 256 * 292] Q8_K scratch
-    amx_b: Vec<i8>,        // PerToken, when the AMX path takes this shape: amx::layout_b of q
+    amx_b: Vec<i8>, // when the AMX path takes this shape: q laid out as B tiles (amx::layout_b*)
+    amx_d: Vec<f32>, // Q8K on AMX: block scales by token tile
+    amx_c: Vec<i32>, // Q8K on AMX: lane corrections by token tile
     amx_ready: bool,
 }
 
@@ -403,7 +405,6 @@ impl ActBuf {
                 }
             }
         });
-        self.prepare_amx();
         if mode == ActMode::Q8K {
             grow(&mut self.neg_corr, n * nb * 8);
             for (d, &c) in self.neg_corr.iter_mut().zip(&self.lane_corr[..n * nb * 8]) {
@@ -418,6 +419,7 @@ impl ActBuf {
                 }
             }
         }
+        self.prepare_amx();
     }
 
     /// Raw int8 activations (natural order, `n` rows of `cols`) with scale 1, for tests of
@@ -454,11 +456,14 @@ impl ActBuf {
     fn prepare_amx(&mut self) {
         self.amx_ready = false;
         #[cfg(target_arch = "x86_64")]
-        if self.mode == Some(ActMode::PerToken)
-            && best_isa() == Isa::Amx
-            && amx::suits(self.cols, self.n)
-        {
-            amx::layout_b(&self.q, self.n, self.cols, &mut self.amx_b);
+        if best_isa() == Isa::Amx && amx::suits(self.cols, self.n) {
+            match self.mode {
+                Some(ActMode::PerToken) => {
+                    amx::layout_b(&self.q, self.n, self.cols, &mut self.amx_b)
+                }
+                Some(ActMode::Q8K) => amx::layout_b_q8k(self),
+                None => return,
+            }
             self.amx_ready = true;
         }
     }
@@ -774,7 +779,19 @@ unsafe fn rows_dispatch(
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was detected before being chosen.
-        Isa::Avx512Vnni | Isa::Amx => unsafe { x86::blocks_avx512(m, act, rows, out) },
+        Isa::Avx512Vnni => unsafe { x86::blocks_avx512(m, act, rows, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; whole tiles of rows to the tile path when the activations were
+        // laid out for it, the rest through AVX-512.
+        Isa::Amx => unsafe {
+            if act.amx_ready {
+                let whole = rows.start + rows.len() / amx::TILE * amx::TILE;
+                amx::blocks(m, act, rows.start..whole, out);
+                x86::blocks_avx512(m, act, whole..rows.end, out);
+            } else {
+                x86::blocks_avx512(m, act, rows, out);
+            }
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { x86::blocks_avx2(m, act, rows, &write) },
