@@ -9,6 +9,9 @@ compared when both files have it and its name says which way is better:
   higher: *_tok_s, *_speedup, bandwidth_share
   lower:  load_s, load_to_first_token_s, peak_rss_bytes
 (absolute kernel times are not compared: their speed-ups against the scalar reference are).
+A compare_reference.sh file also gets ours / llama.cpp TQ2_0 of the same run for every prompt
+and generation figure (`vs_llama.<config>.<figure>_speedup`); `--ratios-only` compares just
+those and the kernel speed-ups, the figures that survive a slower or busier machine.
 Exit status 1 when any figure is worse than the baseline by more than the threshold
 (relative), 0 otherwise; every compared figure is printed.
 """
@@ -24,6 +27,17 @@ def flatten(obj, prefix=""):
     elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
         out[prefix[:-1]] = float(obj)
     return out
+
+
+def with_ratios(doc, flat):
+    ref = doc.get("llama_tq2_0") if isinstance(doc, dict) else None
+    if isinstance(ref, dict):
+        for label, o in doc.get("ours", {}).items():
+            for fig, v in ref.items():
+                ours = o.get(f"{fig}_tok_s")
+                if isinstance(ours, (int, float)) and v:
+                    flat[f"vs_llama.{label}.{fig}_speedup"] = ours / v
+    return flat
 
 
 def direction(key):
@@ -44,12 +58,15 @@ def main(argv):
     if len(args) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    base = flatten(json.load(open(args[0])))
-    cur = flatten(json.load(open(args[1])))
+    docs = [json.load(open(a)) for a in args]
+    base, cur = (with_ratios(d, flatten(d)) for d in docs)
+    ratios_only = "--ratios-only" in argv
     worse = []
     for key in sorted(base):
         d = direction(key)
         if d == 0 or key not in cur or base[key] == 0:
+            continue
+        if ratios_only and not key.endswith("_speedup"):
             continue
         change = (cur[key] - base[key]) / abs(base[key]) * d  # > 0: better
         mark = "REGRESSION" if change < -threshold else "ok"

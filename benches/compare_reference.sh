@@ -28,7 +28,7 @@ fi
 
 ref_bench() { # name file
     [[ -s "$tmp/ref-$1.json" ]] && return 0
-    LD_LIBRARY_PATH="$ref/lib" "$ref/bin/llama-bench" -m "$2" -t "$threads" -p 128 -n 64 \
+    LD_LIBRARY_PATH="$ref/lib" "$ref/bin/llama-bench" -m "$2" -t "$threads" -p 128,512 -n 64 \
         -r "$reps" -o json >"$tmp/ref-$1.json" 2>"$tmp/ref-$1.log" ||
         { cat "$tmp/ref-$1.log" >&2; exit 1; }
 }
@@ -36,7 +36,7 @@ our_bench() { # name file [args]
     local name="$1" file="$2"
     shift 2
     [[ -s "$tmp/our-$name.json" ]] && return 0
-    "$bitnet" bench -m "$file" -t "$threads" -p 128 -n 64 -r "$reps" --json "$@" >"$tmp/our-$name.json"
+    "$bitnet" bench -m "$file" -t "$threads" -p 128,512 -n 64 -r "$reps" --json "$@" >"$tmp/our-$name.json"
 }
 
 echo "compare: llama-bench and bitnet bench, $threads threads, $reps reps" >&2
@@ -55,7 +55,7 @@ def ref(name):
     rows = json.load(open(f"{tmp}/ref-{name}.json"))
     got = {}
     for r in rows:
-        key = "pp128" if r["n_prompt"] > 0 else "tg64"
+        key = f"pp{r['n_prompt']}" if r["n_prompt"] > 0 else "tg64"
         got[key] = statistics.median(r.get("samples_ts") or [r["avg_ts"]])
     return got
 
@@ -68,15 +68,16 @@ for name, label in [("tq2_0", "TQ2_0, F16 head"), ("tq2_0-q8head", "TQ2_0, Q8_0 
                     ("tq1_0", "TQ1_0, F16 head"), ("i2_s", "I2_S (b1.58), F16 head")]:
     o = ours(name)
     rows.append((label, o))
-print(f"| {threads} threads | pp128 tok/s | tg64 tok/s | pp128 / llama TQ2_0 | tg64 / llama TQ2_0 | tg64 / llama TQ1_0 | load to 1st token s | peak RSS MB | bw share |")
-print("|---|---|---|---|---|---|---|---|---|")
-print(f"| llama.cpp TQ2_0 | {r2['pp128']:.2f} | {r2['tg64']:.2f} | 1.00 | 1.00 | | | | |")
-print(f"| llama.cpp TQ1_0 | {r1['pp128']:.2f} | {r1['tg64']:.2f} | {r1['pp128']/r2['pp128']:.2f} | {r1['tg64']/r2['tg64']:.2f} | 1.00 | | | |")
+print(f"| {threads} threads | pp128 tok/s | pp512 tok/s | tg64 tok/s | pp128 / llama TQ2_0 | pp512 / llama TQ2_0 | tg64 / llama TQ2_0 | tg64 / llama TQ1_0 | load to 1st token s | peak RSS MB | bw share |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+print(f"| llama.cpp TQ2_0 | {r2['pp128']:.2f} | {r2['pp512']:.2f} | {r2['tg64']:.2f} | 1.00 | 1.00 | 1.00 | | | | |")
+print(f"| llama.cpp TQ1_0 | {r1['pp128']:.2f} | {r1['pp512']:.2f} | {r1['tg64']:.2f} | {r1['pp128']/r2['pp128']:.2f} | "
+      f"{r1['pp512']/r2['pp512']:.2f} | {r1['tg64']/r2['tg64']:.2f} | 1.00 | | | |")
 for label, o in rows:
-    pp, tg = o["pp128_tok_s"], o["tg64_tok_s"]
-    print(f"| ours {label} | {pp:.2f} | {tg:.2f} | {pp/r2['pp128']:.2f} | {tg/r2['tg64']:.2f} | "
-          f"{tg/r1['tg64']:.2f} | {o['load_to_first_token_s']:.2f} | {o['peak_rss_bytes']/1e6:.0f} | "
-          f"{o['bandwidth_share']:.2f} |")
+    pp, pp5, tg = o["pp128_tok_s"], o["pp512_tok_s"], o["tg64_tok_s"]
+    print(f"| ours {label} | {pp:.2f} | {pp5:.2f} | {tg:.2f} | {pp/r2['pp128']:.2f} | {pp5/r2['pp512']:.2f} | "
+          f"{tg/r2['tg64']:.2f} | {tg/r1['tg64']:.2f} | {o['load_to_first_token_s']:.2f} | "
+          f"{o['peak_rss_bytes']/1e6:.0f} | {o['bandwidth_share']:.2f} |")
 extra = [o for l, o in rows if "head_cosine_vs_f16" in o]
 for o in extra:
     print(f"\nQ8_0 head vs F16 head: mean cosine {o['head_cosine_vs_f16']}, top-1 agreement {o['head_top1_vs_f16']}")

@@ -318,21 +318,26 @@ fn init_from_model(
         }
     }
     let (pooling, engine_pooling) = pooling_from_c(params.pooling_type)?;
+    let engine_params = ContextParams {
+        n_ctx: n_ctx as usize,
+        n_batch: n_batch as usize,
+        n_seq_max: n_seq_max as usize,
+        n_threads: params.n_threads.max(0) as usize,
+        embeddings: params.embeddings,
+        pooling: engine_pooling,
+    };
     let engine = match &m.engine {
-        Some(weights) => Some(
-            Context::new(
-                Arc::clone(weights),
-                ContextParams {
-                    n_ctx: n_ctx as usize,
-                    n_batch: n_batch as usize,
-                    n_seq_max: n_seq_max as usize,
-                    n_threads: params.n_threads.max(0) as usize,
-                    embeddings: params.embeddings,
-                    pooling: engine_pooling,
-                },
-            )
-            .map_err(|e| e.to_string())?,
-        ),
+        Some(weights) => {
+            // A model offloaded to the GPU (feature `cuda`) gets a device context.
+            #[cfg(feature = "cuda")]
+            let made = match &m.gpu {
+                Some(g) => Context::with_gpu(Arc::clone(g), engine_params),
+                None => Context::new(Arc::clone(weights), engine_params),
+            };
+            #[cfg(not(feature = "cuda"))]
+            let made = Context::new(Arc::clone(weights), engine_params);
+            Some(made.map_err(|e| e.to_string())?)
+        }
         None => None,
     };
     guard::log(

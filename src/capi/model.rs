@@ -17,6 +17,10 @@ use crate::tokenizer::Tokenizer;
 /// the file's scalar metadata as the reference prints it.
 pub struct llama_model {
     pub(crate) engine: Option<Arc<Model>>,
+    /// The weights on the GPU when the model was loaded with n_gpu_layers > 0 and a device was
+    /// found (contexts of this model then run there).
+    #[cfg(feature = "cuda")]
+    pub(crate) gpu: Option<Arc<crate::model::gpu::GpuModel>>,
     pub(crate) vocab: llama_vocab,
     /// Scalar metadata in file order: key, value as text (arrays omitted, as the reference).
     pub(crate) meta: Vec<(CString, CString)>,
@@ -152,6 +156,7 @@ fn progress(params: &llama_model_params, value: f32) -> bool {
 
 /// Loads a model file; Ok(None) when the progress callback cancelled the load.
 pub(crate) fn load(path: &Path, params: &llama_model_params) -> Fallible<Option<llama_model>> {
+    #[cfg(not(feature = "cuda"))]
     if params.n_gpu_layers > 0 {
         guard::log(
             LOG_WARN,
@@ -204,6 +209,8 @@ pub(crate) fn load(path: &Path, params: &llama_model_params) -> Fallible<Option<
     };
     let mut model = llama_model {
         engine: None,
+        #[cfg(feature = "cuda")]
+        gpu: None,
         vocab: llama_vocab::new(tokenizer),
         meta,
         n_ctx_train: clamp(int("context_length").unwrap_or(0)),
@@ -225,14 +232,82 @@ pub(crate) fn load(path: &Path, params: &llama_model_params) -> Fallible<Option<
     drop(g);
     drop(file);
     if !params.vocab_only {
-        let engine = Model::load(path).map_err(|e| e.to_string())?;
-        model.engine = Some(Arc::new(engine));
+        let engine = Arc::new(Model::load(path).map_err(|e| e.to_string())?);
+        #[cfg(feature = "cuda")]
+        {
+            model.gpu = offload(params, &engine)?;
+        }
+        model.engine = Some(engine);
     }
     if !progress(params, 1.0) {
         guard::log(LOG_INFO, "llama_model_load: cancelled model load");
         return Ok(None);
     }
     Ok(Some(model))
+}
+
+/// The GPU copy of the weights for n_gpu_layers > 0 (feature `cuda`): the whole model or
+/// nothing. A count that leaves layers on the CPU (1..=n_layer; n_layer + 1 counts the head as
+/// llama.cpp does) is refused; no driver or no device keeps the model on the CPU with a
+/// warning, as llama.cpp does; weight types without a device kernel likewise; a device that
+/// fails (out of memory, too old, no NVRTC) is an error.
+#[cfg(feature = "cuda")]
+fn offload(
+    params: &llama_model_params,
+    engine: &Arc<Model>,
+) -> Fallible<Option<Arc<crate::model::gpu::GpuModel>>> {
+    use crate::kernels::cuda::{self, OpenError};
+    use crate::model::gpu::GpuModel;
+    let n = params.n_gpu_layers;
+    if n <= 0 {
+        return Ok(None);
+    }
+    let n_layer = engine.hparams().n_layer as i32;
+    if n <= n_layer {
+        return Err(format!(
+            "llama_model_load: n_gpu_layers = {n} asks for {n} of {n_layer} layers on the GPU; \
+             partial offload is not supported: use n_gpu_layers >= {} for the whole model, or 0 \
+             for the CPU",
+            n_layer + 1
+        ));
+    }
+    let dev = match cuda::shared_device() {
+        Ok(d) => d,
+        Err(OpenError::Unavailable(why)) => {
+            guard::log(
+                LOG_WARN,
+                &format!(
+                    "llama_model_load: n_gpu_layers = {n} but no CUDA device ({why}): the model \
+                     runs on the CPU"
+                ),
+            );
+            return Ok(None);
+        }
+        Err(OpenError::Failed(e)) => return Err(format!("llama_model_load: {e}")),
+    };
+    let desc = cuda::Device::describe(&*dev);
+    match GpuModel::upload(dev, Arc::clone(engine)) {
+        Ok(g) => {
+            guard::log(
+                LOG_INFO,
+                &format!(
+                    "llama_model_load: offloaded {} layers and the output head to {desc} \
+                     ({:.1} MiB of weights)",
+                    n_layer,
+                    g.weight_bytes() as f64 / (1u64 << 20) as f64
+                ),
+            );
+            Ok(Some(Arc::new(g)))
+        }
+        Err(e) if e.kind == crate::ErrorKind::Unsupported => {
+            guard::log(
+                LOG_WARN,
+                &format!("llama_model_load: {e}: the model runs on the CPU"),
+            );
+            Ok(None)
+        }
+        Err(e) => Err(format!("llama_model_load: {e}")),
+    }
 }
 
 unsafe fn load_from_file(

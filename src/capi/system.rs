@@ -170,8 +170,19 @@ pub extern "C" fn llama_supports_mlock() -> bool {
     false
 }
 
+/// True when this build has the CUDA backend (feature `cuda`) and a usable device is present.
 #[no_mangle]
 pub extern "C" fn llama_supports_gpu_offload() -> bool {
+    gpu_present()
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_present() -> bool {
+    crate::kernels::cuda::available()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_present() -> bool {
     false
 }
 
@@ -211,6 +222,16 @@ pub fn system_info() -> String {
         "THREADS = {} | ",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    #[cfg(feature = "cuda")]
+    {
+        s += &match crate::kernels::cuda::shared_device() {
+            Ok(d) => format!(
+                "CUDA : DEVICE = {} | ",
+                crate::kernels::cuda::Device::describe(&*d)
+            ),
+            Err(e) => format!("CUDA : DEVICE = none ({e}) | "),
+        };
+    }
     s
 }
 

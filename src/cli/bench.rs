@@ -22,6 +22,8 @@ pub struct Args {
     pub head: HeadType,
     pub reps: usize,
     pub json: bool,
+    /// Run on the GPU (feature `cuda`).
+    pub gpu: bool,
 }
 
 pub fn parse(args: &[String]) -> Result<Args> {
@@ -33,6 +35,7 @@ pub fn parse(args: &[String]) -> Result<Args> {
         head: HeadType::AsStored,
         reps: 1,
         json: false,
+        gpu: false,
     };
     let num = |flag: &str, v: &str| -> Result<usize> {
         v.parse()
@@ -66,6 +69,7 @@ pub fn parse(args: &[String]) -> Result<Args> {
                 }
             }
             "--json" => a.json = true,
+            "--gpu" => a.gpu = true,
             s => return Err(Error::bad_input(format!("bench: unknown argument {s}"))),
         }
     }
@@ -154,6 +158,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .len();
     let t0 = Instant::now();
     let model = Arc::new(Model::load_with(&a.model, &opts)?);
+    let gpu = open_gpu(&a, &model)?;
     let load_s = t0.elapsed().as_secs_f64();
     let h = model.hparams().clone();
     let max_p = a.prompts.iter().copied().max().unwrap_or(1).max(1);
@@ -161,7 +166,10 @@ pub fn run(args: &[String]) -> Result<()> {
         n_threads: a.threads,
         ..ContextParams::new(max_p.max(a.n_gen) + 1, max_p)
     };
-    let mut ctx = Context::new(Arc::clone(&model), params)?;
+    let mut ctx = match &gpu {
+        Some(g) => g.context(params)?,
+        None => Context::new(Arc::clone(&model), params)?,
+    };
     let mut rng = SplitMix64(42);
     decode(&mut ctx, &random_tokens(&mut rng, 1, h.n_vocab), 0, true)?;
     let first_token_s = t0.elapsed().as_secs_f64();
@@ -202,9 +210,15 @@ pub fn run(args: &[String]) -> Result<()> {
     // positions of f16 keys and values per layer.
     let n_kv = h.n_head_kv * h.head_dim;
     let kv_bytes = h.n_layer * (a.n_gen / 2) * n_kv * 2 * 2;
-    let bytes_per_token = model.decode_weight_bytes() + kv_bytes;
+    let weight_bytes = gpu
+        .as_ref()
+        .map_or(model.decode_weight_bytes(), |g| g.decode_weight_bytes());
+    let bytes_per_token = weight_bytes + kv_bytes;
     drop(ctx);
-    let bandwidth = read_bandwidth(a.threads);
+    let bandwidth = match &gpu {
+        Some(g) => g.read_bandwidth()?,
+        None => read_bandwidth(a.threads),
+    };
     let share = bytes_per_token as f64 * tg / bandwidth;
 
     // The int8 head's accuracy cost: the same tokens through an F16-head model.
@@ -232,6 +246,11 @@ pub fn run(args: &[String]) -> Result<()> {
         field(&mut o, "threads", a.threads.to_string());
         field(&mut o, "head", format!("\"{head}\""));
         field(&mut o, "isa", format!("\"{:?}\"", best_isa()));
+        if let Some(g) = &gpu {
+            let mut s = String::new();
+            json::string(&mut s, &g.describe());
+            field(&mut o, "device", s);
+        }
         field(&mut o, "load_s", format!("{load_s:.4}"));
         field(
             &mut o,
@@ -263,6 +282,9 @@ pub fn run(args: &[String]) -> Result<()> {
             file_bytes as f64 / 1e6
         );
         println!("threads / head   {} / {head} ({:?})", a.threads, best_isa());
+        if let Some(g) = &gpu {
+            println!("device           {}", g.describe());
+        }
         println!("load             {load_s:.3} s (to first token {first_token_s:.3} s)");
         for (p, r) in &pp {
             println!("pp{p:<14} {r:.2} tok/s");
@@ -284,6 +306,71 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The GPU side of `bench --gpu`: the model's weights on the first CUDA device.
+#[cfg(feature = "cuda")]
+struct Gpu(Arc<bitnet::model::gpu::GpuModel>);
+
+#[cfg(feature = "cuda")]
+impl Gpu {
+    fn context(&self, params: ContextParams) -> Result<Context> {
+        Context::with_gpu(Arc::clone(&self.0), params)
+    }
+    fn decode_weight_bytes(&self) -> usize {
+        self.0.decode_weight_bytes()
+    }
+    fn read_bandwidth(&self) -> Result<f64> {
+        bitnet::model::gpu::read_bandwidth(&**self.0.device(), 1 << 30)
+    }
+    fn describe(&self) -> String {
+        self.0.device().describe()
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn open_gpu(a: &Args, model: &Arc<Model>) -> Result<Option<Gpu>> {
+    if !a.gpu {
+        return Ok(None);
+    }
+    if a.head != HeadType::AsStored {
+        return Err(Error::bad_input(
+            "bench: --gpu runs the head as stored (--head q8_0 is CPU-only)",
+        ));
+    }
+    let dev = bitnet::kernels::cuda::shared_device().map_err(Error::from)?;
+    let g = bitnet::model::gpu::GpuModel::upload(dev, Arc::clone(model))?;
+    Ok(Some(Gpu(Arc::new(g))))
+}
+
+/// Without the CUDA backend `--gpu` is an error.
+#[cfg(not(feature = "cuda"))]
+enum Gpu {}
+
+#[cfg(not(feature = "cuda"))]
+impl Gpu {
+    fn context(&self, _: ContextParams) -> Result<Context> {
+        match *self {}
+    }
+    fn decode_weight_bytes(&self) -> usize {
+        match *self {}
+    }
+    fn read_bandwidth(&self) -> Result<f64> {
+        match *self {}
+    }
+    fn describe(&self) -> String {
+        match *self {}
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_gpu(a: &Args, _: &Arc<Model>) -> Result<Option<Gpu>> {
+    if a.gpu {
+        return Err(Error::unsupported(
+            "bench: --gpu needs a build with the CUDA backend (cargo build --release --features cuda)",
+        ));
+    }
+    Ok(None)
 }
 
 /// Mean cosine and top-1 agreement of the logits of `model` (int8 head) against the same file

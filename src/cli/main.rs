@@ -32,7 +32,7 @@ usage:
                                            the same with a Hugging Face tokenizer.json
                                            instead of the model's vocabulary (no MODEL needed;
                                            --no-bos: no post-processor special tokens)
-  bitnet bench -m MODEL [-p 128,512] [-n 64] [-t THREADS] [-r REPS] [--head f16|q8_0] [--json]
+  bitnet bench -m MODEL [-p 128,512] [-n 64] [-t THREADS] [-r REPS] [--head f16|q8_0] [--json] [--gpu]
                                            prefill/decode tok/s, load time, peak RSS, bandwidth share
   bitnet run [-m MODEL] -p PROMPT [-n 128] [-t THREADS] [-c CTX] [--temp 0.8] [--top-k 40]
              [--top-p 0.95] [--min-p 0.05] [--seed S] [--repeat-penalty 1.0] [--no-display-prompt]

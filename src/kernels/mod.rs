@@ -6,6 +6,8 @@
 //! references; faster kernels must match them.
 
 pub mod attention;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod dot;
 pub mod f16;
 pub mod pool;

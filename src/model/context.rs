@@ -5,6 +5,8 @@
 //! Each cell holds one position's keys and values and the set of sequences that see it; a token
 //! attends to the cells of its sequence at positions up to its own, as llama.cpp's unified cache.
 
+#[cfg(feature = "cuda")]
+mod gpu;
 mod state;
 
 use std::sync::Arc;
@@ -149,6 +151,9 @@ pub struct Context {
     logits_row: Vec<Option<usize>>,   // batch index -> row of `logits` (and of `embd`)
     embd: Vec<f32>, // [n_outputs, n_embd] final hidden states, when embeddings are on
     embd_seq: Vec<(usize, Vec<f32>)>, // (sequence id, pooled [n_embd]) of the last decode
+    /// The device state when the forward pass runs on a GPU (`Context::with_gpu`).
+    #[cfg(feature = "cuda")]
+    gpu: Option<Box<super::gpu::GpuState>>,
 }
 
 /// Each row (w.len() values) of x: y = x / sqrt(mean(x^2) + eps) * w, the mean accumulated in
@@ -305,6 +310,8 @@ impl Context {
             logits_row: Vec::new(),
             embd: Vec::new(),
             embd_seq: Vec::new(),
+            #[cfg(feature = "cuda")]
+            gpu: None,
             model,
         })
     }
@@ -548,6 +555,15 @@ impl Context {
             return true;
         }
         let hit: Vec<usize> = self.cells_in(seq, p0, p1).collect();
+        #[cfg(feature = "cuda")]
+        if self.gpu.is_some() {
+            self.with_host_kv(false, |c| {
+                for i in hit {
+                    c.move_cell(i, c.cells[i].pos.saturating_add(delta));
+                }
+            });
+            return true;
+        }
         for i in hit {
             self.move_cell(i, self.cells[i].pos.saturating_add(delta));
         }
@@ -560,6 +576,15 @@ impl Context {
             return false;
         }
         let hit: Vec<usize> = self.cells_in(seq, p0, p1).collect();
+        #[cfg(feature = "cuda")]
+        if self.gpu.is_some() {
+            self.with_host_kv(false, |c| {
+                for i in hit {
+                    c.move_cell(i, c.cells[i].pos / d);
+                }
+            });
+            return true;
+        }
         for i in hit {
             self.move_cell(i, self.cells[i].pos / d);
         }
@@ -614,10 +639,46 @@ impl Context {
             .unwrap_or(-1)
     }
 
+    /// Claims the first free cells, one per token, in batch order, and lists the cells each
+    /// token attends to: its (first) sequence's, at positions up to its own, in position order
+    /// (so a result does not depend on where the cells lie). Shared by the CPU and GPU paths.
+    fn claim_cells(&mut self, batch: &Batch<'_>) -> (Vec<usize>, Vec<Vec<usize>>) {
+        let n = batch.tokens.len();
+        let mut slots = Vec::with_capacity(n);
+        for (i, cell) in self.cells.iter_mut().enumerate() {
+            if slots.len() == n {
+                break;
+            }
+            if cell.seqs.is_empty() {
+                let t = slots.len();
+                *cell = Cell {
+                    pos: batch.positions[t],
+                    seqs: batch.seqs[t],
+                };
+                slots.push(i);
+            }
+        }
+        let visible = (0..n)
+            .map(|t| {
+                let (seq, pos) = (batch.seqs[t].first().unwrap_or(0), batch.positions[t]);
+                let mut v: Vec<usize> = (0..self.cells.len())
+                    .filter(|&s| self.cells[s].seqs.contains(seq) && self.cells[s].pos <= pos)
+                    .collect();
+                v.sort_by_key(|&s| self.cells[s].pos);
+                v
+            })
+            .collect();
+        (slots, visible)
+    }
+
     /// Runs the batch through the model, filling the KV cache at the given positions and the
     /// logits of the entries that ask for them. On an error nothing has changed.
     pub fn decode(&mut self, batch: &Batch<'_>) -> Result<()> {
         self.check(batch)?;
+        #[cfg(feature = "cuda")]
+        if self.gpu.is_some() {
+            return self.decode_gpu(batch);
+        }
         let model = Arc::clone(&self.model);
         let h = model.hparams();
         let n = batch.tokens.len();
@@ -638,34 +699,8 @@ impl Context {
         for (t, &tok) in batch.tokens.iter().enumerate() {
             model.embedding_row(tok as usize, &mut b.x[t * n_embd..(t + 1) * n_embd])?;
         }
-        // Claim the first free cells, one per token, in batch order.
-        let mut slots = Vec::with_capacity(n);
-        for (i, cell) in self.cells.iter_mut().enumerate() {
-            if slots.len() == n {
-                break;
-            }
-            if cell.seqs.is_empty() {
-                let t = slots.len();
-                *cell = Cell {
-                    pos: batch.positions[t],
-                    seqs: batch.seqs[t],
-                };
-                slots.push(i);
-            }
-        }
-
-        // The cells each token attends to: its (first) sequence's, at positions up to its own,
-        // in position order (so a result does not depend on where the cells lie).
-        let visible: Vec<Vec<usize>> = (0..n)
-            .map(|t| {
-                let (seq, pos) = (batch.seqs[t].first().unwrap_or(0), batch.positions[t]);
-                let mut v: Vec<usize> = (0..self.cells.len())
-                    .filter(|&s| self.cells[s].seqs.contains(seq) && self.cells[s].pos <= pos)
-                    .collect();
-                v.sort_by_key(|&s| self.cells[s].pos);
-                v
-            })
-            .collect();
+        let (slots, visible) = self.claim_cells(batch);
+        let b = &mut self.buf;
 
         for (l, layer) in model.layers.iter().enumerate() {
             // Attention block: norm -> q, k, v -> rope -> cache -> attention -> sub-norm -> o.

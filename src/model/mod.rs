@@ -2,6 +2,8 @@
 //! runs the forward pass over a KV cache.
 
 pub mod context;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod hparams;
 pub mod weights;
 

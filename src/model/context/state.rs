@@ -79,7 +79,16 @@ impl Context {
                 out.extend_from_slice(&w.to_le_bytes());
             }
         }
-        for cache in [&self.k_cache, &self.v_cache] {
+        #[cfg(feature = "cuda")]
+        let device_kv = self.gpu_kv_snapshot();
+        #[cfg(feature = "cuda")]
+        let caches: [&[f16]; 2] = match &device_kv {
+            Some((k, v)) => [k, v],
+            None => [&self.k_cache, &self.v_cache],
+        };
+        #[cfg(not(feature = "cuda"))]
+        let caches = [&self.k_cache, &self.v_cache];
+        for cache in caches {
             for l in 0..h.n_layer {
                 for &i in &cells {
                     let row = &cache[(l * self.params.n_ctx + i) * n_kv..][..n_kv];
@@ -231,6 +240,10 @@ impl Context {
             }
         };
 
+        // The device cache, if any, is edited through host copies.
+        #[cfg(feature = "cuda")]
+        self.gpu_kv_to_host(true)?;
+
         // Checks done: apply.
         match dest {
             None => self.cells.fill(FREE),
@@ -267,6 +280,8 @@ impl Context {
                 .collect();
             self.logits_row = rows;
         }
+        #[cfg(feature = "cuda")]
+        self.gpu_kv_to_device()?;
         Ok(r.at)
     }
 }
