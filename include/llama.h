@@ -1174,6 +1174,9 @@ bool llama_supports_mmap(void);
  */
 bool llama_supports_mlock(void);
 
+/**
+ * True when this build has the CUDA backend (feature `cuda`) and a usable device is present.
+ */
 bool llama_supports_gpu_offload(void);
 
 bool llama_supports_rpc(void);
