@@ -329,6 +329,10 @@ mod x86 {
             let mut wv = [_mm512_setzero_ps(); R];
             for r in 0..R {
                 wv[r] = _mm512_cvtph_ps(_mm256_loadu_si256(w[r].add(2 * i) as *const _));
+                if NT == 1 {
+                    // Decode streams the head once: lines 4 KiB ahead (see ternary::x86).
+                    _mm_prefetch::<_MM_HINT_T0>(w[r].add(2 * i + 4096) as *const i8);
+                }
             }
             for t in 0..NT {
                 let xv = _mm512_loadu_ps(x[t].add(i));
@@ -628,6 +632,9 @@ mod x86 {
                     std::array::from_fn(|i| d.as_ptr().add((r + i.min(nr - 1)) * nb));
                 let mut acc = [_mm512_setzero_ps(); 4];
                 for s in 0..nb / 2 {
+                    for wi in &w {
+                        _mm_prefetch::<_MM_HINT_T0>(wi.add(s * 64 + 4096));
+                    }
                     let av = _mm512_loadu_si512(a.add(s * 64) as *const _);
                     let c = _mm512_loadu_si512(tc.add(s * 16) as *const _);
                     let ad = _mm512_loadu_ps(td.add(s * 16));

@@ -813,6 +813,9 @@ mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
+    /// How far ahead (bytes) the decode kernels prefetch the weight stream.
+    pub(super) const PREFETCH: usize = 4096;
+
     /// Rows handled together per weight tile, and tokens per activation tile: a tile of 32
     /// rows (20 KB of codes at 2560 columns) and 8 tokens (20 KB) stays in L1.
     const ROW_TILE: usize = 32;
@@ -849,6 +852,9 @@ mod x86 {
         let nb = cols / QK;
         for b in 0..nb {
             let wv = _mm512_loadu_si512(w.add(b * 64) as *const _);
+            if NT == 1 {
+                _mm_prefetch::<_MM_HINT_T0>(w.add(b * 64 + PREFETCH) as *const i8);
+            }
             let c = [
                 _mm512_and_si512(wv, mask),
                 _mm512_and_si512(_mm512_srli_epi16(wv, 2), mask),
@@ -1220,6 +1226,10 @@ mod x86 {
                 _mm512_loadu_si512(w[0].add(b * 64) as *const _),
                 _mm512_loadu_si512(w[1].add(b * 64) as *const _),
             ];
+            // Decode streams every weight once: ask for the lines 4 KiB ahead of both rows
+            // (measured +25% decode on this machine; the hardware prefetcher alone lags).
+            _mm_prefetch::<_MM_HINT_T0>(w[0].add(b * 64 + PREFETCH) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(w[1].add(b * 64 + PREFETCH) as *const i8);
             let start = _mm512_zextsi256_si512(_mm256_loadu_si256(neg_corr.add(b * 8) as *const _));
             // Two chains per row (even and odd k) so the dpbusd latencies overlap.
             let mut acc = [[start, _mm512_setzero_si512()]; 2];
