@@ -106,6 +106,26 @@ thread_local! {
 
 /// Tells the kernel the mapped range will not be read again, so its pages leave the working
 /// set (the file stays mapped; a later read would fault them back in from the page cache).
+/// MADV_POPULATE_READ: maps a slice of the file in one call instead of a fault per page (Linux
+/// 5.14+; elsewhere, or on failure, the reads fault the pages in as before).
+fn populate(bytes: &[u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        const MADV_POPULATE_READ: i32 = 22;
+        const PAGE: usize = 4096;
+        let start = bytes.as_ptr() as usize / PAGE * PAGE;
+        let end = (bytes.as_ptr() as usize + bytes.len()).div_ceil(PAGE) * PAGE;
+        // SAFETY: the pages of [start, end) belong to the read-only file mapping that holds
+        // `bytes`; populating only maps them, as reading them would.
+        unsafe { madvise(start as *mut _, end - start, MADV_POPULATE_READ) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = bytes;
+}
+
 fn drop_pages(bytes: &[u8]) {
     #[cfg(target_os = "linux")]
     {
@@ -241,6 +261,7 @@ impl Model {
             for r0 in (0..head.rows).step_by(slice_rows) {
                 let rows = slice_rows.min(head.rows - r0);
                 let bytes = &head.data[r0 * head.cols * 2..(r0 + rows) * head.cols * 2];
+                populate(bytes);
                 q8.append_f16(bytes, rows);
                 drop_pages(bytes);
             }
