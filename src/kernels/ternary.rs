@@ -17,6 +17,7 @@
 //! at most 8 such vectors are added in int16 (|6144|) before widening to int32: no wrap.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::pool;
 use crate::quant::float::f16_to_f32;
@@ -647,13 +648,34 @@ pub fn matmul_isa(
         ptr: SendPtr(out.as_mut_ptr()),
         stride: out_stride,
     };
-    pool::global().run(threads, &|i, n| {
-        let rows = pool::split(m.rows, 16, i, n);
-        // SAFETY: this thread writes only rows `rows` of each token's output, disjoint from the
-        // other threads' rows; `out` is long enough (asserted) and outlives `run`.
+    if act.n < DYNAMIC_TOKENS {
+        // Decode: one contiguous run of rows per thread keeps each weight stream sequential.
+        pool::global().run(threads, &|i, n| {
+            let rows = pool::split(m.rows, 16, i, n);
+            // SAFETY: this thread writes only rows `rows` of each token's output, disjoint from
+            // the other threads' rows; `out` is long enough (asserted) and outlives `run`.
+            unsafe { rows_dispatch(isa, mode, m, act, rows, &out) };
+        });
+        return;
+    }
+    // Prefill: threads take chunks of rows as they finish the last, so a thread the machine
+    // slows down does not leave the others waiting.
+    let chunk = (m.rows / (threads.max(1) * 8)).next_multiple_of(32).max(32);
+    let next = AtomicUsize::new(0);
+    pool::global().run(threads, &|_, _| loop {
+        let start = next.fetch_add(chunk, Ordering::Relaxed);
+        if start >= m.rows {
+            break;
+        }
+        let rows = start..(start + chunk).min(m.rows);
+        // SAFETY: each chunk of rows is handed out once, so this thread alone writes those
+        // rows of each token's output; `out` is long enough (asserted) and outlives `run`.
         unsafe { rows_dispatch(isa, mode, m, act, rows, &out) };
     });
 }
+
+/// Batches of at least this many tokens share rows out dynamically (`matmul_isa`).
+const DYNAMIC_TOKENS: usize = 16;
 
 /// Where a matmul's outputs go: token t's row r at `ptr + t * stride + r`.
 struct Out {

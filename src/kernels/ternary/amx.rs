@@ -407,7 +407,6 @@ pub unsafe fn blocks(m: &TernaryMat, act: &ActBuf, rows: Range<usize>, out: &Out
                 let j1 = (j + 1).min(token_tiles - 1);
                 let tjs = [j, j1];
                 let n_tj = 1 + (j1 > j) as usize;
-                std::ptr::write_bytes(acc, 0, acc_len);
                 for b in 0..nb {
                     // d = token scale x row scale, per (row tile, token tile, row).
                     let mut d = [[[_mm512_setzero_ps(); TILE]; 2]; 2];
@@ -468,11 +467,15 @@ pub unsafe fn blocks(m: &TernaryMat, act: &ActBuf, rows: Range<usize>, out: &Out
                                         corr,
                                     );
                                     let ap = accp.add(i * TILE);
-                                    let v = _mm512_fmadd_ps(
-                                        _mm512_cvtepi32_ps(l),
-                                        d[ri][ji][i],
-                                        _mm512_loadu_ps(ap),
-                                    );
+                                    // The first block starts from 0.0 (as the reference) rather
+                                    // than from zeroed memory.
+                                    let prev = if b == 0 {
+                                        _mm512_setzero_ps()
+                                    } else {
+                                        _mm512_loadu_ps(ap)
+                                    };
+                                    let v =
+                                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), d[ri][ji][i], prev);
                                     _mm512_storeu_ps(ap, v);
                                 }
                             }
