@@ -217,7 +217,9 @@ pub fn attention(
         let mine = unsafe { std::slice::from_raw_parts_mut(per_thread.0.add(i * stride), stride) };
         let (scores, qh) = mine.split_at_mut(n_cells);
         let qh = &mut qh[..hd];
-        for task in pool::split(tasks, 1, i, nt) {
+        // Every nt-th task: with a causal mask later tokens see more keys, so contiguous
+        // halves would leave the first thread idle half the time.
+        for task in (i..tasks).step_by(nt) {
             let (t, head) = (task / n_head, task % n_head);
             let kv_off = (head / group) * hd;
             for (o, &v) in qh.iter_mut().zip(&q[t * n_embd + head * hd..][..hd]) {

@@ -181,6 +181,46 @@ pub fn default_threads() -> usize {
     }
 }
 
+/// A raw pointer that may cross to pool threads (each thread writes a disjoint part).
+#[derive(Clone, Copy)]
+pub struct SendPtr<T>(pub *mut T);
+// SAFETY: only used to hand disjoint output ranges to pool threads within one `run`.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// `f(out rows, x rows)` over the rows (of `cols` values) of `out` and `x`, the rows split
+/// between up to `threads` pool threads when there are at least 4. For row-wise steps (norms,
+/// activations, residuals) whose arithmetic per row does not depend on the split.
+pub fn rows_mut(
+    out: &mut [f32],
+    x: &[f32],
+    cols: usize,
+    threads: usize,
+    f: &(dyn Fn(&mut [f32], &[f32]) + Sync),
+) {
+    let n = out.len() / cols;
+    assert!(x.len() >= n * cols);
+    if n < 4 || threads <= 1 {
+        return f(out, &x[..n * cols]);
+    }
+    let ptr = SendPtr(out.as_mut_ptr());
+    global().run(threads, &|i, nt| {
+        let rows = split(n, 1, i, nt);
+        // SAFETY: thread i gets rows `rows` of `out` alone (split gives disjoint ranges) and
+        // `out` outlives `run`.
+        let o = unsafe {
+            std::slice::from_raw_parts_mut(ptr.get().add(rows.start * cols), rows.len() * cols)
+        };
+        f(o, &x[rows.start * cols..rows.end * cols]);
+    });
+}
+
 /// Splits `0..len` into `n` nearly equal ranges whose starts are multiples of `align`; part `i`.
 pub fn split(len: usize, align: usize, i: usize, n: usize) -> std::ops::Range<usize> {
     let units = len.div_ceil(align);

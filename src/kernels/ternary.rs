@@ -19,7 +19,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::pool;
+use super::pool::{self, SendPtr};
 use crate::quant::float::f16_to_f32;
 
 #[cfg(target_arch = "x86_64")]
@@ -200,19 +200,6 @@ impl TernaryMat {
             uniform: uniform.then_some(first),
         };
         m
-    }
-}
-
-/// A raw pointer that may cross to pool threads (each thread writes a disjoint part).
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-// SAFETY: only used to hand disjoint output ranges to pool threads within one `run`.
-unsafe impl<T> Send for SendPtr<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for SendPtr<T> {}
-impl<T> SendPtr<T> {
-    fn get(self) -> *mut T {
-        self.0
     }
 }
 

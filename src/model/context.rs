@@ -18,7 +18,7 @@ use super::weights::{Model, Proj};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::attention::{self, AttnScratch, AttnShape};
 use crate::kernels::ternary::ActBuf;
-use crate::kernels::{self, Activations};
+use crate::kernels::{self, pool, Activations};
 
 #[derive(Clone, Copy, Debug)]
 pub struct ContextParams {
@@ -167,6 +167,11 @@ fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
             *o = v * scale * w;
         }
     }
+}
+
+/// `rmsnorm` with the rows split between pool threads (the same arithmetic per row).
+fn rmsnorm_par(out: &mut [f32], x: &[f32], w: &[f32], eps: f32, threads: usize) {
+    pool::rows_mut(out, x, w.len(), threads, &|o, x| rmsnorm(o, x, w, eps));
 }
 
 /// NEOX RoPE angles of one position: pair i turns by pos * base^(-2i/n_rot), the angle
@@ -704,11 +709,12 @@ impl Context {
 
         for (l, layer) in model.layers.iter().enumerate() {
             // Attention block: norm -> q, k, v -> rope -> cache -> attention -> sub-norm -> o.
-            rmsnorm(
+            rmsnorm_par(
                 &mut b.xb[..n * n_embd],
                 &b.x[..n * n_embd],
                 &layer.attn_norm,
                 h.rms_eps,
+                threads,
             );
             project(
                 &model,
@@ -754,11 +760,12 @@ impl Context {
                 threads,
                 &mut b.attn,
             );
-            rmsnorm(
+            rmsnorm_par(
                 &mut b.xb[..n * n_embd],
                 &b.att[..n * n_embd],
                 &layer.attn_sub_norm,
                 h.rms_eps,
+                threads,
             );
             project(
                 &model,
@@ -773,11 +780,12 @@ impl Context {
             }
 
             // FFN block: norm -> gate, up -> act(gate) * up -> sub-norm -> down.
-            rmsnorm(
+            rmsnorm_par(
                 &mut b.xb[..n * n_embd],
                 &b.x[..n * n_embd],
                 &layer.ffn_norm,
                 h.rms_eps,
+                threads,
             );
             project(
                 &model,
@@ -790,20 +798,30 @@ impl Context {
                 &mut b.act,
                 threads,
             )?;
-            for (g, &u) in b.gate[..n * n_ff].iter_mut().zip(&b.up) {
-                *g = match h.arch {
-                    Arch::Bitnet => silu(*g) * u,
-                    Arch::BitnetB158 => {
-                        let r = g.max(0.0);
-                        r * r * u
+            let arch = h.arch;
+            pool::rows_mut(
+                &mut b.gate[..n * n_ff],
+                &b.up,
+                n_ff,
+                threads,
+                &|gate, up| {
+                    for (g, &u) in gate.iter_mut().zip(up) {
+                        *g = match arch {
+                            Arch::Bitnet => silu(*g) * u,
+                            Arch::BitnetB158 => {
+                                let r = g.max(0.0);
+                                r * r * u
+                            }
+                        };
                     }
-                };
-            }
-            rmsnorm(
+                },
+            );
+            rmsnorm_par(
                 &mut b.up[..n * n_ff],
                 &b.gate[..n * n_ff],
                 &layer.ffn_sub_norm,
                 h.rms_eps,
+                threads,
             );
             project(
                 &model,
