@@ -24,7 +24,11 @@ fn ctx(m: &Arc<Model>) -> Context {
 
 /// Logits of every position of `tokens`, one decode call per token.
 fn stepwise(m: &Arc<Model>, tokens: &[u32]) -> Vec<Vec<f32>> {
-    let mut c = ctx(m);
+    stepwise_in(&mut ctx(m), tokens)
+}
+
+/// As `stepwise`, in the context `c` (empty).
+fn stepwise_in(c: &mut Context, tokens: &[u32]) -> Vec<Vec<f32>> {
     let mut out = Vec::new();
     for (p, &t) in tokens.iter().enumerate() {
         c.decode(&Batch {
@@ -62,6 +66,55 @@ fn prefill_matches_stepwise_decode() {
             // Same kernels, same order: identical, not merely close.
             assert_eq!(batch_row, &s[..], "{name}: position {i}");
             assert!(batch_row.iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+/// A batch longer than one forward chunk (128 tokens) gives, entry by entry, the logits of
+/// token-by-token decode: in order (run in chunks, some entries without logits) and with the
+/// positions reversed (a token then attends to cells a later chunk would fill, so the batch
+/// runs whole).
+#[test]
+fn long_batches_match_stepwise_decode() {
+    let n = 300;
+    for name in ["bitnet-spm-tq2_0.gguf", "bitnet-b1.58-i2_s.gguf"] {
+        let m = load(name);
+        let n_vocab = m.hparams().n_vocab as u64;
+        let mut rng = SplitMix64(11);
+        let tokens: Vec<u32> = (0..n).map(|_| rng.below(n_vocab) as u32).collect();
+        let params = ContextParams::new(n + 8, n);
+        let steps = stepwise_in(&mut Context::new(m.clone(), params).unwrap(), &tokens);
+
+        let positions: Vec<i32> = (0..n as i32).collect();
+        let want: Vec<bool> = (0..n).map(|i| i % 7 == 3 || i == n - 1).collect();
+        let mut c = Context::new(m.clone(), params).unwrap();
+        c.decode(&Batch {
+            tokens: &tokens,
+            positions: &positions,
+            seqs: &vec![S0; n],
+            want_logits: &want,
+        })
+        .unwrap();
+        for i in 0..n {
+            match c.logits(i) {
+                Some(row) => assert_eq!(row, &steps[i][..], "{name}: in order, entry {i}"),
+                None => assert!(!want[i], "{name}: entry {i} asked for logits"),
+            }
+        }
+
+        let rev_tokens: Vec<u32> = tokens.iter().rev().copied().collect();
+        let rev_positions: Vec<i32> = positions.iter().rev().copied().collect();
+        let mut c = Context::new(m.clone(), params).unwrap();
+        c.decode(&Batch {
+            tokens: &rev_tokens,
+            positions: &rev_positions,
+            seqs: &vec![S0; n],
+            want_logits: &vec![true; n],
+        })
+        .unwrap();
+        for (i, &p) in rev_positions.iter().enumerate() {
+            let row = c.logits(i).unwrap();
+            assert_eq!(row, &steps[p as usize][..], "{name}: reversed, entry {i}");
         }
     }
 }
