@@ -45,11 +45,46 @@ fn scores_step_lanes(scores: &mut [f32], q: f32, k: &[f32]) {
     }
 }
 
+/// Lanes of a masked AVX-512 load or store covering `left` remaining floats (at most 16).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn lane_mask(left: usize) -> u16 {
+    if left >= 16 {
+        u16::MAX
+    } else {
+        (1u16 << left) - 1
+    }
+}
+
+/// The same sums as `scores_step_lanes` over every d, 64 keys at a time held in registers
+/// (each score still adds q[d] * k in order of d, a multiply then an add).
+///
+/// # Safety
+/// AVX-512F present; `kt` holds `q.len()` rows of `stride` floats, each at least
+/// `scores.len()` long.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn scores_avx512(scores: &mut [f32], q: &[f32], kt: &[f32], stride: usize) {
-    for (d, &qd) in q.iter().enumerate() {
-        scores_step_lanes(scores, qd, &kt[d * stride..]);
+    use std::arch::x86_64::*;
+    let n = scores.len();
+    assert!(q.is_empty() || kt.len() >= (q.len() - 1) * stride + n);
+    let mut j = 0;
+    while j < n {
+        let masks: [u16; 4] = std::array::from_fn(|c| lane_mask((n - j).saturating_sub(16 * c)));
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for (d, &qd) in q.iter().enumerate() {
+            let qv = _mm512_set1_ps(qd);
+            let row = kt.as_ptr().add(d * stride + j);
+            for c in 0..4 {
+                // SAFETY (of the load): lanes past the row's end are masked off.
+                let k = _mm512_maskz_loadu_ps(masks[c], row.add(16 * c));
+                acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(qv, k));
+            }
+        }
+        for c in 0..4 {
+            _mm512_mask_storeu_ps(scores.as_mut_ptr().add(j + 16 * c), masks[c], acc[c]);
+        }
+        j += 64;
     }
 }
 
@@ -95,6 +130,43 @@ fn axpy_lanes(out: &mut [f32], p: f32, v: &[f32]) {
 #[target_feature(enable = "avx512f")]
 unsafe fn axpy_avx512(out: &mut [f32], p: f32, v: &[f32]) {
     axpy_lanes(out, p, v)
+}
+
+/// out = sum over keys, in order, of p[key] * v[cells[key] * row + off..][..out.len()]: what
+/// `axpy` over the keys gives, with 64 outputs at a time held in registers.
+///
+/// # Safety
+/// AVX-512F present; every cell's slice lies inside `v` (checked).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weighted_values_avx512(
+    out: &mut [f32],
+    p: &[f32],
+    cells: &[usize],
+    v: &[f32],
+    row: usize,
+    off: usize,
+) {
+    use std::arch::x86_64::*;
+    let hd = out.len();
+    assert!(cells.iter().all(|&c| c * row + off + hd <= v.len()));
+    let mut d0 = 0;
+    while d0 < hd {
+        let masks: [u16; 4] = std::array::from_fn(|c| lane_mask((hd - d0).saturating_sub(16 * c)));
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for (&pk, &c) in p.iter().zip(cells) {
+            let pv = _mm512_set1_ps(pk);
+            let src = v.as_ptr().add(c * row + off + d0);
+            for i in 0..4 {
+                let x = _mm512_maskz_loadu_ps(masks[i], src.add(16 * i));
+                acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(pv, x));
+            }
+        }
+        for i in 0..4 {
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(d0 + 16 * i), masks[i], acc[i]);
+        }
+        d0 += 64;
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -240,10 +312,21 @@ pub fn attention(
             let o = unsafe {
                 std::slice::from_raw_parts_mut(out_ptr.0.add(t * n_embd + head * hd), hd)
             };
-            o.fill(0.0);
-            for (&p, &c) in sc.iter().zip(list) {
-                let p = f16::from_f32(p).to_f32();
-                axpy(isa, o, p, &vf[c * n_kv + kv_off..][..hd]);
+            for p in sc.iter_mut() {
+                *p = f16::from_f32(*p).to_f32();
+            }
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the ISA was detected before being chosen.
+                Isa::Avx512Vnni | Isa::Amx => unsafe {
+                    weighted_values_avx512(o, sc, list, vf, n_kv, kv_off)
+                },
+                _ => {
+                    o.fill(0.0);
+                    for (&p, &c) in sc.iter().zip(list) {
+                        axpy(isa, o, p, &vf[c * n_kv + kv_off..][..hd]);
+                    }
+                }
             }
         }
     };
@@ -310,36 +393,42 @@ mod tests {
     #[test]
     fn matches_plain_attention() {
         let mut rng = SplitMix64(21);
-        let shape = AttnShape {
-            n_head: 8,
-            n_head_kv: 2,
-            head_dim: 40,
-            n_cells: 37,
-            scale: 1.0 / (40f32).sqrt(),
-        };
-        let n_kv = shape.n_head_kv * shape.head_dim;
-        let k: Vec<f16> = (0..shape.n_cells * n_kv)
-            .map(|_| f16::from_f32(rng.normal()))
-            .collect();
-        let v: Vec<f16> = (0..shape.n_cells * n_kv)
-            .map(|_| f16::from_f32(rng.normal()))
-            .collect();
-        let n = 5;
-        let q: Vec<f32> = (0..n * shape.n_head * shape.head_dim)
-            .map(|_| rng.normal())
-            .collect();
-        // Lists that are prefixes of one (the transposed path) and lists that are not.
-        let prefixes: Vec<Vec<usize>> = (0..n).map(|t| (0..20 + 3 * t).rev().collect()).collect();
-        let scattered: Vec<Vec<usize>> = (0..n)
-            .map(|t| (0..30 + t).rev().step_by(1 + t % 2).collect())
-            .collect();
-        let mut s = AttnScratch::default();
-        for visible in [prefixes, scattered] {
-            let want = reference(shape, &q, &k, &v, &visible);
-            for threads in [1, 2] {
-                let mut out = vec![f32::NAN; want.len()];
-                attention(shape, &q, &mut out, &k, &v, &visible, threads, &mut s);
-                assert_eq!(out, want, "{threads} threads");
+        // Small heads; heads of 64 + 8 dims over more keys than one 64-key register block.
+        for (n_head, n_head_kv, head_dim, n_cells, base) in
+            [(8, 2, 40, 37, 20), (4, 2, 72, 150, 100)]
+        {
+            let shape = AttnShape {
+                n_head,
+                n_head_kv,
+                head_dim,
+                n_cells,
+                scale: 1.0 / (head_dim as f32).sqrt(),
+            };
+            let n_kv = shape.n_head_kv * shape.head_dim;
+            let k: Vec<f16> = (0..shape.n_cells * n_kv)
+                .map(|_| f16::from_f32(rng.normal()))
+                .collect();
+            let v: Vec<f16> = (0..shape.n_cells * n_kv)
+                .map(|_| f16::from_f32(rng.normal()))
+                .collect();
+            let n = 5;
+            let q: Vec<f32> = (0..n * shape.n_head * shape.head_dim)
+                .map(|_| rng.normal())
+                .collect();
+            // Lists that are prefixes of one (the transposed path) and lists that are not.
+            let prefixes: Vec<Vec<usize>> =
+                (0..n).map(|t| (0..base + 3 * t).rev().collect()).collect();
+            let scattered: Vec<Vec<usize>> = (0..n)
+                .map(|t| (0..base + 10 + t).rev().step_by(1 + t % 2).collect())
+                .collect();
+            let mut s = AttnScratch::default();
+            for visible in [prefixes, scattered] {
+                let want = reference(shape, &q, &k, &v, &visible);
+                for threads in [1, 2] {
+                    let mut out = vec![f32::NAN; want.len()];
+                    attention(shape, &q, &mut out, &k, &v, &visible, threads, &mut s);
+                    assert_eq!(out, want, "{threads} threads, head_dim {head_dim}");
+                }
             }
         }
     }
