@@ -345,3 +345,24 @@ fn bad_flags_give_one_error_line() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn bench_writes_the_asked_tests_as_json() {
+    let m = model("bitnet-bpe-tq2_0.gguf");
+    let m = m.to_str().unwrap();
+    // As llama-bench, -p 0 runs no prefill test.
+    for (p, want, not) in [
+        ("0,8", &["\"pp8_tok_s\":", "\"tg2_tok_s\":"][..], "pp0"),
+        ("0", &["\"tg2_tok_s\":"][..], "pp"),
+    ] {
+        let out = bitnet(&[
+            "bench", "-m", m, "-t", "1", "-p", p, "-n", "2", "-r", "1", "--json",
+        ]);
+        let stdout = assert_ok("bench", &out);
+        for key in want {
+            assert!(stdout.contains(key), "-p {p}: {stdout}");
+        }
+        assert!(!stdout.contains(not), "-p {p}: {stdout}");
+        assert!(stdout.contains("\"peak_rss_bytes\":"), "{stdout}");
+    }
+}

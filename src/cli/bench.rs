@@ -57,7 +57,10 @@ pub fn parse(args: &[String]) -> Result<Args> {
                     .split(',')
                     .filter(|s| !s.is_empty())
                     .map(|s| num("-p", s))
-                    .collect::<Result<_>>()?;
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter()
+                    .filter(|&p| p > 0) // as llama-bench: -p 0 runs no prefill test
+                    .collect();
             }
             "-n" => a.n_gen = num("-n", &value("-n")?)?,
             "-t" => a.threads = num("-t", &value("-t")?)?.max(1),
