@@ -10,20 +10,24 @@
 
 use std::time::Instant;
 
+use bitnet::kernels::exp::{exp_in_place, silu_mul};
 use bitnet::kernels::f16::{matmul_f16_isa, Q8Head};
 use bitnet::kernels::ternary::{isa_available, matmul_isa, ActBuf, ActMode, Isa, TernaryMat};
 use bitnet::quant::{self, GgmlType};
 use bitnet::rng::SplitMix64;
 
 /// Lowest acceptable speed-up of the best SIMD path over the scalar reference: well under
-/// what this machine measured (AVX-512: 145-330x ternary, 49-135x F16, 8-14x Q8_0; AVX2:
-/// 80-270x, 41-70x, 6.7x), since the ratios move about 2x with machine load.
+/// what this machine measured (AVX-512: 145-330x ternary, 49-135x F16, 8-14x Q8_0, 2.8x exp
+/// and 2.5x SiLU against glibc's expf; AVX2: 80-270x, 41-70x, 6.7x, no exp path), since the
+/// ratios move about 2x with machine load.
 const FLOORS: &[(&str, f64)] = &[
     ("tq2_0_q8k_matvec", 30.0),
     ("tq2_0_q8k_matmul8", 30.0),
     ("i2_s_pertoken_matvec", 30.0),
     ("f16_head_matvec", 12.0),
     ("q8_0_head_matvec", 3.0),
+    ("exp", 1.4),
+    ("silu_mul", 1.3),
 ];
 
 /// Median seconds of `reps` runs of `f` (after one warm-up run).
@@ -143,6 +147,43 @@ fn f16_head(rows: usize, cols: usize) -> (Row, Row) {
     )
 }
 
+/// exp (softmax) and SiLU x up (the `bitnet` FFN gate) over a 128-token prefill's gate
+/// activations (128 x 6912 values). Only AVX-512 has a vector path; elsewhere no SIMD row.
+fn activations() -> [Row; 2] {
+    let n = 128 * 6912;
+    let mut rng = SplitMix64(10);
+    let x: Vec<f32> = (0..n).map(|_| rng.normal() * 4.0).collect();
+    let up: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+    let vector_isas: Vec<Isa> = isas()
+        .into_iter()
+        .filter(|&i| matches!(i, Isa::Avx512Vnni | Isa::Amx))
+        .collect();
+    let mut buf = x.clone();
+    let mut exp_time = |isa: Isa| {
+        time(5, || {
+            buf.copy_from_slice(&x);
+            exp_in_place(isa, &mut buf);
+        })
+    };
+    let exp = Row {
+        name: "exp",
+        scalar_s: exp_time(Isa::Scalar),
+        simd: vector_isas.iter().map(|&i| (i, exp_time(i))).collect(),
+    };
+    let mut silu_time = |isa: Isa| {
+        time(5, || {
+            buf.copy_from_slice(&x);
+            silu_mul(isa, &mut buf, &up);
+        })
+    };
+    let silu = Row {
+        name: "silu_mul",
+        scalar_s: silu_time(Isa::Scalar),
+        simd: vector_isas.iter().map(|&i| (i, silu_time(i))).collect(),
+    };
+    [exp, silu]
+}
+
 /// Prefill-sized ternary products: GMAC/s of each SIMD path and of the activation quantizer.
 fn prefill() {
     let mut json = String::from("{\"threads\":1,\"tokens\":128,\"gmacs\":{");
@@ -215,6 +256,7 @@ fn main() {
         .and_then(|i| args.get(i + 1).cloned());
 
     let (f16, q8) = f16_head(8192, 2560);
+    let [exp, silu] = activations();
     let rows = [
         ternary(
             "tq2_0_q8k_matvec",
@@ -242,6 +284,8 @@ fn main() {
         ),
         f16,
         q8,
+        exp,
+        silu,
     ];
 
     let mut json = String::from("{\"threads\":1,\"kernels\":{");

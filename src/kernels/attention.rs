@@ -12,8 +12,8 @@
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-use super::pool;
 use super::ternary::{best_isa, Isa};
+use super::{exp, pool};
 
 /// Scratch reused across calls (sized on first use; no allocation afterwards).
 #[derive(Default)]
@@ -188,17 +188,43 @@ pub fn axpy(isa: Isa, out: &mut [f32], p: f32, v: &[f32]) {
     }
 }
 
-/// Softmax in place; the sum of exponentials in f64 as the reference does.
-pub fn softmax(x: &mut [f32]) {
+/// Softmax in place; the sum of exponentials in f64 as the reference does (`exp` for the
+/// exponentials).
+pub fn softmax(isa: Isa, x: &mut [f32]) {
     let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f64;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v as f64;
+        *v -= max;
     }
+    exp::exp_in_place(isa, x);
+    let sum: f64 = x.iter().map(|&v| v as f64).sum();
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {
         *v *= inv;
+    }
+}
+
+/// x = f32(f16(x)) for every element (round to nearest even, as `half`'s conversion).
+fn round_to_f16(isa: Isa, x: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the ISA was detected before being chosen.
+        Isa::Avx512Vnni | Isa::Amx => unsafe { round_to_f16_avx512(x) },
+        _ => x.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32()),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn round_to_f16_avx512(x: &mut [f32]) {
+    use std::arch::x86_64::*;
+    for chunk in x.chunks_mut(16) {
+        let m = lane_mask(chunk.len());
+        let p = chunk.as_mut_ptr();
+        // SAFETY: the masked lanes stay inside the chunk.
+        let v = unsafe { _mm512_maskz_loadu_ps(m, p) };
+        let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+        // SAFETY: as above.
+        unsafe { _mm512_mask_storeu_ps(p, m, _mm512_cvtph_ps(h)) };
     }
 }
 
@@ -294,9 +320,8 @@ pub fn attention(
         for task in (i..tasks).step_by(nt) {
             let (t, head) = (task / n_head, task % n_head);
             let kv_off = (head / group) * hd;
-            for (o, &v) in qh.iter_mut().zip(&q[t * n_embd + head * hd..][..hd]) {
-                *o = f16::from_f32(v).to_f32();
-            }
+            qh.copy_from_slice(&q[t * n_embd + head * hd..][..hd]);
+            round_to_f16(isa, qh);
             let list = &visible[t];
             let sc = &mut scores[..list.len()];
             if shared {
@@ -307,14 +332,12 @@ pub fn attention(
                     *o = dot_sequential(qh, &kf[c * n_kv + kv_off..][..hd]) * scale;
                 }
             }
-            softmax(sc);
+            softmax(isa, sc);
             // SAFETY: (t, head) is this task's own output slice, inside `out` (asserted).
             let o = unsafe {
                 std::slice::from_raw_parts_mut(out_ptr.0.add(t * n_embd + head * hd), hd)
             };
-            for p in sc.iter_mut() {
-                *p = f16::from_f32(*p).to_f32();
-            }
+            round_to_f16(isa, sc);
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the ISA was detected before being chosen.
@@ -377,7 +400,7 @@ mod tests {
                             * shape.scale
                     })
                     .collect();
-                softmax(&mut sc);
+                softmax(best_isa(), &mut sc);
                 let o = &mut out[t * n_embd + head * hd..][..hd];
                 for (&p, &c) in sc.iter().zip(list) {
                     let p = f16::from_f32(p).to_f32();

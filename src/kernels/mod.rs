@@ -9,6 +9,7 @@ pub mod attention;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod dot;
+pub mod exp;
 pub mod f16;
 pub mod pool;
 pub mod ternary;

@@ -18,7 +18,8 @@ use super::hparams::Arch;
 use super::weights::{Model, Proj};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::attention::{self, AttnScratch, AttnShape};
-use crate::kernels::ternary::ActBuf;
+use crate::kernels::exp;
+use crate::kernels::ternary::{best_isa, ActBuf};
 use crate::kernels::{self, pool, Activations};
 
 #[derive(Clone, Copy, Debug)]
@@ -264,10 +265,6 @@ fn rope_neox(head: &mut [f32], table: &[(f32, f32)]) {
         head[i] = x0 * cos - x1 * sin;
         head[i + half] = x0 * sin + x1 * cos;
     }
-}
-
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
 }
 
 /// outs[i] = projs[i](x) for `n` rows, each times its projection's scale when it has one.
@@ -900,21 +897,19 @@ impl Context {
                 &mut b.act,
                 threads,
             )?;
-            let arch = h.arch;
+            let (arch, isa) = (h.arch, best_isa());
             pool::rows_mut(
                 &mut b.gate[..n * n_ff],
                 &b.up,
                 n_ff,
                 threads,
-                &|gate, up| {
-                    for (g, &u) in gate.iter_mut().zip(up) {
-                        *g = match arch {
-                            Arch::Bitnet => silu(*g) * u,
-                            Arch::BitnetB158 => {
-                                let r = g.max(0.0);
-                                r * r * u
-                            }
-                        };
+                &|gate, up| match arch {
+                    Arch::Bitnet => exp::silu_mul(isa, gate, up),
+                    Arch::BitnetB158 => {
+                        for (g, &u) in gate.iter_mut().zip(up) {
+                            let r = g.max(0.0);
+                            *g = r * r * u;
+                        }
                     }
                 },
             );
