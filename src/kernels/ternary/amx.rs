@@ -14,6 +14,7 @@
 
 use std::arch::asm;
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -409,14 +410,16 @@ pub unsafe fn blocks(m: &TernaryMat, act: &ActBuf, rows: Range<usize>, out: &Out
                 let n_tj = 1 + (j1 > j) as usize;
                 for b in 0..nb {
                     // d = token scale x row scale, per (row tile, token tile, row).
-                    let mut d = [[[_mm512_setzero_ps(); TILE]; 2]; 2];
+                    // Only the (row tile, token tile) pairs in use are written and read; left
+                    // uninitialized otherwise (zeroing 4 KB per block showed in profiles).
+                    let mut d = [[[MaybeUninit::<__m512>::uninit(); TILE]; 2]; 2];
                     for (ri, dr) in d.iter_mut().enumerate().take(row_tiles) {
                         for (ji, dj) in dr.iter_mut().enumerate().take(n_tj) {
                             let da =
                                 _mm512_loadu_ps(act.amx_d.as_ptr().add((tjs[ji] * nb + b) * TILE));
                             for (i, v) in dj.iter_mut().enumerate() {
                                 let wd = m.block_scales[(r0 + ri * TILE + i) * nb + b];
-                                *v = _mm512_mul_ps(da, _mm512_set1_ps(wd));
+                                v.write(_mm512_mul_ps(da, _mm512_set1_ps(wd)));
                             }
                         }
                     }
@@ -474,8 +477,9 @@ pub unsafe fn blocks(m: &TernaryMat, act: &ActBuf, rows: Range<usize>, out: &Out
                                     } else {
                                         _mm512_loadu_ps(ap)
                                     };
-                                    let v =
-                                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), d[ri][ji][i], prev);
+                                    // SAFETY: written above for every ri < row_tiles, ji < n_tj.
+                                    let di = d[ri][ji][i].assume_init();
+                                    let v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), di, prev);
                                     _mm512_storeu_ps(ap, v);
                                 }
                             }
