@@ -11,6 +11,7 @@ pub mod cuda;
 pub mod dot;
 pub mod exp;
 pub mod f16;
+pub mod norm;
 pub mod pool;
 pub mod ternary;
 

@@ -18,9 +18,9 @@ use super::hparams::Arch;
 use super::weights::{Model, Proj};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::attention::{self, AttnScratch, AttnShape};
-use crate::kernels::exp;
 use crate::kernels::ternary::{best_isa, ActBuf};
 use crate::kernels::{self, pool, Activations};
+use crate::kernels::{exp, norm};
 
 #[derive(Clone, Copy, Debug)]
 pub struct ContextParams {
@@ -228,22 +228,12 @@ pub struct Context {
     gpu: Option<Box<super::gpu::GpuState>>,
 }
 
-/// Each row (w.len() values) of x: y = x / sqrt(mean(x^2) + eps) * w, the mean accumulated in
-/// f64 as the reference does. `out` and `x` hold the same number of rows.
-fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
-    for (out, x) in out.chunks_exact_mut(w.len()).zip(x.chunks_exact(w.len())) {
-        let sum: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
-        let mean = (sum / x.len() as f64) as f32;
-        let scale = 1.0 / (mean + eps).sqrt();
-        for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
-            *o = v * scale * w;
-        }
-    }
-}
-
-/// `rmsnorm` with the rows split between pool threads (the same arithmetic per row).
+/// `norm::rmsnorm` of each row (w.len() values) of x, the rows split between pool threads.
 fn rmsnorm_par(out: &mut [f32], x: &[f32], w: &[f32], eps: f32, threads: usize) {
-    pool::rows_mut(out, x, w.len(), threads, &|o, x| rmsnorm(o, x, w, eps));
+    let isa = best_isa();
+    pool::rows_mut(out, x, w.len(), threads, &|o, x| {
+        norm::rmsnorm(isa, o, x, w, eps)
+    });
 }
 
 /// NEOX RoPE angles of one position: pair i turns by pos * base^(-2i/n_rot), the angle
@@ -940,7 +930,13 @@ impl Context {
                 t * n_embd..(t + 1) * n_embd,
                 row * n_embd..(row + 1) * n_embd,
             );
-            rmsnorm(&mut b.xb[dst], &b.x[src], &model.output_norm, h.rms_eps);
+            norm::rmsnorm(
+                best_isa(),
+                &mut b.xb[dst],
+                &b.x[src],
+                &model.output_norm,
+                h.rms_eps,
+            );
         }
         let k = wanted.len();
         model.head_matmul(
