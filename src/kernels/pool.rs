@@ -221,6 +221,21 @@ pub fn rows_mut(
     });
 }
 
+/// `f(part)` over nearly equal parts of `out` (starts aligned to 16 values), one per pool
+/// thread, for element-wise steps when `out` is long enough to be worth splitting.
+pub fn parts_mut(out: &mut [f32], threads: usize, f: &(dyn Fn(&mut [f32]) + Sync)) {
+    if out.len() < 1 << 14 || threads <= 1 {
+        return f(out);
+    }
+    let (ptr, len) = (SendPtr(out.as_mut_ptr()), out.len());
+    global().run(threads, &|i, nt| {
+        let part = split(len, 16, i, nt);
+        // SAFETY: thread i gets range `part` of `out` alone (split gives disjoint ranges) and
+        // `out` outlives `run`.
+        f(unsafe { std::slice::from_raw_parts_mut(ptr.get().add(part.start), part.len()) });
+    });
+}
+
 /// Splits `0..len` into `n` nearly equal ranges whose starts are multiples of `align`; part `i`.
 pub fn split(len: usize, align: usize, i: usize, n: usize) -> std::ops::Range<usize> {
     let units = len.div_ceil(align);

@@ -13,6 +13,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use super::hparams::Arch;
 use super::weights::{Model, Proj};
@@ -285,7 +286,9 @@ fn project(
             model.matmul(w, mode, x, n, out, threads)?;
         }
         if let Some(s) = p.scale {
-            out[..n * w.rows].iter_mut().for_each(|v| *v *= s);
+            pool::parts_mut(&mut out[..n * w.rows], threads, &|part| {
+                part.iter_mut().for_each(|v| *v *= s)
+            });
         }
     }
     Ok(())
@@ -826,10 +829,11 @@ impl Context {
                     rope_neox(head, table);
                 }
                 let slot = (l * self.params.n_ctx + cell) * n_kv;
-                for i in 0..n_kv {
-                    self.k_cache[slot + i] = f16::from_f32(b.k[t * n_kv + i]);
-                    self.v_cache[slot + i] = f16::from_f32(b.v[t * n_kv + i]);
-                }
+                // Round to nearest even, as f16::from_f32 (F16C where present).
+                self.k_cache[slot..slot + n_kv]
+                    .convert_from_f32_slice(&b.k[t * n_kv..(t + 1) * n_kv]);
+                self.v_cache[slot..slot + n_kv]
+                    .convert_from_f32_slice(&b.v[t * n_kv..(t + 1) * n_kv]);
             }
             // f16 keys times the query rounded to f16, as the reference (kernels::attention).
             let layer_cache = l * self.params.n_ctx * n_kv..(l + 1) * self.params.n_ctx * n_kv;
@@ -864,9 +868,9 @@ impl Context {
                 &mut b.act,
                 threads,
             )?;
-            for (x, &o) in b.x[..n * n_embd].iter_mut().zip(&b.proj) {
-                *x += o;
-            }
+            pool::rows_mut(&mut b.x[..n * n_embd], &b.proj, n_embd, threads, &|x, o| {
+                x.iter_mut().zip(o).for_each(|(x, &o)| *x += o)
+            });
 
             // FFN block: norm -> gate, up -> act(gate) * up -> sub-norm -> down.
             rmsnorm_par(
@@ -918,9 +922,9 @@ impl Context {
                 &mut b.act,
                 threads,
             )?;
-            for (x, &o) in b.x[..n * n_embd].iter_mut().zip(&b.proj) {
-                *x += o;
-            }
+            pool::rows_mut(&mut b.x[..n * n_embd], &b.proj, n_embd, threads, &|x, o| {
+                x.iter_mut().zip(o).for_each(|(x, &o)| *x += o)
+            });
         }
 
         // Final norm and head, only for the entries that want logits.
