@@ -155,11 +155,14 @@ impl TernaryMat {
 
     /// Repacks TQ1_0 blocks, decoding their base-3 digits.
     pub fn from_tq1_0(data: &[u8], rows: usize, cols: usize) -> TernaryMat {
-        Self::from_blocks(data, rows, cols, tq1_0::BLOCK_BYTES, 52, |block, out| {
-            let mut codes = [0u8; QK];
-            tq1_0_codes(block, &mut codes);
-            pack_codes(&codes, out);
-        })
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            return Self::from_blocks(data, rows, cols, tq1_0::BLOCK_BYTES, 52, |block, out| {
+                // SAFETY: AVX2 was detected just above.
+                unsafe { unpack_tq1_0_avx2(block, out) }
+            });
+        }
+        Self::from_blocks(data, rows, cols, tq1_0::BLOCK_BYTES, 52, unpack_tq1_0)
     }
 
     fn from_blocks(
@@ -207,27 +210,104 @@ impl TernaryMat {
 /// (digits m = 0..5), 32 <= j < 48 holds 160 + 16m + (j - 32), 48 <= j < 52 holds
 /// 240 + 4m + (j - 48) (m = 0..4); digit m of byte b is ((b * 3^m mod 256) * 3) >> 8
 /// (see quant::tq1_0).
+#[inline(always)]
 fn tq1_0_codes(block: &[u8], codes: &mut [u8; QK]) {
     const POW3: [u8; 5] = [1, 3, 9, 27, 81];
     let digit = |b: u8, m: usize| ((b.wrapping_mul(POW3[m]) as u16 * 3) >> 8) as u8;
-    for j in 0..32 {
-        for m in 0..5 {
+    // Digit-major loops: each inner loop is one run of bytes (vectorizes).
+    for m in 0..5 {
+        for j in 0..32 {
             codes[32 * m + j] = digit(block[j], m);
         }
     }
-    for j in 0..16 {
-        for m in 0..5 {
+    for m in 0..5 {
+        for j in 0..16 {
             codes[160 + 16 * m + j] = digit(block[32 + j], m);
         }
     }
-    for j in 0..4 {
-        for m in 0..4 {
+    for m in 0..4 {
+        for j in 0..4 {
             codes[240 + 4 * m + j] = digit(block[48 + j], m);
         }
     }
 }
 
+/// One TQ1_0 block (54 bytes) into 64 bytes of our layout.
+#[inline(always)]
+fn unpack_tq1_0(block: &[u8], out: &mut [u8]) {
+    let mut codes = [0u8; QK];
+    tq1_0_codes(block, &mut codes);
+    pack_codes(&codes, out);
+}
+
+/// `unpack_tq1_0` on AVX2: the same digit arithmetic (b * 3^m mod 256, times 3, over 256) on
+/// 32 bytes at a time, then the digits moved to where `pack_codes` puts them.
+///
+/// # Safety
+/// AVX2 present; `block` holds at least 52 bytes of digits, `out` 64 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn unpack_tq1_0_avx2(block: &[u8], out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    assert!(block.len() >= 52 && out.len() >= 64);
+    let zero = _mm256_setzero_si256();
+    let (ff, three) = (_mm256_set1_epi16(0xff), _mm256_set1_epi16(3));
+    let digit = |v: __m256i, pow: i16| {
+        let f = |x: __m256i| {
+            let r = _mm256_and_si256(_mm256_mullo_epi16(x, _mm256_set1_epi16(pow)), ff);
+            _mm256_srli_epi16::<8>(_mm256_mullo_epi16(r, three))
+        };
+        // Unpacking against zero and packing back keeps the byte order.
+        _mm256_packus_epi16(
+            f(_mm256_unpacklo_epi8(v, zero)),
+            f(_mm256_unpackhi_epi8(v, zero)),
+        )
+    };
+    // a: bytes 0..32 (five digits each: codes 32m + j); b: bytes 32..48 (codes 160 + 16m + j)
+    // then 48..52 (four digits: codes 240 + 4m + j).
+    let mut tail = [0u8; 32];
+    tail[..20].copy_from_slice(&block[32..52]);
+    // SAFETY: 32 bytes at the block's start (asserted) and the local `tail`.
+    let (a, b) = unsafe {
+        (
+            _mm256_loadu_si256(block.as_ptr() as *const __m256i),
+            _mm256_loadu_si256(tail.as_ptr() as *const __m256i),
+        )
+    };
+    const POW3: [i16; 5] = [1, 3, 9, 27, 81];
+    let da: [__m256i; 5] = std::array::from_fn(|m| digit(a, POW3[m]));
+    let db: [__m256i; 5] = std::array::from_fn(|m| digit(b, POW3[m]));
+    let pack4 = |c: [__m256i; 4]| {
+        let c1 = _mm256_slli_epi16::<2>(c[1]);
+        let c2 = _mm256_slli_epi16::<4>(c[2]);
+        let c3 = _mm256_slli_epi16::<6>(c[3]);
+        _mm256_or_si256(_mm256_or_si256(c[0], c1), _mm256_or_si256(c2, c3))
+    };
+    // Group 0: codes 0..128 = digits 0..3 of bytes 0..32.
+    let g0 = pack4([da[0], da[1], da[2], da[3]]);
+    // Group 1: codes 128..160 = digit 4 of a; 160..192 = digits 0, 1 of b's first 16 bytes;
+    // 192..224 = digits 2, 3; 224..240 = digit 4; 240..256 = digits 0..3 of b's bytes 16..20.
+    let low_halves = |x: __m256i, y: __m256i| _mm256_permute2x128_si256::<0x20>(x, y);
+    let hi = |x: __m256i| _mm256_extracti128_si256::<1>(x);
+    let last = _mm_unpacklo_epi64(
+        _mm_unpacklo_epi32(hi(db[0]), hi(db[1])),
+        _mm_unpacklo_epi32(hi(db[2]), hi(db[3])),
+    );
+    let g1 = pack4([
+        da[4],
+        low_halves(db[0], db[1]),
+        low_halves(db[2], db[3]),
+        _mm256_inserti128_si256::<1>(db[4], last),
+    ]);
+    // SAFETY: 64 bytes of `out` (asserted).
+    unsafe {
+        _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, g0);
+        _mm256_storeu_si256(out.as_mut_ptr().add(32) as *mut __m256i, g1);
+    }
+}
+
 /// Packs 256 codes (natural order) into 64 bytes of our layout.
+#[inline(always)]
 fn pack_codes(codes: &[u8; QK], out: &mut [u8]) {
     for (g, out) in out.chunks_exact_mut(GROUP_BYTES).enumerate() {
         let c = &codes[g * GROUP..(g + 1) * GROUP];
@@ -1565,6 +1645,32 @@ mod tests {
             GgmlType::I2_S => TernaryMat::from_i2_s(data, rows, cols),
             GgmlType::TQ2_0 => TernaryMat::from_tq2_0(data, rows, cols),
             _ => TernaryMat::from_tq1_0(data, rows, cols),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn tq1_0_unpack_avx2_matches_scalar() {
+        if !is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let mut rng = SplitMix64(17);
+        // Every byte value (243..=255 are not valid base-3 digits but must decode the same).
+        for k in 0..300 {
+            let block: Vec<u8> = (0..54)
+                .map(|i| {
+                    if k < 256 && i < 52 {
+                        k as u8
+                    } else {
+                        rng.below(256) as u8
+                    }
+                })
+                .collect();
+            let (mut want, mut got) = ([0u8; 64], [0u8; 64]);
+            unpack_tq1_0(&block, &mut want);
+            // SAFETY: AVX2 detected above; 54-byte block, 64-byte output.
+            unsafe { unpack_tq1_0_avx2(&block, &mut got) };
+            assert_eq!(got, want, "block {block:?}");
         }
     }
 
