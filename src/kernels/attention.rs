@@ -6,8 +6,9 @@
 //! Every score is the plain sequential sum over the head's dimensions (what the scalar engine
 //! computed, and what crossval's float fixtures were checked with). It is vectorized across
 //! keys instead: when every token's visible cells are a prefix of one list (one sequence, the
-//! usual case) the keys are stored transposed, [kv head, dim, key], and 16 scores advance
-//! together one dimension at a time.
+//! usual case) the keys are stored transposed, [kv head, dim, key], and the scores advance
+//! together one dimension at a time (on AVX-512, 64 of them held in registers). The output
+//! sums the values key by key in order, 64 dimensions at a time in registers on AVX-512.
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -126,12 +127,6 @@ fn axpy_lanes(out: &mut [f32], p: f32, v: &[f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn axpy_avx512(out: &mut [f32], p: f32, v: &[f32]) {
-    axpy_lanes(out, p, v)
-}
-
 /// out = sum over keys, in order, of p[key] * v[cells[key] * row + off..][..out.len()]: what
 /// `axpy` over the keys gives, with 64 outputs at a time held in registers.
 ///
@@ -158,6 +153,7 @@ unsafe fn weighted_values_avx512(
             let pv = _mm512_set1_ps(pk);
             let src = v.as_ptr().add(c * row + off + d0);
             for i in 0..4 {
+                // In bounds: the slice check above, and lanes past `hd` are masked off.
                 let x = _mm512_maskz_loadu_ps(masks[i], src.add(16 * i));
                 acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(pv, x));
             }
@@ -175,14 +171,11 @@ unsafe fn axpy_avx2(out: &mut [f32], p: f32, v: &[f32]) {
     axpy_lanes(out, p, v)
 }
 
-/// out += p * v, element by element.
-pub fn axpy(isa: Isa, out: &mut [f32], p: f32, v: &[f32]) {
+/// out += p * v, element by element (AVX-512 sums the values in `weighted_values_avx512`).
+fn axpy(isa: Isa, out: &mut [f32], p: f32, v: &[f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was detected before being chosen.
-        Isa::Avx512Vnni | Isa::Amx => unsafe { axpy_avx512(out, p, v) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
         Isa::Avx2 => unsafe { axpy_avx2(out, p, v) },
         _ => axpy_lanes(out, p, v),
     }
