@@ -13,6 +13,7 @@ pub mod exp;
 pub mod f16;
 pub mod norm;
 pub mod pool;
+pub mod rope;
 pub mod ternary;
 
 pub use crate::quant::q8_k::quantize as quantize_q8_k;

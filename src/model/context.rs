@@ -1,27 +1,21 @@
-//! `Context`: a KV cache of `n_ctx` cells (f16, like the reference) shared by up to `n_seq_max`
-//! sequences, preallocated activation buffers, and `decode`, the forward pass over a batch of
-//! tokens, read top to bottom.
+//! `Context`: what one llama_context runs on. It checks a batch, claims its cells in the KV
+//! cache (`kv_cache`), plans the chunks it runs in, calls the backend chosen at creation
+//! (`forward_cpu`, or `forward_cuda` on a GPU) and owns the outputs of the last decode (logits,
+//! hidden states, pooled embeddings), which the C layer lends out.
 //!
-//! Each cell holds one position's keys and values and the set of sequences that see it; a token
-//! attends to the cells of its sequence at positions up to its own, as llama.cpp's unified cache.
-
-#[cfg(feature = "cuda")]
-mod gpu;
-mod state;
+//! The forward pass itself is read top to bottom in `forward_cpu.rs`.
 
 use std::ops::Range;
 use std::sync::Arc;
 
-use half::f16;
-use half::slice::HalfFloatSliceExt;
-
-use super::hparams::Arch;
-use super::weights::{Model, Proj};
+use super::forward_cpu::{CpuForward, UBATCH};
+#[cfg(feature = "cuda")]
+use super::forward_cuda::CudaForward;
+use super::kv_cache::{state, Cells, HostKv, KeyShift};
+pub use super::kv_cache::{SeqSet, MAX_SEQ};
+use super::weights::Model;
 use crate::error::{Error, ErrorKind, Result};
-use crate::kernels::attention::{self, AttnScratch, AttnShape};
-use crate::kernels::ternary::{best_isa, ActBuf};
-use crate::kernels::{self, pool, Activations};
-use crate::kernels::{exp, norm};
+use crate::kernels::pool;
 
 #[derive(Clone, Copy, Debug)]
 pub struct ContextParams {
@@ -66,45 +60,6 @@ impl ContextParams {
     }
 }
 
-/// Most sequences one context can hold (llama.cpp's LLAMA_MAX_SEQ).
-pub const MAX_SEQ: usize = 256;
-
-/// A set of sequence ids (0..MAX_SEQ) as a bitset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct SeqSet(pub [u64; MAX_SEQ / 64]);
-
-impl SeqSet {
-    pub const EMPTY: SeqSet = SeqSet([0; MAX_SEQ / 64]);
-
-    /// The set holding only `id` (which must be below MAX_SEQ).
-    pub fn one(id: usize) -> SeqSet {
-        let mut s = SeqSet::EMPTY;
-        s.insert(id);
-        s
-    }
-    pub fn insert(&mut self, id: usize) {
-        self.0[id / 64] |= 1 << (id % 64);
-    }
-    pub fn remove(&mut self, id: usize) {
-        self.0[id / 64] &= !(1 << (id % 64));
-    }
-    pub fn contains(&self, id: usize) -> bool {
-        id < MAX_SEQ && self.0[id / 64] & (1 << (id % 64)) != 0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|&w| w == 0)
-    }
-    /// The smallest id in the set.
-    pub fn first(&self) -> Option<usize> {
-        let w = self.0.iter().position(|&w| w != 0)?;
-        Some(w * 64 + self.0[w].trailing_zeros() as usize)
-    }
-    /// The ids in the set, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..MAX_SEQ).filter(|&id| self.contains(id))
-    }
-}
-
 /// Tokens to run, the position of each, the sequences each belongs to, and which ones want
 /// logits. Every slice has one entry per token.
 pub struct Batch<'a> {
@@ -114,82 +69,37 @@ pub struct Batch<'a> {
     pub want_logits: &'a [bool],
 }
 
-/// One KV-cache cell: the position whose keys/values it holds and the sequences that see it
-/// (empty = free).
-#[derive(Clone, Copy, Debug)]
-struct Cell {
-    pos: i32,
-    seqs: SeqSet,
+/// Where the forward pass runs, chosen when the context is made.
+enum Backend {
+    /// The KV cache in host memory, the forward pass on the thread pool.
+    Cpu(CpuForward),
+    /// The KV cache and the forward pass on a device; the cells stay here.
+    #[cfg(feature = "cuda")]
+    Cuda(CudaForward),
 }
 
-const FREE: Cell = Cell {
-    pos: -1,
-    seqs: SeqSet::EMPTY,
-};
-
-/// Activation buffers for up to `n_batch` tokens (row t of each belongs to token t).
-struct Buffers {
-    x: Vec<f32>,           // [T, n_embd] the residual stream
-    xb: Vec<f32>,          // [T, n_embd] normed input of a block
-    q: Vec<f32>,           // [T, n_embd]
-    k: Vec<f32>,           // [T, n_kv]
-    v: Vec<f32>,           // [T, n_kv]
-    att: Vec<f32>,         // [T, n_embd] attention output (all heads)
-    proj: Vec<f32>,        // [T, n_embd] output of attn_output / ffn_down
-    gate: Vec<f32>,        // [T, n_ff]
-    up: Vec<f32>,          // [T, n_ff]
-    rope: Vec<(f32, f32)>, // [T, n_rot / 2] (sin, cos) of each token's rotation angles
-    act: ActBuf,           // int8 activations shared by the projections of one input
-    attn: AttnScratch,     // f32 copies of the visible keys/values, per-thread scores
+pub struct Context {
+    model: Arc<Model>,
+    params: ContextParams,
+    cells: Cells,
+    backend: Backend,
+    logits: Vec<f32>,                 // [n_outputs, n_vocab]
+    logits_row: Vec<Option<usize>>,   // batch index -> row of `logits` (and of `embd`)
+    embd: Vec<f32>, // [n_outputs, n_embd] final hidden states, when embeddings are on
+    embd_seq: Vec<(usize, Vec<f32>)>, // (sequence id, pooled [n_embd]) of the last decode
 }
 
-/// Tokens per forward pass: a longer batch runs in chunks of this many, each chunk's keys and
-/// values in the cache before the next one attends to them, so the activation buffers take
-/// this many tokens and not n_batch (a 512-token prefill: ~70 MB less). Full tiles for the
-/// prefill kernels; every kernel gives the same bits whatever the chunk.
-const UBATCH: usize = 128;
-
-impl Buffers {
-    fn new(t: usize, h: &super::hparams::HParams) -> Buffers {
-        let n_kv = h.n_head_kv * h.head_dim;
-        Buffers {
-            x: vec![0.0; t * h.n_embd],
-            xb: vec![0.0; t * h.n_embd],
-            q: vec![0.0; t * h.n_embd],
-            k: vec![0.0; t * n_kv],
-            v: vec![0.0; t * n_kv],
-            att: vec![0.0; t * h.n_embd],
-            proj: vec![0.0; t * h.n_embd],
-            gate: vec![0.0; t * h.n_ff],
-            up: vec![0.0; t * h.n_ff],
-            rope: vec![(0.0, 0.0); t * (h.n_rot / 2)],
-            act: ActBuf::default(),
-            attn: AttnScratch::default(),
-        }
-    }
-
-    /// Room for `t` tokens (a batch that cannot run in chunks of UBATCH).
-    fn ensure(&mut self, t: usize, h: &super::hparams::HParams) {
-        if self.x.len() < t * h.n_embd {
-            let (act, attn) = (
-                std::mem::take(&mut self.act),
-                std::mem::take(&mut self.attn),
-            );
-            *self = Buffers {
-                act,
-                attn,
-                ..Buffers::new(t, h)
-            };
-        }
-    }
-}
-
-/// Token ranges of a batch to run one after another: chunks of UBATCH when no token attends
+/// Token ranges of a batch to run one after another: chunks of `ubatch` when no token attends
 /// to a cell that a later chunk fills, else the whole batch at once.
 #[allow(clippy::single_range_in_vec_init)] // one range: the whole batch as one chunk
-fn chunk_plan(slots: &[usize], visible: &[Vec<usize>], n_cells: usize) -> Vec<Range<usize>> {
+fn chunk_plan(
+    slots: &[usize],
+    visible: &[Vec<usize>],
+    n_cells: usize,
+    ubatch: usize,
+) -> Vec<Range<usize>> {
     let n = slots.len();
-    if n <= UBATCH {
+    if n <= ubatch {
         return vec![0..n];
     }
     let mut owner = vec![usize::MAX; n_cells]; // cell -> batch entry that fills it now
@@ -197,8 +107,8 @@ fn chunk_plan(slots: &[usize], visible: &[Vec<usize>], n_cells: usize) -> Vec<Ra
         owner[s] = t;
     }
     let chunks: Vec<Range<usize>> = (0..n)
-        .step_by(UBATCH)
-        .map(|c| c..(c + UBATCH).min(n))
+        .step_by(ubatch)
+        .map(|c| c..(c + ubatch).min(n))
         .collect();
     for c in &chunks {
         for t in c.clone() {
@@ -211,87 +121,6 @@ fn chunk_plan(slots: &[usize], visible: &[Vec<usize>], n_cells: usize) -> Vec<Ra
         }
     }
     chunks
-}
-
-pub struct Context {
-    model: Arc<Model>,
-    params: ContextParams,
-    k_cache: Vec<f16>, // [n_layer, n_ctx, n_kv]
-    v_cache: Vec<f16>, // [n_layer, n_ctx, n_kv]
-    cells: Vec<Cell>,  // [n_ctx]
-    buf: Buffers,
-    logits: Vec<f32>,                 // [n_outputs, n_vocab]
-    logits_row: Vec<Option<usize>>,   // batch index -> row of `logits` (and of `embd`)
-    embd: Vec<f32>, // [n_outputs, n_embd] final hidden states, when embeddings are on
-    embd_seq: Vec<(usize, Vec<f32>)>, // (sequence id, pooled [n_embd]) of the last decode
-    /// The device state when the forward pass runs on a GPU (`Context::with_gpu`).
-    #[cfg(feature = "cuda")]
-    gpu: Option<Box<super::gpu::GpuState>>,
-}
-
-/// `norm::rmsnorm` of each row (w.len() values) of x, the rows split between pool threads.
-fn rmsnorm_par(out: &mut [f32], x: &[f32], w: &[f32], eps: f32, threads: usize) {
-    let isa = best_isa();
-    pool::rows_mut(out, x, w.len(), threads, &|o, x| {
-        norm::rmsnorm(isa, o, x, w, eps)
-    });
-}
-
-/// NEOX RoPE angles of one position: pair i turns by pos * base^(-2i/n_rot), the angle
-/// stepped by repeated multiplication as the reference does. `table` gets n_rot/2 (sin, cos).
-fn rope_table(table: &mut [(f32, f32)], pos: i32, n_rot: usize, base: f32) {
-    let theta_scale = base.powf(-2.0 / n_rot as f32);
-    let mut theta = pos as f32;
-    for sc in table[..n_rot / 2].iter_mut() {
-        *sc = theta.sin_cos();
-        theta *= theta_scale;
-    }
-}
-
-/// NEOX RoPE on one head: pairs (i, i + n_rot/2) turned by the angles of `table`.
-fn rope_neox(head: &mut [f32], table: &[(f32, f32)]) {
-    let half = table.len();
-    for (i, &(sin, cos)) in table.iter().enumerate() {
-        let (x0, x1) = (head[i], head[i + half]);
-        head[i] = x0 * cos - x1 * sin;
-        head[i + half] = x0 * sin + x1 * cos;
-    }
-}
-
-/// outs[i] = projs[i](x) for `n` rows, each times its projection's scale when it has one.
-/// Projections of one input share its int8 quantization (`act`) when they were repacked.
-fn project(
-    model: &Model,
-    projs: &mut [(&Proj, &mut [f32])],
-    x: &[f32],
-    n: usize,
-    act: &mut ActBuf,
-    threads: usize,
-) -> Result<()> {
-    // BitNet b1.58 (Microsoft's arch) quantizes every projection's input per token to int8,
-    // whatever the weights' storage; upstream's `bitnet` treats activations by weight type.
-    let mode = match model.hparams().arch {
-        Arch::BitnetB158 => Activations::PerTokenInt8,
-        Arch::Bitnet => Activations::ByWeightType,
-    };
-    let mut quantized = false;
-    for (p, out) in projs.iter_mut() {
-        let w = &p.w;
-        if !quantized || !Model::act_fits(w, mode, act) {
-            quantized = model.quantize_for(w, mode, x, n, act, threads);
-        }
-        if quantized {
-            model.matmul_quantized(w, act, out, threads);
-        } else {
-            model.matmul(w, mode, x, n, out, threads)?;
-        }
-        if let Some(s) = p.scale {
-            pool::parts_mut(&mut out[..n * w.rows], threads, &|part| {
-                part.iter_mut().for_each(|v| *v *= s)
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Per sequence (ascending id), the pooled rows of `rows` ([n, n_embd], row i belonging to the
@@ -333,8 +162,27 @@ fn pool(
 }
 
 impl Context {
+    /// A context whose forward pass runs on the CPU.
     pub fn new(model: Arc<Model>, params: ContextParams) -> Result<Context> {
-        let h = model.hparams();
+        Self::check_params(&model, &params)?;
+        let backend = Backend::Cpu(CpuForward::new(
+            model.hparams(),
+            params.n_ctx,
+            params.n_batch,
+        ));
+        Ok(Self::with_backend(model, params, backend))
+    }
+
+    /// A context whose forward pass runs on the device that holds `gpu`'s weights.
+    #[cfg(feature = "cuda")]
+    pub fn with_gpu(gpu: Arc<super::gpu::GpuModel>, params: ContextParams) -> Result<Context> {
+        let model = Arc::clone(gpu.model());
+        Self::check_params(&model, &params)?;
+        let backend = Backend::Cuda(CudaForward::new(gpu, params.n_ctx, params.n_batch)?);
+        Ok(Self::with_backend(model, params, backend))
+    }
+
+    fn check_params(model: &Model, params: &ContextParams) -> Result<()> {
         if params.n_ctx == 0 || params.n_batch == 0 {
             return Err(Error::bad_input("n_ctx and n_batch must be at least 1"));
         }
@@ -344,28 +192,20 @@ impl Context {
                 params.n_seq_max
             )));
         }
-        let n_kv = h.n_head_kv * h.head_dim;
-        let cache = h
-            .n_layer
-            .checked_mul(params.n_ctx)
-            .and_then(|v| v.checked_mul(n_kv))
-            .filter(|&v| v <= (1usize << 36))
-            .ok_or_else(|| Error::bad_input(format!("n_ctx {} is too large", params.n_ctx)))?;
-        let buf = Buffers::new(params.n_batch.min(UBATCH), h);
-        Ok(Context {
+        HostKv::len_for(model.hparams(), params.n_ctx).map(|_| ())
+    }
+
+    fn with_backend(model: Arc<Model>, params: ContextParams, backend: Backend) -> Context {
+        Context {
+            cells: Cells::new(params.n_ctx, params.n_seq_max),
+            backend,
             params,
-            k_cache: vec![f16::ZERO; cache],
-            v_cache: vec![f16::ZERO; cache],
-            cells: vec![FREE; params.n_ctx],
-            buf,
             logits: Vec::new(),
             logits_row: Vec::new(),
             embd: Vec::new(),
             embd_seq: Vec::new(),
-            #[cfg(feature = "cuda")]
-            gpu: None,
             model,
-        })
+        }
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -393,10 +233,16 @@ impl Context {
         self.params.n_threads = n;
     }
 
-    /// Forgets every cached position of every sequence.
-    pub fn clear(&mut self) {
-        self.cells.fill(FREE);
+    /// Whether decode keeps hidden states (llama_set_embeddings).
+    pub fn set_embeddings(&mut self, on: bool) {
+        self.params.embeddings = on;
     }
+
+    pub fn params(&self) -> &ContextParams {
+        &self.params
+    }
+
+    // --- Outputs of the last decode ---
 
     /// Number of rows of logits the last `decode` produced.
     pub fn n_outputs(&self) -> usize {
@@ -408,13 +254,21 @@ impl Context {
         &self.logits
     }
 
-    /// Whether decode keeps hidden states (llama_set_embeddings).
-    pub fn set_embeddings(&mut self, on: bool) {
-        self.params.embeddings = on;
+    /// Number of entries of the last decoded batch (restored with a whole state).
+    pub fn n_entries(&self) -> usize {
+        self.logits_row.len()
     }
 
-    pub fn params(&self) -> &ContextParams {
-        &self.params
+    /// Row of `all_logits` that batch entry `i` of the last `decode` filled, if it asked.
+    pub fn output_row(&self, i: usize) -> Option<usize> {
+        *self.logits_row.get(i)?
+    }
+
+    /// Logits of batch entry `i` of the last `decode`, if it asked for them.
+    pub fn logits(&self, i: usize) -> Option<&[f32]> {
+        let n_vocab = self.model.hparams().n_vocab;
+        let row = self.output_row(i)?;
+        Some(&self.logits[row * n_vocab..(row + 1) * n_vocab])
     }
 
     /// Final hidden state (after the output norm) of batch entry `i` of the last `decode`, if
@@ -439,22 +293,74 @@ impl Context {
             .map(|(_, e)| &e[..])
     }
 
-    /// Number of entries of the last decoded batch (restored with a whole state).
-    pub fn n_entries(&self) -> usize {
-        self.logits_row.len()
+    // --- The KV cache (llama.h's memory functions) ---
+
+    /// Forgets every cached position of every sequence.
+    pub fn clear(&mut self) {
+        self.cells.clear();
     }
 
-    /// Row of `all_logits` that batch entry `i` of the last `decode` filled, if it asked.
-    pub fn output_row(&self, i: usize) -> Option<usize> {
-        *self.logits_row.get(i)?
+    /// Removes positions [p0, p1) from sequence `seq` (every sequence when negative). False
+    /// when `seq` is not a sequence of this context.
+    pub fn seq_rm(&mut self, seq: i32, p0: i32, p1: i32) -> bool {
+        self.cells.seq_rm(seq, p0, p1)
     }
 
-    /// Logits of batch entry `i` of the last `decode`, if it asked for them.
-    pub fn logits(&self, i: usize) -> Option<&[f32]> {
-        let n_vocab = self.model.hparams().n_vocab;
-        let row = (*self.logits_row.get(i)?)?;
-        Some(&self.logits[row * n_vocab..(row + 1) * n_vocab])
+    /// Makes positions [p0, p1) of sequence `src` visible to sequence `dst` too.
+    pub fn seq_cp(&mut self, src: i32, dst: i32, p0: i32, p1: i32) -> bool {
+        self.cells.seq_cp(src, dst, p0, p1)
     }
+
+    /// Drops every cell that sequence `seq` does not see, and every other sequence.
+    pub fn seq_keep(&mut self, seq: i32) -> bool {
+        self.cells.seq_keep(seq)
+    }
+
+    /// Adds `delta` to positions [p0, p1) of sequence `seq`, re-rotating the cached keys;
+    /// cells pushed below position 0 are dropped.
+    pub fn seq_add(&mut self, seq: i32, p0: i32, p1: i32, delta: i32) -> bool {
+        if !self.cells.valid_seq(seq) {
+            return false;
+        }
+        if delta != 0 {
+            let shifts = self
+                .cells
+                .seq_move(seq, p0, p1, |p| p.saturating_add(delta));
+            self.shift_keys(&shifts);
+        }
+        true
+    }
+
+    /// Divides positions [p0, p1) of sequence `seq` by `d` (> 1), re-rotating the keys.
+    pub fn seq_div(&mut self, seq: i32, p0: i32, p1: i32, d: i32) -> bool {
+        if !self.cells.valid_seq(seq) || d < 1 {
+            return false;
+        }
+        let shifts = self.cells.seq_move(seq, p0, p1, |p| p / d);
+        self.shift_keys(&shifts);
+        true
+    }
+
+    fn shift_keys(&mut self, shifts: &[KeyShift]) {
+        let h = self.model.hparams();
+        match &mut self.backend {
+            Backend::Cpu(cpu) => cpu.kv.shift_keys(h, shifts),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(gpu) => gpu.shift_keys(h, shifts),
+        }
+    }
+
+    /// Smallest cached position of sequence `seq`, -1 when it has none.
+    pub fn seq_pos_min(&self, seq: i32) -> i32 {
+        self.cells.seq_pos_min(seq)
+    }
+
+    /// Largest cached position of sequence `seq`, -1 when it has none.
+    pub fn seq_pos_max(&self, seq: i32) -> i32 {
+        self.cells.seq_pos_max(seq)
+    }
+
+    // --- Decoding ---
 
     fn check(&self, batch: &Batch<'_>) -> Result<()> {
         let n = batch.tokens.len();
@@ -515,7 +421,7 @@ impl Context {
                 )));
             }
         }
-        let free = self.cells.iter().filter(|c| c.seqs.is_empty()).count();
+        let free = self.cells.n_free();
         if free < n {
             return Err(Error::new(
                 ErrorKind::NoKvSlot,
@@ -528,229 +434,53 @@ impl Context {
         Ok(())
     }
 
-    /// Cells of sequence `seq` (any sequence when negative) with a position in [p0, p1)
-    /// (p0 < 0: from 0; p1 < 0: to the end).
-    fn cells_in(&self, seq: i32, p0: i32, p1: i32) -> impl Iterator<Item = usize> + '_ {
-        let (p0, p1) = (p0.max(0), if p1 < 0 { i32::MAX } else { p1 });
-        self.cells.iter().enumerate().filter_map(move |(i, c)| {
-            let in_seq = if seq < 0 {
-                !c.seqs.is_empty()
-            } else {
-                c.seqs.contains(seq as usize)
-            };
-            (in_seq && c.pos >= p0 && c.pos < p1).then_some(i)
-        })
-    }
-
-    fn valid_seq(&self, seq: i32) -> bool {
-        seq >= 0 && (seq as usize) < self.params.n_seq_max
-    }
-
-    /// Removes positions [p0, p1) from sequence `seq` (every sequence when negative). False
-    /// when `seq` is not a sequence of this context.
-    pub fn seq_rm(&mut self, seq: i32, p0: i32, p1: i32) -> bool {
-        if seq >= 0 && !self.valid_seq(seq) {
-            return false;
-        }
-        let hit: Vec<usize> = self.cells_in(seq, p0, p1).collect();
-        for i in hit {
-            let c = &mut self.cells[i];
-            if seq < 0 {
-                *c = FREE;
-            } else {
-                c.seqs.remove(seq as usize);
-                if c.seqs.is_empty() {
-                    *c = FREE;
-                }
-            }
-        }
-        true
-    }
-
-    /// Makes positions [p0, p1) of sequence `src` visible to sequence `dst` too.
-    pub fn seq_cp(&mut self, src: i32, dst: i32, p0: i32, p1: i32) -> bool {
-        if !self.valid_seq(src) || !self.valid_seq(dst) {
-            return false;
-        }
-        let hit: Vec<usize> = self.cells_in(src, p0, p1).collect();
-        for i in hit {
-            self.cells[i].seqs.insert(dst as usize);
-        }
-        true
-    }
-
-    /// Drops every cell that sequence `seq` does not see, and every other sequence.
-    pub fn seq_keep(&mut self, seq: i32) -> bool {
-        if !self.valid_seq(seq) {
-            return false;
-        }
-        for c in &mut self.cells {
-            *c = if c.seqs.contains(seq as usize) {
-                Cell {
-                    pos: c.pos,
-                    seqs: SeqSet::one(seq as usize),
-                }
-            } else {
-                FREE
-            };
-        }
-        true
-    }
-
-    /// Adds `delta` to positions [p0, p1) of sequence `seq`, re-rotating the cached keys;
-    /// cells pushed below position 0 are dropped.
-    pub fn seq_add(&mut self, seq: i32, p0: i32, p1: i32, delta: i32) -> bool {
-        if !self.valid_seq(seq) {
-            return false;
-        }
-        if delta == 0 {
-            return true;
-        }
-        let hit: Vec<usize> = self.cells_in(seq, p0, p1).collect();
-        #[cfg(feature = "cuda")]
-        if self.gpu.is_some() {
-            self.with_host_kv(false, |c| {
-                for i in hit {
-                    c.move_cell(i, c.cells[i].pos.saturating_add(delta));
-                }
-            });
-            return true;
-        }
-        for i in hit {
-            self.move_cell(i, self.cells[i].pos.saturating_add(delta));
-        }
-        true
-    }
-
-    /// Divides positions [p0, p1) of sequence `seq` by `d` (> 1), re-rotating the keys.
-    pub fn seq_div(&mut self, seq: i32, p0: i32, p1: i32, d: i32) -> bool {
-        if !self.valid_seq(seq) || d < 1 {
-            return false;
-        }
-        let hit: Vec<usize> = self.cells_in(seq, p0, p1).collect();
-        #[cfg(feature = "cuda")]
-        if self.gpu.is_some() {
-            self.with_host_kv(false, |c| {
-                for i in hit {
-                    c.move_cell(i, c.cells[i].pos / d);
-                }
-            });
-            return true;
-        }
-        for i in hit {
-            self.move_cell(i, self.cells[i].pos / d);
-        }
-        true
-    }
-
-    /// Gives cell `i` position `to`, rotating its cached keys by the difference (RoPE of a sum
-    /// is the product of rotations), or frees it when `to` is negative.
-    fn move_cell(&mut self, i: usize, to: i32) {
-        if to < 0 {
-            self.cells[i] = FREE;
-            return;
-        }
-        let h = self.model.hparams();
-        let shift = to.wrapping_sub(self.cells[i].pos);
-        let (n_kv, hd) = (h.n_head_kv * h.head_dim, h.head_dim);
-        let mut head = vec![0f32; hd];
-        let mut table = vec![(0f32, 0f32); h.n_rot / 2];
-        rope_table(&mut table, shift, h.n_rot, h.rope_theta);
-        for l in 0..h.n_layer {
-            let slot = (l * self.params.n_ctx + i) * n_kv;
-            for k in self.k_cache[slot..slot + n_kv].chunks_exact_mut(hd) {
-                head.iter_mut().zip(&*k).for_each(|(o, v)| *o = v.to_f32());
-                rope_neox(&mut head, &table);
-                k.iter_mut()
-                    .zip(&head)
-                    .for_each(|(o, &v)| *o = f16::from_f32(v));
-            }
-        }
-        self.cells[i].pos = to;
-    }
-
-    /// Smallest cached position of sequence `seq`, -1 when it has none.
-    pub fn seq_pos_min(&self, seq: i32) -> i32 {
-        if !self.valid_seq(seq) {
-            return -1;
-        }
-        self.cells_in(seq, -1, -1)
-            .map(|i| self.cells[i].pos)
-            .min()
-            .unwrap_or(-1)
-    }
-
-    /// Largest cached position of sequence `seq`, -1 when it has none.
-    pub fn seq_pos_max(&self, seq: i32) -> i32 {
-        if !self.valid_seq(seq) {
-            return -1;
-        }
-        self.cells_in(seq, -1, -1)
-            .map(|i| self.cells[i].pos)
-            .max()
-            .unwrap_or(-1)
-    }
-
-    /// Claims the first free cells, one per token, in batch order, and lists the cells each
-    /// token attends to: its (first) sequence's, at positions up to its own, in position order
-    /// (so a result does not depend on where the cells lie). Shared by the CPU and GPU paths.
-    fn claim_cells(&mut self, batch: &Batch<'_>) -> (Vec<usize>, Vec<Vec<usize>>) {
-        let n = batch.tokens.len();
-        let mut slots = Vec::with_capacity(n);
-        for (i, cell) in self.cells.iter_mut().enumerate() {
-            if slots.len() == n {
-                break;
-            }
-            if cell.seqs.is_empty() {
-                let t = slots.len();
-                *cell = Cell {
-                    pos: batch.positions[t],
-                    seqs: batch.seqs[t],
-                };
-                slots.push(i);
-            }
-        }
-        let visible = (0..n)
-            .map(|t| {
-                let (seq, pos) = (batch.seqs[t].first().unwrap_or(0), batch.positions[t]);
-                let mut v: Vec<usize> = (0..self.cells.len())
-                    .filter(|&s| self.cells[s].seqs.contains(seq) && self.cells[s].pos <= pos)
-                    .collect();
-                v.sort_by_key(|&s| self.cells[s].pos);
-                v
-            })
-            .collect();
-        (slots, visible)
-    }
-
     /// Runs the batch through the model, filling the KV cache at the given positions and the
     /// logits of the entries that ask for them. On an error no cell has changed.
     pub fn decode(&mut self, batch: &Batch<'_>) -> Result<()> {
         self.check(batch)?;
-        #[cfg(feature = "cuda")]
-        if self.gpu.is_some() {
-            return self.decode_gpu(batch);
-        }
-        let h = self.model.hparams().clone();
+        let model = Arc::clone(&self.model);
+        let h = model.hparams();
         let n = batch.tokens.len();
-        let (slots, visible) = self.claim_cells(batch);
+        let (slots, visible) = self.cells.claim(batch);
         let wanted: Vec<usize> = (0..n).filter(|&t| batch.want_logits[t]).collect();
         self.logits.clear();
         self.logits.resize(wanted.len() * h.n_vocab, 0.0);
         self.logits_row.clear();
         self.embd.clear();
         self.embd_seq.clear();
-        let mut row0 = 0;
-        for r in chunk_plan(&slots, &visible, self.params.n_ctx) {
-            let outputs = r.clone().filter(|&t| batch.want_logits[t]).count();
-            let run = self.forward(batch, r.clone(), &slots[r.clone()], &visible[r], row0);
-            if let Err(e) = run {
-                for &s in &slots {
-                    self.cells[s] = FREE; // the cells this batch took were free before
-                }
-                return Err(e);
+        let embd = self.params.embeddings.then_some(&mut self.embd);
+        let run = match &mut self.backend {
+            Backend::Cpu(cpu) => {
+                let threads = match self.params.n_threads {
+                    0 => pool::default_threads(),
+                    t => t,
+                };
+                let mut embd = embd;
+                let mut row0 = 0;
+                chunk_plan(&slots, &visible, self.params.n_ctx, UBATCH)
+                    .into_iter()
+                    .try_for_each(|r| {
+                        let outputs = r.clone().filter(|&t| batch.want_logits[t]).count();
+                        let logits = &mut self.logits[row0 * h.n_vocab..];
+                        let (s, v) = (&slots[r.clone()], &visible[r.clone()]);
+                        row0 += outputs;
+                        cpu.forward(&model, threads, batch, r, s, v, logits, embd.as_deref_mut())
+                    })
             }
-            row0 += outputs;
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(gpu) => gpu.forward(
+                &model,
+                batch,
+                &slots,
+                &visible,
+                &wanted,
+                &mut self.logits,
+                embd,
+            ),
+        };
+        if let Err(e) = run {
+            self.cells.free(&slots); // the cells this batch took were free before
+            return Err(e);
         }
         self.logits_row = vec![None; n];
         for (row, &t) in wanted.iter().enumerate() {
@@ -767,191 +497,74 @@ impl Context {
         Ok(())
     }
 
-    /// The forward pass of batch entries `r` (cells `slots`, attending to `visible`): their
-    /// keys and values into the cache, their logits (and embeddings) from row `row0` on.
-    fn forward(
-        &mut self,
-        batch: &Batch<'_>,
-        r: Range<usize>,
-        slots: &[usize],
-        visible: &[Vec<usize>],
-        row0: usize,
-    ) -> Result<()> {
+    // --- Saved states (llama_state_*), in the format of `kv_cache::state` ---
+
+    fn limits(&self) -> state::Limits {
+        state::Limits {
+            n_ctx: self.params.n_ctx,
+            n_batch: self.params.n_batch,
+            n_seq_max: self.params.n_seq_max,
+        }
+    }
+
+    fn saved_outputs(&self) -> state::Outputs<'_> {
+        state::Outputs {
+            logits: &self.logits,
+            rows: &self.logits_row,
+        }
+    }
+
+    /// Appends the state (whole context when `seq` is None, else one sequence's cells) to `out`.
+    pub fn state_write(&self, seq: Option<i32>, out: &mut Vec<u8>) {
+        let h = self.model.hparams();
+        match &self.backend {
+            Backend::Cpu(cpu) => {
+                state::write(h, &self.cells, &cpu.kv, self.saved_outputs(), seq, out)
+            }
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(gpu) => {
+                let kv = gpu.snapshot(h);
+                state::write(h, &self.cells, &kv, self.saved_outputs(), seq, out)
+            }
+        }
+    }
+
+    /// Size in bytes `state_write` would produce.
+    pub fn state_size(&self, seq: Option<i32>) -> usize {
+        state::size(self.model.hparams(), &self.cells, self.saved_outputs(), seq)
+    }
+
+    /// Length of the state whose bytes `peek(offset, len)` returns, read from its counts (for
+    /// callers that have a pointer but no size); only bytes inside that length are peeked.
+    pub fn state_len(&self, peek: &mut dyn FnMut(usize, usize) -> Vec<u8>) -> Result<usize> {
+        state::len(self.model.hparams(), &self.limits(), peek)
+    }
+
+    /// Restores a state from `bytes`: the whole context when `dest` is None (replacing every
+    /// cell and the logits), else into sequence `dest` (replacing that sequence's cells).
+    /// Returns the bytes read. On an error the context is unchanged.
+    pub fn state_read(&mut self, dest: Option<i32>, bytes: &[u8]) -> Result<usize> {
         let model = Arc::clone(&self.model);
         let h = model.hparams();
-        let n = r.len();
-        let (n_embd, n_ff, hd) = (h.n_embd, h.n_ff, h.head_dim);
-        let n_kv = h.n_head_kv * hd;
-        let att_scale = 1.0 / (hd as f32).sqrt();
-        let threads = match self.params.n_threads {
-            0 => kernels::pool::default_threads(),
-            t => t,
-        };
-        let half_rot = h.n_rot / 2;
-        self.buf.ensure(n, h);
-        let b = &mut self.buf;
-        for (t, &pos) in batch.positions[r.clone()].iter().enumerate() {
-            rope_table(&mut b.rope[t * half_rot..], pos, h.n_rot, h.rope_theta);
-        }
-
-        // Embedding rows.
-        for (t, &tok) in batch.tokens[r.clone()].iter().enumerate() {
-            model.embedding_row(tok as usize, &mut b.x[t * n_embd..(t + 1) * n_embd])?;
-        }
-
-        for (l, layer) in model.layers.iter().enumerate() {
-            // Attention block: norm -> q, k, v -> rope -> cache -> attention -> sub-norm -> o.
-            rmsnorm_par(
-                &mut b.xb[..n * n_embd],
-                &b.x[..n * n_embd],
-                &layer.attn_norm,
-                h.rms_eps,
-                threads,
-            );
-            project(
-                &model,
-                &mut [
-                    (&layer.wq, &mut b.q[..]),
-                    (&layer.wk, &mut b.k[..]),
-                    (&layer.wv, &mut b.v[..]),
-                ],
-                &b.xb,
-                n,
-                &mut b.act,
-                threads,
-            )?;
-            for (t, &cell) in slots.iter().enumerate() {
-                let table = &b.rope[t * half_rot..(t + 1) * half_rot];
-                for head in b.q[t * n_embd..(t + 1) * n_embd].chunks_exact_mut(hd) {
-                    rope_neox(head, table);
-                }
-                for head in b.k[t * n_kv..(t + 1) * n_kv].chunks_exact_mut(hd) {
-                    rope_neox(head, table);
-                }
-                let slot = (l * self.params.n_ctx + cell) * n_kv;
-                // Round to nearest even, as f16::from_f32 (F16C where present).
-                self.k_cache[slot..slot + n_kv]
-                    .convert_from_f32_slice(&b.k[t * n_kv..(t + 1) * n_kv]);
-                self.v_cache[slot..slot + n_kv]
-                    .convert_from_f32_slice(&b.v[t * n_kv..(t + 1) * n_kv]);
+        let restore = state::parse(h, &self.limits(), &self.cells, dest, bytes)?;
+        let stored = match &mut self.backend {
+            Backend::Cpu(cpu) => {
+                state::apply(h, &restore, &mut self.cells, &mut cpu.kv);
+                Ok(())
             }
-            // f16 keys times the query rounded to f16, as the reference (kernels::attention).
-            let layer_cache = l * self.params.n_ctx * n_kv..(l + 1) * self.params.n_ctx * n_kv;
-            attention::attention(
-                AttnShape {
-                    n_head: h.n_head,
-                    n_head_kv: h.n_head_kv,
-                    head_dim: hd,
-                    n_cells: self.params.n_ctx,
-                    scale: att_scale,
-                },
-                &b.q[..n * n_embd],
-                &mut b.att[..n * n_embd],
-                &self.k_cache[layer_cache.clone()],
-                &self.v_cache[layer_cache],
-                visible,
-                threads,
-                &mut b.attn,
-            );
-            rmsnorm_par(
-                &mut b.xb[..n * n_embd],
-                &b.att[..n * n_embd],
-                &layer.attn_sub_norm,
-                h.rms_eps,
-                threads,
-            );
-            project(
-                &model,
-                &mut [(&layer.wo, &mut b.proj[..])],
-                &b.xb,
-                n,
-                &mut b.act,
-                threads,
-            )?;
-            pool::rows_mut(&mut b.x[..n * n_embd], &b.proj, n_embd, threads, &|x, o| {
-                x.iter_mut().zip(o).for_each(|(x, &o)| *x += o)
-            });
-
-            // FFN block: norm -> gate, up -> act(gate) * up -> sub-norm -> down.
-            rmsnorm_par(
-                &mut b.xb[..n * n_embd],
-                &b.x[..n * n_embd],
-                &layer.ffn_norm,
-                h.rms_eps,
-                threads,
-            );
-            project(
-                &model,
-                &mut [
-                    (&layer.w_gate, &mut b.gate[..]),
-                    (&layer.w_up, &mut b.up[..]),
-                ],
-                &b.xb,
-                n,
-                &mut b.act,
-                threads,
-            )?;
-            let (arch, isa) = (h.arch, best_isa());
-            pool::rows_mut(
-                &mut b.gate[..n * n_ff],
-                &b.up,
-                n_ff,
-                threads,
-                &|gate, up| match arch {
-                    Arch::Bitnet => exp::silu_mul(isa, gate, up),
-                    Arch::BitnetB158 => {
-                        for (g, &u) in gate.iter_mut().zip(up) {
-                            let r = g.max(0.0);
-                            *g = r * r * u;
-                        }
-                    }
-                },
-            );
-            rmsnorm_par(
-                &mut b.up[..n * n_ff],
-                &b.gate[..n * n_ff],
-                &layer.ffn_sub_norm,
-                h.rms_eps,
-                threads,
-            );
-            project(
-                &model,
-                &mut [(&layer.w_down, &mut b.proj[..])],
-                &b.up,
-                n,
-                &mut b.act,
-                threads,
-            )?;
-            pool::rows_mut(&mut b.x[..n * n_embd], &b.proj, n_embd, threads, &|x, o| {
-                x.iter_mut().zip(o).for_each(|(x, &o)| *x += o)
-            });
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(gpu) => {
+                // The device cache is edited through host copies.
+                let mut kv = gpu.download(h, true)?;
+                state::apply(h, &restore, &mut self.cells, &mut kv);
+                gpu.upload(&kv, true)
+            }
+        };
+        let read = restore.read;
+        if dest.is_none() {
+            self.logits = restore.logits;
+            self.logits_row = restore.rows;
         }
-
-        // Final norm and head, only for the entries that want logits.
-        let wanted: Vec<usize> = (0..n).filter(|&t| batch.want_logits[r.start + t]).collect();
-        for (row, &t) in wanted.iter().enumerate() {
-            let (src, dst) = (
-                t * n_embd..(t + 1) * n_embd,
-                row * n_embd..(row + 1) * n_embd,
-            );
-            norm::rmsnorm(
-                best_isa(),
-                &mut b.xb[dst],
-                &b.x[src],
-                &model.output_norm,
-                h.rms_eps,
-            );
-        }
-        let k = wanted.len();
-        model.head_matmul(
-            &b.xb[..k * n_embd],
-            k,
-            &mut self.logits[row0 * h.n_vocab..(row0 + k) * h.n_vocab],
-            threads,
-        )?;
-        if self.params.embeddings {
-            self.embd.extend_from_slice(&b.xb[..k * n_embd]);
-        }
-        Ok(())
+        stored.map(|()| read)
     }
 }

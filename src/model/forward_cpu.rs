@@ -1,0 +1,322 @@
+//! The forward pass on the CPU, for both architectures, read top to bottom: embed, then per
+//! layer norm -> q/k/v -> RoPE -> KV cache -> attention -> sub-norm -> o -> residual -> norm
+//! -> gate/up -> SiLU (`bitnet`) or relu² (`bitnet-b1.58`) -> sub-norm -> down -> residual,
+//! then the final norm and the head for the tokens that want logits.
+//!
+//! The math of each step is in docs/architectures.md; the kernels (`crate::kernels`) do the
+//! arithmetic, each bit-identical to its scalar reference. What is here: the activation
+//! buffers, allocated once, and the order of the steps.
+//!
+//! Activations per weight type (`project`): `bitnet-b1.58` quantizes every projection's input
+//! per token to int8 whatever the storage (BitLinear); `bitnet` converts it to the weight
+//! type's partner format as the reference does (Q8_K for TQ1_0/TQ2_0, f16 for F16, ...).
+
+use std::ops::Range;
+
+use super::hparams::{Arch, HParams};
+use super::kv_cache::HostKv;
+use super::weights::{Model, Proj};
+use super::Batch;
+use crate::error::Result;
+use crate::kernels::attention::{self, AttnScratch, AttnShape};
+use crate::kernels::ternary::{best_isa, ActBuf};
+use crate::kernels::{exp, norm, pool, rope, Activations};
+
+/// Tokens per forward pass: a longer batch runs in chunks of this many (`Context::decode`),
+/// each chunk's keys and values in the cache before the next one attends to them, so the
+/// activation buffers take this many tokens and not n_batch (a 512-token prefill: ~70 MB
+/// less). Full tiles for the prefill kernels; every kernel gives the same bits whatever the
+/// chunk.
+pub(crate) const UBATCH: usize = 128;
+
+/// Activation buffers for up to `t` tokens (row i of each belongs to token i).
+struct Buffers {
+    x: Vec<f32>,           // [T, n_embd] the residual stream
+    xb: Vec<f32>,          // [T, n_embd] normed input of a block
+    q: Vec<f32>,           // [T, n_embd]
+    k: Vec<f32>,           // [T, n_kv]
+    v: Vec<f32>,           // [T, n_kv]
+    att: Vec<f32>,         // [T, n_embd] attention output (all heads)
+    proj: Vec<f32>,        // [T, n_embd] output of attn_output / ffn_down
+    gate: Vec<f32>,        // [T, n_ff]
+    up: Vec<f32>,          // [T, n_ff]
+    rope: Vec<(f32, f32)>, // [T, n_rot / 2] (sin, cos) of each token's rotation angles
+    act: ActBuf,           // int8 activations shared by the projections of one input
+    attn: AttnScratch,     // f32 copies of the visible keys/values, per-thread scores
+}
+
+impl Buffers {
+    fn new(t: usize, h: &HParams) -> Buffers {
+        let n_kv = h.n_head_kv * h.head_dim;
+        Buffers {
+            x: vec![0.0; t * h.n_embd],
+            xb: vec![0.0; t * h.n_embd],
+            q: vec![0.0; t * h.n_embd],
+            k: vec![0.0; t * n_kv],
+            v: vec![0.0; t * n_kv],
+            att: vec![0.0; t * h.n_embd],
+            proj: vec![0.0; t * h.n_embd],
+            gate: vec![0.0; t * h.n_ff],
+            up: vec![0.0; t * h.n_ff],
+            rope: vec![(0.0, 0.0); t * (h.n_rot / 2)],
+            act: ActBuf::default(),
+            attn: AttnScratch::default(),
+        }
+    }
+
+    /// Room for `t` tokens (a batch that cannot run in chunks of UBATCH).
+    fn ensure(&mut self, t: usize, h: &HParams) {
+        if self.x.len() < t * h.n_embd {
+            let (act, attn) = (
+                std::mem::take(&mut self.act),
+                std::mem::take(&mut self.attn),
+            );
+            *self = Buffers {
+                act,
+                attn,
+                ..Buffers::new(t, h)
+            };
+        }
+    }
+}
+
+/// The CPU backend of a context: the KV cache in host memory and the activation buffers.
+pub(crate) struct CpuForward {
+    pub kv: HostKv,
+    buf: Buffers,
+}
+
+/// `norm::rmsnorm` of each row (w.len() values) of x, the rows split between pool threads.
+fn rmsnorm_par(out: &mut [f32], x: &[f32], w: &[f32], eps: f32, threads: usize) {
+    let isa = best_isa();
+    pool::rows_mut(out, x, w.len(), threads, &|o, x| {
+        norm::rmsnorm(isa, o, x, w, eps)
+    });
+}
+
+/// x += y, row by row over the pool threads (the residual adds).
+fn add_rows(x: &mut [f32], y: &[f32], width: usize, threads: usize) {
+    pool::rows_mut(x, y, width, threads, &|x, y| {
+        x.iter_mut().zip(y).for_each(|(x, &y)| *x += y)
+    });
+}
+
+/// outs[i] = projs[i](x) for `n` rows, each times its projection's scale when it has one.
+/// Projections of one input share its int8 quantization (`act`) when they were repacked.
+fn project(
+    model: &Model,
+    projs: &mut [(&Proj, &mut [f32])],
+    x: &[f32],
+    n: usize,
+    act: &mut ActBuf,
+    threads: usize,
+) -> Result<()> {
+    // BitNet b1.58 (Microsoft's arch) quantizes every projection's input per token to int8,
+    // whatever the weights' storage; upstream's `bitnet` treats activations by weight type.
+    let mode = match model.hparams().arch {
+        Arch::BitnetB158 => Activations::PerTokenInt8,
+        Arch::Bitnet => Activations::ByWeightType,
+    };
+    let mut quantized = false;
+    for (p, out) in projs.iter_mut() {
+        let w = &p.w;
+        if !quantized || !Model::act_fits(w, mode, act) {
+            quantized = model.quantize_for(w, mode, x, n, act, threads);
+        }
+        if quantized {
+            model.matmul_quantized(w, act, out, threads);
+        } else {
+            model.matmul(w, mode, x, n, out, threads)?;
+        }
+        if let Some(s) = p.scale {
+            pool::parts_mut(&mut out[..n * w.rows], threads, &|part| {
+                part.iter_mut().for_each(|v| *v *= s)
+            });
+        }
+    }
+    Ok(())
+}
+
+impl CpuForward {
+    pub fn new(h: &HParams, n_ctx: usize, n_batch: usize) -> CpuForward {
+        CpuForward {
+            kv: HostKv::new(h, n_ctx),
+            buf: Buffers::new(n_batch.min(UBATCH), h),
+        }
+    }
+
+    /// The forward pass of batch entries `r` (cells `slots`, each attending to its list in
+    /// `visible`): their keys and values into the cache, the logits of those that want them
+    /// into `logits` (one row each, in batch order), and their final hidden states appended
+    /// to `embd` when it is given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &mut self,
+        model: &Model,
+        threads: usize,
+        batch: &Batch<'_>,
+        r: Range<usize>,
+        slots: &[usize],
+        visible: &[Vec<usize>],
+        logits: &mut [f32],
+        embd: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
+        let h = model.hparams();
+        let n = r.len();
+        let (n_embd, n_ff, hd) = (h.n_embd, h.n_ff, h.head_dim);
+        let n_kv = h.n_head_kv * hd;
+        let half_rot = h.n_rot / 2;
+        self.buf.ensure(n, h);
+        let (b, kv) = (&mut self.buf, &mut self.kv);
+        for (t, &pos) in batch.positions[r.clone()].iter().enumerate() {
+            rope::table(&mut b.rope[t * half_rot..], pos, h.n_rot, h.rope_theta);
+        }
+
+        // Embedding rows: x [n, n_embd].
+        for (t, &tok) in batch.tokens[r.clone()].iter().enumerate() {
+            model.embedding_row(tok as usize, &mut b.x[t * n_embd..(t + 1) * n_embd])?;
+        }
+
+        for (l, layer) in model.layers.iter().enumerate() {
+            // Attention block: norm -> q, k, v -> rope -> cache -> attention -> sub-norm -> o.
+            let xn = &mut b.xb[..n * n_embd];
+            rmsnorm_par(xn, &b.x[..n * n_embd], &layer.attn_norm, h.rms_eps, threads);
+            project(
+                model,
+                &mut [
+                    (&layer.wq, &mut b.q[..]), // [n, n_embd]
+                    (&layer.wk, &mut b.k[..]), // [n, n_kv]
+                    (&layer.wv, &mut b.v[..]), // [n, n_kv]
+                ],
+                &b.xb,
+                n,
+                &mut b.act,
+                threads,
+            )?;
+            for (t, &cell) in slots.iter().enumerate() {
+                let table = &b.rope[t * half_rot..(t + 1) * half_rot];
+                for head in b.q[t * n_embd..(t + 1) * n_embd].chunks_exact_mut(hd) {
+                    rope::rotate_neox(head, table);
+                }
+                for head in b.k[t * n_kv..(t + 1) * n_kv].chunks_exact_mut(hd) {
+                    rope::rotate_neox(head, table);
+                }
+                let (k, v) = (
+                    &b.k[t * n_kv..(t + 1) * n_kv],
+                    &b.v[t * n_kv..(t + 1) * n_kv],
+                );
+                kv.store(l, cell, k, v);
+            }
+            // f16 keys times the query rounded to f16, as the reference (kernels::attention).
+            attention::attention(
+                AttnShape {
+                    n_head: h.n_head,
+                    n_head_kv: h.n_head_kv,
+                    head_dim: hd,
+                    n_cells: kv.n_ctx(),
+                    scale: 1.0 / (hd as f32).sqrt(),
+                },
+                &b.q[..n * n_embd],
+                &mut b.att[..n * n_embd],
+                &kv.k[kv.layer(l)],
+                &kv.v[kv.layer(l)],
+                visible,
+                threads,
+                &mut b.attn,
+            );
+            let xn = &mut b.xb[..n * n_embd];
+            rmsnorm_par(
+                xn,
+                &b.att[..n * n_embd],
+                &layer.attn_sub_norm,
+                h.rms_eps,
+                threads,
+            );
+            project(
+                model,
+                &mut [(&layer.wo, &mut b.proj[..])],
+                &b.xb,
+                n,
+                &mut b.act,
+                threads,
+            )?;
+            add_rows(&mut b.x[..n * n_embd], &b.proj, n_embd, threads);
+
+            // FFN block: norm -> gate, up -> act(gate) * up -> sub-norm -> down.
+            let xn = &mut b.xb[..n * n_embd];
+            rmsnorm_par(xn, &b.x[..n * n_embd], &layer.ffn_norm, h.rms_eps, threads);
+            project(
+                model,
+                &mut [
+                    (&layer.w_gate, &mut b.gate[..]), // [n, n_ff]
+                    (&layer.w_up, &mut b.up[..]),     // [n, n_ff]
+                ],
+                &b.xb,
+                n,
+                &mut b.act,
+                threads,
+            )?;
+            let (arch, isa) = (h.arch, best_isa());
+            pool::rows_mut(
+                &mut b.gate[..n * n_ff],
+                &b.up,
+                n_ff,
+                threads,
+                &|gate, up| match arch {
+                    Arch::Bitnet => exp::silu_mul(isa, gate, up),
+                    // relu(g)² * u, in f32 (relu² overflows f16).
+                    Arch::BitnetB158 => {
+                        for (g, &u) in gate.iter_mut().zip(up) {
+                            let r = g.max(0.0);
+                            *g = r * r * u;
+                        }
+                    }
+                },
+            );
+            let hn = &mut b.up[..n * n_ff];
+            rmsnorm_par(
+                hn,
+                &b.gate[..n * n_ff],
+                &layer.ffn_sub_norm,
+                h.rms_eps,
+                threads,
+            );
+            project(
+                model,
+                &mut [(&layer.w_down, &mut b.proj[..])],
+                &b.up,
+                n,
+                &mut b.act,
+                threads,
+            )?;
+            add_rows(&mut b.x[..n * n_embd], &b.proj, n_embd, threads);
+        }
+
+        // Final norm and head, only for the entries that want logits: logits [k, n_vocab].
+        let wanted: Vec<usize> = (0..n).filter(|&t| batch.want_logits[r.start + t]).collect();
+        for (row, &t) in wanted.iter().enumerate() {
+            let (src, dst) = (
+                t * n_embd..(t + 1) * n_embd,
+                row * n_embd..(row + 1) * n_embd,
+            );
+            norm::rmsnorm(
+                best_isa(),
+                &mut b.xb[dst],
+                &b.x[src],
+                &model.output_norm,
+                h.rms_eps,
+            );
+        }
+        let k = wanted.len();
+        model.head_matmul(
+            &b.xb[..k * n_embd],
+            k,
+            &mut logits[..k * h.n_vocab],
+            threads,
+        )?;
+        if let Some(embd) = embd {
+            embd.extend_from_slice(&b.xb[..k * n_embd]);
+        }
+        Ok(())
+    }
+}
