@@ -88,7 +88,7 @@ def run_worker(libdir, model):
     return res, np.load(os.path.join(out, "scores.npy"))
 
 
-def compare(ours_dir, ref_dir, model, min_cos):
+def compare(ours_dir, ref_dir, model, min_cos, int8):
     ours, s_ours = run_worker(ours_dir, model)
     ref, s_ref = run_worker(ref_dir, model)
     ok = True
@@ -99,7 +99,15 @@ def compare(ours_dir, ref_dir, model, min_cos):
         print(f"{'PASS' if good else 'FAIL'} {name}: {detail}")
 
     for key in ["greedy", "chat", "grammar", "sampled"]:
-        check(key, ours[key] == ref[key], f"ours {ours[key]!r} | reference {ref[key]!r}")
+        detail = f"ours {ours[key]!r} | reference {ref[key]!r}"
+        if key == "sampled" and int8 and ours[key] != ref[key]:
+            # With int8 activations the logits agree only to the noise floor (docs/parity.md):
+            # a draw at temperature 0.9 near a probability boundary may go the other way, and
+            # the two texts part from there. The samplers themselves are bit-identical to the
+            # reference's on equal logits (crossval's samplers test); greedy text is checked.
+            print(f"INFO {key}: differs within the int8 noise floor: {detail}")
+            continue
+        check(key, ours[key] == ref[key], detail)
     check("state", ours["state_same"],
           f"continuation logits identical after load_state (argmax {ours['state_argmax']})")
     if s_ours.shape != s_ref.shape:
@@ -124,11 +132,13 @@ def main():
     c.add_argument("--ref", required=True)
     c.add_argument("--model", required=True)
     c.add_argument("--min-cosine", type=float, default=0.99999)
+    c.add_argument("--int8", action="store_true",
+                   help="int8-activation model: seeded sampled text may differ (reported only)")
     args = ap.parse_args()
     if args.cmd == "worker":
         worker(args.model, args.out)
     else:
-        sys.exit(0 if compare(args.ours, args.ref, args.model, args.min_cosine) else 1)
+        sys.exit(0 if compare(args.ours, args.ref, args.model, args.min_cosine, args.int8) else 1)
 
 
 if __name__ == "__main__":
