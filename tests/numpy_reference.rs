@@ -1,6 +1,6 @@
 //! `bitnet-b1.58` has no C++ reference (upstream llama.cpp does not load it), so it is checked
 //! against tests/reference/bitnet_ref.py, a small numpy implementation of the published math
-//! written from REFERENCE.md (not from our Rust): the I2_S matmul op-exact, the whole model
+//! written from docs/ (not from our Rust): the I2_S matmul op-exact, the whole model
 //! end to end.
 
 mod common;

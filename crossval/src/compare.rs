@@ -1,7 +1,7 @@
 //! One model, both sides: the reference's greedy run, ours teacher-forced on the reference's
 //! tokens (so one divergence does not hide the rest), per-position metrics, and the verdict.
 //!
-//! Verdicts (REFERENCE.md section 3, "Parity physics"):
+//! Verdicts (docs/parity.md):
 //! - float-weight models (every projection and the output head F32/F16/BF16): worst cosine
 //!   >= 0.99999 and ours, free running, produces the reference's greedy tokens exactly;
 //! - int8-activation models (any projection or head TQ1_0/TQ2_0/Q8_0/Q6_K/I2_S): judged against

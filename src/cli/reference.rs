@@ -1,6 +1,6 @@
 //! The C++ reference libllama (cpp_ref/build.sh's build), loaded at run time for `bitnet verify`.
 //!
-//! Symbol trap (REFERENCE.md section 1): this process has `llama_*` functions of its own, so the
+//! Symbol trap (docs/reference.md): this process has `llama_*` functions of its own, so the
 //! reference is opened with `dlopen(RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)` (its symbols stay out
 //! of the global scope and its own calls bind inside its own libraries first), every function is
 //! looked up on that handle, and a canary (`dladdr`) checks that the pointers lie in the

@@ -138,7 +138,7 @@ fn x86_round_to_i8(v: f32) -> i8 {
     (r as i32).clamp(-128, 127) as i8
 }
 
-/// Per-token int8 quantization for I2_S (REFERENCE section 3): scale = 127 / max(1e-5, max|x|),
+/// Per-token int8 quantization for I2_S (docs/architectures.md): scale = 127 / max(1e-5, max|x|),
 /// q = round-half-even(x * scale) clamped to [-128, 127].
 pub fn quantize_i8_per_token(x: &[f32]) -> (Vec<i8>, i32, f32) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));

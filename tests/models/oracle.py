@@ -15,7 +15,7 @@ Exit status 0 on agreement, 1 on differences, 2 on usage errors.
 gguf-py does not know I2_S (type 36, Microsoft bitnet.cpp): the reader here is a subclass that
 reads such tensors as raw bytes of size n/4 + 32 (a local hack, gguf-py itself is untouched).
 gguf-py cannot dequantize I2_S, so check-dequant skips it unless --with-i2s asks for this
-file's own numpy decoder of the layout in REFERENCE.md section 2.
+file's own numpy decoder of the layout in docs/formats.md.
 """
 from __future__ import annotations
 
@@ -305,7 +305,7 @@ def check_inspect(model: str, ours_json: str) -> int:
 
 
 def dequant_i2_s(t) -> np.ndarray:
-    """I2_S per REFERENCE.md section 2: blocks of 128 values in 32 bytes; byte b holds elements
+    """I2_S per docs/formats.md: blocks of 128 values in 32 bytes; byte b holds elements
     b, b+32, b+64, b+96 in bits 7:6, 5:4, 3:2, 1:0; code c -> (c - 1) * scale; the f32 scale is
     the first 4 bytes of the 32-byte tail."""
     n = int(t.n_elements)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An independent numpy implementation of BitNet inference: the oracle for arch `bitnet-b1.58`
 (Microsoft's I2_S files, which upstream llama.cpp cannot load), and a sanity oracle for arch
-`bitnet`. Written from the math in REFERENCE.md sections 2-3 only. Run it with the fixtures'
+`bitnet`. Written from docs/formats.md and docs/architectures.md only. Run it with the fixtures'
 venv python (tests/models/prepare.sh prints `venv_python=...`): it needs numpy and gguf==0.19.0,
 and reuses tests/models/oracle.py's GGUFReader subclass (which also reads I2_S, type 36).
 
@@ -16,7 +16,7 @@ and reuses tests/models/oracle.py's GGUFReader subclass (which also reads I2_S, 
   bitnet_ref.py i2s-dot --raw W.bin --rows M --cols K X.f32 OUT_PREFIX
       One I2_S matmul, op-exact, for a Rust test to compare against. The weight is tensor TENSOR
       of MODEL (type 36, GGUF dims [K, M]) or a raw I2_S byte string (M*K/4 packed bytes then the
-      32-byte tail, REFERENCE section 2). X.f32 holds N tokens' inputs: N x K raw LE f32. Writes:
+      32-byte tail, docs/formats.md). X.f32 holds N tokens' inputs: N x K raw LE f32. Writes:
         OUT_PREFIX.q.i8       N x K int8   per-token quantized activations q
         OUT_PREFIX.scale.f32  N     f32    per-token activation scale s = f32(127 / max)
         OUT_PREFIX.qsum.i32   N     int32  sum_k q[k]
@@ -39,11 +39,11 @@ exactly, KV cache float64); --kv is ignored.
         max = max(1e-5, max_k |x_k|)            (compared in float64; max|x| is an f32 value)
         s   = f32(127 / max)                    (correctly rounded; equals 127.0f / max in f32)
         q_k = clamp(rint(f32(x_k * s)), -128, 127)   rint = round half to even
-    I.e. REFERENCE's `x * 127/max` is read as x * (127/max): the per-token scale 127/max is one
+    I.e. the docs' `x * 127/max` is read as x * (127/max): the per-token scale 127/max is one
     number, computed once, the one the output formula divides by. The output of an I2_S matmul:
         isum_m = sum_k (code_mk - 1) * q_k      exact integer (int64; = dot - qsum)
         y_m    = f32( f32( f32(isum_m) / s ) * weight_scale )
-    i.e. REFERENCE's `(sum(code*q) - sum(q)) * max/127 * scale` with max/127 applied as a
+    i.e. the docs' `(sum(code*q) - sum(q)) * max/127 * scale` with max/127 applied as a
     division by s. For other weight types under the same rule: acc_m = sum_k W_mk * q_k in
     float64 (exact for ternary x bf16-precision scales), y_m = f32( f32(acc_m) / s ).
   * Arch `bitnet` (upstream llama.cpp): activations converted to the weight type's partner
@@ -104,7 +104,7 @@ class UsageError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# I2_S (REFERENCE section 2)
+# I2_S (docs/formats.md)
 
 
 def i2s_codes(raw: np.ndarray, m: int, k: int) -> tuple[np.ndarray, np.float32]:

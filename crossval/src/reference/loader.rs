@@ -1,5 +1,5 @@
 //! Loading the reference `libllama.so` without symbol interposition, and the canary that proves
-//! it (REFERENCE.md section 1, "Symbol trap").
+//! it (docs/reference.md, "The symbol-interposition trap").
 //!
 //! The root crate exports `llama_*` symbols of its own. If the reference library were loaded into
 //! the global symbol scope, or resolved its own calls through it, a call meant for the reference
