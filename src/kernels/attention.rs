@@ -13,7 +13,7 @@
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-use super::ternary::{best_isa, Isa};
+use super::isa::{best_isa, Isa};
 use super::{exp, pool};
 
 /// Scratch reused across calls (sized on first use; no allocation afterwards).

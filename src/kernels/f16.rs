@@ -7,8 +7,8 @@
 
 use std::cell::RefCell;
 
+use super::isa::{best_isa, Isa};
 use super::pool;
-use super::ternary::{best_isa, Isa};
 use crate::quant::float::{f16_to_f32, f32_to_f16};
 use crate::quant::q8_0;
 
@@ -115,7 +115,7 @@ pub fn matmul_f16_isa(
                     x86::f16_avx512(w, cols, xs, n, rows, &write)
                 },
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above (AVX2 implies FMA and F16C in `detect`).
+                // SAFETY: as above (AVX2 implies FMA and F16C, `kernels::isa`).
                 Isa::Avx2 => unsafe { x86::f16_avx2(w, cols, xs, n, rows, &write) },
                 _ => {
                     for r in rows {
@@ -176,7 +176,7 @@ impl Q8Head {
             for r in pool::split(rows, 64, i, nt) {
                 #[cfg(target_arch = "x86_64")]
                 if best_isa() != Isa::Scalar {
-                    // SAFETY: AVX2 and F16C come with every non-scalar ISA (`detect`); row r's
+                    // SAFETY: AVX2 and F16C come with every non-scalar ISA (`kernels::isa`); row r's
                     // F16 bytes are inside `w` (asserted) and its values and scales are this
                     // thread's (rows split disjointly), inside the lengths resized above.
                     unsafe {
@@ -276,7 +276,7 @@ impl Q8Head {
                         )
                     },
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above (AVX2 implies FMA in `detect`).
+                    // SAFETY: as above (AVX2 implies FMA, `kernels::isa`).
                     Isa::Avx2 => unsafe {
                         x86::q8_avx2(&self.qs, &self.d, cols, xq, xd, n, rows, &write)
                     },
@@ -654,7 +654,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::ternary::isa_available;
+    use crate::kernels::isa::isa_available;
     use crate::rng::SplitMix64;
 
     fn random_f16(rng: &mut SplitMix64, n: usize) -> Vec<u8> {

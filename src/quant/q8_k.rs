@@ -19,8 +19,10 @@
 pub const BLOCK: usize = 256;
 pub const BLOCK_BYTES: usize = 292;
 
-const QS: usize = 4;
-const BSUMS: usize = 260;
+/// Byte offset of the codes q in a block.
+pub const QS: usize = 4;
+/// Byte offset of the bsums in a block.
+pub const BSUMS: usize = 260;
 
 /// ggml's `nearest_int`: adding 1.5 * 2^23 leaves `round_half_even(v)` in the low mantissa
 /// bits of the sum. Exact for |v| < 2^22; any other input (NaN, huge) still gives some i32.
@@ -43,20 +45,9 @@ pub fn dequantize(data: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Quantizes whole blocks of 256 values into Q8_K blocks (AVX-512 where the CPU has it, the
-/// same bytes as `quantize_scalar`).
+/// Quantizes whole blocks of 256 values into Q8_K blocks. The plain reference of
+/// `kernels::quantize_q8_k` (AVX-512 where the CPU has it, the same bytes).
 pub fn quantize(x: &[f32], out: &mut [u8]) {
-    debug_assert_eq!(x.len() / BLOCK * BLOCK_BYTES, out.len());
-    #[cfg(target_arch = "x86_64")]
-    if x86::usable() {
-        // SAFETY: the CPU has AVX-512F/BW (checked by `usable`).
-        return unsafe { x86::quantize_avx512(x, out) };
-    }
-    quantize_scalar(x, out)
-}
-
-/// The plain reference of `quantize`.
-pub fn quantize_scalar(x: &[f32], out: &mut [u8]) {
     debug_assert_eq!(x.len() / BLOCK * BLOCK_BYTES, out.len());
     for (values, block) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
         let mut max = 0.0f32;
@@ -83,76 +74,6 @@ pub fn quantize_scalar(x: &[f32], out: &mut [u8]) {
             sum.copy_from_slice(&(total as i16).to_le_bytes());
         }
         block[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{BLOCK, BLOCK_BYTES, BSUMS, QS};
-    use std::arch::x86_64::*;
-
-    pub fn usable() -> bool {
-        use crate::kernels::ternary::{best_isa, Isa};
-        matches!(best_isa(), Isa::Avx512Vnni | Isa::Amx)
-    }
-
-    /// `quantize_scalar` sixteen values at a time: the same f32 operations per value (|v|,
-    /// iscale * v, + 1.5 * 2^23, the mantissa bits), so the same bytes, NaN and inf included.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F and AVX-512BW.
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn quantize_avx512(x: &[f32], out: &mut [u8]) {
-        let abs_mask = _mm512_set1_epi32(0x7fff_ffff);
-        for (values, block) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
-            // SAFETY: 16 loads of 16 values inside the 256-value block.
-            let v: [__m512; 16] =
-                std::array::from_fn(|k| unsafe { _mm512_loadu_ps(values.as_ptr().add(16 * k)) });
-            let abs =
-                |a: __m512| _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), abs_mask));
-            // vmaxps returns its second operand when the first is NaN: NaNs never win, as in
-            // the scalar `>` test.
-            let mut m = _mm512_setzero_ps();
-            for &vk in &v {
-                m = _mm512_max_ps(abs(vk), m);
-            }
-            let amax = _mm512_reduce_max_ps(m);
-            if amax == 0.0 {
-                block.fill(0);
-                continue;
-            }
-            // The first value of that magnitude, as the scalar loop keeps it.
-            let amaxv = _mm512_set1_ps(amax);
-            let mut max = 0.0f32;
-            for (k, &vk) in v.iter().enumerate() {
-                let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(abs(vk), amaxv);
-                if hit != 0 {
-                    max = values[16 * k + hit.trailing_zeros() as usize];
-                    break;
-                }
-            }
-            let iscale = -127.0 / max;
-            let (iscalev, magic) = (_mm512_set1_ps(iscale), _mm512_set1_ps(12_582_912.0));
-            let (low, half) = (
-                _mm512_set1_epi32(0x007f_ffff),
-                _mm512_set1_epi32(0x0040_0000),
-            );
-            for (k, &vk) in v.iter().enumerate() {
-                let sum = _mm512_add_ps(_mm512_mul_ps(iscalev, vk), magic);
-                let q = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(sum), low), half);
-                let q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
-                // The low byte, as C's int8_t store; the group sum over those bytes.
-                let bytes = _mm512_cvtepi32_epi8(q);
-                // SAFETY: bytes 4 + 16k .. 4 + 16k + 16 lie inside the block's codes.
-                unsafe {
-                    _mm_storeu_si128(block.as_mut_ptr().add(QS + 16 * k) as *mut __m128i, bytes)
-                };
-                let total = _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(bytes));
-                block[BSUMS + 2 * k..BSUMS + 2 * k + 2]
-                    .copy_from_slice(&(total as i16).to_le_bytes());
-            }
-            block[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
-        }
     }
 }
 
@@ -274,47 +195,6 @@ mod tests {
         let q = qs_of(&b);
         assert_eq!((q[3], q[9]), (-127, 127));
         assert!(d_of(&b) < 0.0);
-    }
-
-    #[test]
-    fn simd_quantize_matches_scalar() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        let mut x: Vec<f32> = (0..256 * 40).map(|_| rng.unit() * 8.0).collect();
-        // Edge blocks: NaNs, infinities, signed zeros, subnormals, ties of magnitude, halves.
-        let specials = [
-            f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            -0.0,
-            1e-40,
-            -1e-40,
-            f32::MAX,
-            -f32::MAX,
-        ];
-        for (b, &sp) in specials.iter().enumerate() {
-            for i in (0..256).step_by(7 + b) {
-                x[b * 256 + i] = sp;
-            }
-        }
-        x[10 * 256..11 * 256].fill(f32::NAN);
-        x[11 * 256..12 * 256].fill(0.0);
-        x[12 * 256..13 * 256].fill(-0.0);
-        for i in 0..256 {
-            x[13 * 256 + i] = if i % 3 == 0 { -5.0 } else { 5.0 };
-            x[14 * 256 + i] = (i as f32 - 128.0) * 0.5;
-            x[15 * 256 + i] = if i == 200 { -3.0 } else { 1e-40 };
-        }
-        let mut want = vec![0u8; 40 * BLOCK_BYTES];
-        quantize_scalar(&x, &mut want);
-        let mut got = vec![1u8; 40 * BLOCK_BYTES];
-        quantize(&x, &mut got);
-        for (b, (g, w)) in got
-            .chunks(BLOCK_BYTES)
-            .zip(want.chunks(BLOCK_BYTES))
-            .enumerate()
-        {
-            assert_eq!(g, w, "block {b}");
-        }
     }
 
     #[test]
