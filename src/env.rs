@@ -1,6 +1,6 @@
-//! Every environment variable the library and the `bitnet` program read, by name, in one place.
-//! Code reads them only through the constants and functions here, so this table is complete
-//! (`grep -rn 'env::var' src` finds nothing outside this file).
+//! Every environment variable the library and the `bitnet` program read, by name, in one place:
+//! code names them only through the constants here (so `grep -rn '"BITNET_' src` finds this
+//! file alone), and the library reads its knobs through `var` / `var_os`.
 //!
 //! | variable | read by | effect | default |
 //! | --- | --- | --- | --- |
