@@ -91,19 +91,7 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn trit(&mut self) -> f32 {
-            (self.next_u64() % 3) as f32 - 1.0
-        }
-    }
+    use crate::rng::SplitMix64;
 
     /// A tensor of `n` values from a packed byte pattern and a scale, built by hand.
     fn tensor(packed: Vec<u8>, scale: f32) -> Vec<u8> {
@@ -191,9 +179,11 @@ mod tests {
 
     #[test]
     fn random_ternary_round_trip() {
-        let mut rng = Rng(0x5eed_5eed_5eed_5eed);
+        let mut rng = SplitMix64(0x5eed_5eed_5eed_5eed);
         for s in [1.0f32, 0.0123, 7.5, 1e-30] {
-            let x: Vec<f32> = (0..128 * 12).map(|_| rng.trit() * s).collect();
+            let x: Vec<f32> = (0..128 * 12)
+                .map(|_| (rng.below(3) as f32 - 1.0) * s)
+                .collect();
             let data = quantize_vec(&x);
             assert_eq!(scale(&data), s);
             assert!(data[data.len() - 28..].iter().all(|&b| b == 0));

@@ -55,16 +55,7 @@ pub fn dequantize(data: &[u8], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-    }
+    use crate::rng::SplitMix64;
 
     fn dequantize_vec(data: &[u8]) -> Vec<f32> {
         let mut out = vec![0f32; data.len() / BLOCK_BYTES * BLOCK];
@@ -164,7 +155,7 @@ mod tests {
 
     #[test]
     fn any_bytes_decode_without_panicking() {
-        let mut rng = Rng(99);
+        let mut rng = SplitMix64(99);
         let data: Vec<u8> = (0..BLOCK_BYTES * 8).map(|_| rng.next_u64() as u8).collect();
         let out = dequantize_vec(&data);
         for (block, out) in data.chunks(BLOCK_BYTES).zip(out.chunks(BLOCK)) {

@@ -45,20 +45,7 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        /// Uniform in [-1, 1).
-        fn unit(&mut self) -> f32 {
-            (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-    }
+    use crate::rng::SplitMix64;
 
     fn quantize_vec(x: &[f32]) -> Vec<u8> {
         let mut out = vec![0u8; x.len() / BLOCK * BLOCK_BYTES];
@@ -155,9 +142,9 @@ mod tests {
 
     #[test]
     fn random_round_trip_error_is_within_half_a_step() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = SplitMix64(0x9e37_79b9_7f4a_7c15);
         let x: Vec<f32> = (0..32 * 64)
-            .map(|i| rng.unit() * (1 + i % 7) as f32)
+            .map(|i| (rng.unit() * 2.0 - 1.0) * (1 + i % 7) as f32)
             .collect();
         let y = dequantize_vec(&quantize_vec(&x));
         for (xb, yb) in x.chunks(32).zip(y.chunks(32)) {
@@ -172,7 +159,7 @@ mod tests {
 
     #[test]
     fn dequantize_any_bytes_without_panicking() {
-        let mut rng = Rng(7);
+        let mut rng = SplitMix64(7);
         let data: Vec<u8> = (0..BLOCK_BYTES * 16)
             .map(|_| rng.next_u64() as u8)
             .collect();

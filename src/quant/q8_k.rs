@@ -80,20 +80,7 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        /// Uniform in [-1, 1).
-        fn unit(&mut self) -> f32 {
-            (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-    }
+    use crate::rng::SplitMix64;
 
     fn quantize_vec(x: &[f32]) -> Vec<u8> {
         let mut out = vec![0u8; x.len() / BLOCK * BLOCK_BYTES];
@@ -237,9 +224,9 @@ mod tests {
 
     #[test]
     fn random_blocks_bsums_and_error_bound() {
-        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        let mut rng = SplitMix64(0xdead_beef_cafe_f00d);
         let x: Vec<f32> = (0..256 * 32)
-            .map(|i| rng.unit() * [1.0f32, 1e-3, 50.0, 1e6][i / 256 % 4])
+            .map(|i| (rng.unit() * 2.0 - 1.0) * [1.0f32, 1e-3, 50.0, 1e6][i / 256 % 4])
             .collect();
         let b = quantize_vec(&x);
         let y = dequantize_vec(&b);
@@ -276,7 +263,7 @@ mod tests {
         assert_eq!(b, vec![0u8; BLOCK_BYTES]);
         x[0] = f32::INFINITY;
         let _ = quantize_vec(&x);
-        let mut rng = Rng(3);
+        let mut rng = SplitMix64(3);
         let data: Vec<u8> = (0..BLOCK_BYTES * 4).map(|_| rng.next_u64() as u8).collect();
         let _ = dequantize_vec(&data);
     }

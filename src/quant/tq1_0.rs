@@ -92,19 +92,7 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn trit(&mut self) -> f32 {
-            (self.next_u64() % 3) as f32 - 1.0
-        }
-    }
+    use crate::rng::SplitMix64;
 
     fn quantize_vec(x: &[f32]) -> Vec<u8> {
         let mut out = vec![0u8; x.len() / BLOCK * BLOCK_BYTES];
@@ -212,10 +200,12 @@ mod tests {
 
     #[test]
     fn random_ternary_round_trip_exactly() {
-        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        let mut rng = SplitMix64(0x0123_4567_89ab_cdef);
         for scale in [1.0f32, 0.0625, 3.5, 1e-3] {
             // scale is exact in f16 only for the first three; the round trip uses the stored d
-            let x: Vec<f32> = (0..256 * 8).map(|_| rng.trit() * scale).collect();
+            let x: Vec<f32> = (0..256 * 8)
+                .map(|_| (rng.below(3) as f32 - 1.0) * scale)
+                .collect();
             let b = quantize_vec(&x);
             let y = dequantize_vec(&b);
             let d = f16_to_f32(f32_to_f16(scale));
@@ -272,7 +262,7 @@ mod tests {
         let b = quantize_vec(&x);
         assert_eq!(&b[..52], &zero_block[..52]);
         assert_eq!(&b[D..], &0x7c00u16.to_le_bytes());
-        let mut rng = Rng(5);
+        let mut rng = SplitMix64(5);
         let data: Vec<u8> = (0..BLOCK_BYTES * 4).map(|_| rng.next_u64() as u8).collect();
         assert!(dequantize_vec(&data).len() == 1024);
     }

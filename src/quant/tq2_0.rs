@@ -69,19 +69,7 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn trit(&mut self) -> f32 {
-            (self.next_u64() % 3) as f32 - 1.0
-        }
-    }
+    use crate::rng::SplitMix64;
 
     fn quantize_vec(x: &[f32]) -> Vec<u8> {
         let mut out = vec![0u8; x.len() / BLOCK * BLOCK_BYTES];
@@ -151,9 +139,11 @@ mod tests {
 
     #[test]
     fn random_ternary_round_trip_exactly() {
-        let mut rng = Rng(0xfeed_f00d_1234_5678);
+        let mut rng = SplitMix64(0xfeed_f00d_1234_5678);
         for scale in [1.0f32, 0.0625, -3.5, 1e-3] {
-            let x: Vec<f32> = (0..256 * 8).map(|_| rng.trit() * scale).collect();
+            let x: Vec<f32> = (0..256 * 8)
+                .map(|_| (rng.below(3) as f32 - 1.0) * scale)
+                .collect();
             let b = quantize_vec(&x);
             assert!(b
                 .chunks(BLOCK_BYTES)
@@ -210,7 +200,7 @@ mod tests {
         x[0] = 1e-45;
         x[1] = -1e-45;
         assert_eq!(quantize_vec(&x), block_of(0x55, 0x0000));
-        let mut rng = Rng(11);
+        let mut rng = SplitMix64(11);
         let data: Vec<u8> = (0..BLOCK_BYTES * 4).map(|_| rng.next_u64() as u8).collect();
         assert_eq!(dequantize_vec(&data).len(), 1024);
     }
