@@ -39,21 +39,13 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
-/// The reference's order: 16 lanes, then pairwise.
+/// The reference's order: 16 lanes, then pairwise (`kernels::dot_f32`).
 fn dot_f16_scalar(w: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    for (i, (b, &x)) in w.chunks_exact(2).zip(x).enumerate() {
-        let w = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-        acc[i % 16] = w.mul_add(x, acc[i % 16]);
-    }
-    let mut n = 16;
-    while n > 1 {
-        n /= 2;
-        for i in 0..n {
-            acc[i] += acc[i + n];
-        }
-    }
-    acc[0]
+    super::dot_f32(
+        w.chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+        x,
+    )
 }
 
 /// out[t * out_stride + r] = row r of `w` (F16, rows x cols) . f16(x_t), for n tokens.
@@ -313,6 +305,7 @@ unsafe impl Sync for OutPtrI8 {}
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use crate::kernels::dot::hsum8_avx;
     use std::arch::x86_64::*;
     use std::ops::Range;
 
@@ -347,19 +340,10 @@ mod x86 {
             for t in 0..NT {
                 let a = acc[r][t];
                 let v8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
-                out[r][t] = reduce8(v8);
+                out[r][t] = hsum8_avx(v8);
             }
         }
         out
-    }
-
-    /// Lanes 0..8 summed as the reference: (l + l+4), then (l + l+2), then (0 + 1).
-    #[target_feature(enable = "avx")]
-    unsafe fn reduce8(v8: __m256) -> f32 {
-        let v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
-        let v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
-        let v1 = _mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1));
-        _mm_cvtss_f32(v1)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -392,7 +376,7 @@ mod x86 {
         let mut out = [[0f32; NT]; R];
         for r in 0..R {
             for t in 0..NT {
-                out[r][t] = reduce8(_mm256_add_ps(lo[r][t], hi[r][t]));
+                out[r][t] = hsum8_avx(_mm256_add_ps(lo[r][t], hi[r][t]));
             }
         }
         out

@@ -62,6 +62,14 @@ pub fn advise_huge_pages(ptr: *const u8, len: usize) {
     let _ = (ptr, len);
 }
 
+/// The mask of an AVX-512 masked load or store over `left` remaining values of a vector of
+/// `lanes` (8 or 16) values: the low min(left, lanes) bits set.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn lane_mask(left: usize, lanes: usize) -> u16 {
+    ((1u32 << left.min(lanes)) - 1) as u16
+}
+
 /// Whether `matmul` handles weights of this type.
 pub fn supports(ty: GgmlType) -> bool {
     matches!(

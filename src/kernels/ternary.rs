@@ -847,6 +847,7 @@ unsafe fn rows_dispatch(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
+    use crate::kernels::dot::hsum8_avx;
     use std::arch::x86_64::*;
 
     /// How far ahead (bytes) the decode kernels prefetch the weight stream.
@@ -1156,18 +1157,9 @@ mod x86 {
         }
         let mut out = [0f32; NT];
         for t in 0..NT {
-            out[t] = hsum8_ps(accf[t]);
+            out[t] = hsum8_avx(accf[t]);
         }
         out
-    }
-
-    /// The reference's sum of eight lanes: ((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3)).
-    #[target_feature(enable = "avx")]
-    unsafe fn hsum8_ps(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
     }
 
     fn block_ptrs<const NT: usize>(
@@ -1236,7 +1228,7 @@ mod x86 {
             for p in 0..NP {
                 let v = accf[r][p];
                 let upper = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-                out[r][p] = [hsum8_ps(_mm512_castps512_ps256(v)), hsum8_ps(upper)];
+                out[r][p] = [hsum8_avx(_mm512_castps512_ps256(v)), hsum8_avx(upper)];
             }
         }
         out
@@ -1291,7 +1283,7 @@ mod x86 {
             accf = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), d, accf);
         }
         let upper = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(accf)));
-        [hsum8_ps(_mm512_castps512_ps256(accf)), hsum8_ps(upper)]
+        [hsum8_avx(_mm512_castps512_ps256(accf)), hsum8_avx(upper)]
     }
 
     /// Token, correction and pair-scale pointers of the NP pairs from token t0 (even).
@@ -1533,7 +1525,7 @@ mod x86 {
             let d = _mm256_set1_ps(act.block_d[t * nb + b] * m.block_scales[r * nb + b]);
             accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), d, accf);
         }
-        hsum8_ps(accf)
+        hsum8_avx(accf)
     }
 }
 
