@@ -239,6 +239,32 @@ pub fn quantize(ty: GgmlType, values: &[f32], out: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
+/// Test helpers shared by the format files: whole tensors through `quantize` / `dequantize`
+/// into fresh buffers.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{dequantize, quantize, GgmlType, I2_S_TAIL_BYTES};
+
+    /// `values` written in `ty`'s format.
+    pub fn quantize_vec(ty: GgmlType, values: &[f32]) -> Vec<u8> {
+        let bytes = ty.tensor_bytes(values.len() as u64).unwrap();
+        let mut out = vec![0u8; bytes as usize];
+        quantize(ty, values, &mut out).unwrap();
+        out
+    }
+
+    /// Every value `data` holds in `ty`'s format (whole blocks; I2_S with its scale tail).
+    pub fn dequantize_vec(ty: GgmlType, data: &[u8]) -> Vec<f32> {
+        let n = match ty {
+            GgmlType::I2_S => (data.len() - I2_S_TAIL_BYTES as usize) * 4,
+            _ => data.len() / ty.block_bytes() as usize * ty.block_size() as usize,
+        };
+        let mut out = vec![0f32; n];
+        dequantize(ty, data, &mut out).unwrap();
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

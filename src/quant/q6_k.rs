@@ -55,13 +55,12 @@ pub fn dequantize(data: &[u8], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::testing::dequantize_vec;
+    use crate::quant::GgmlType;
     use crate::rng::SplitMix64;
 
-    fn dequantize_vec(data: &[u8]) -> Vec<f32> {
-        let mut out = vec![0f32; data.len() / BLOCK_BYTES * BLOCK];
-        dequantize(data, &mut out);
-        out
-    }
+    /// The format under test, for the shared helpers.
+    const TY: GgmlType = GgmlType::Q6_K;
 
     /// A block with d = 1, every scale 1 and the given codes, packed from the layout facts.
     fn pack(codes: &[u8; 256], scales: &[i8; 16], d_bits: u16) -> Vec<u8> {
@@ -85,7 +84,7 @@ mod tests {
         for e in 0..256 {
             let mut codes = [32u8; 256];
             codes[e] = 63;
-            let out = dequantize_vec(&pack(&codes, &[1; 16], 0x3c00));
+            let out = dequantize_vec(TY, &pack(&codes, &[1; 16], 0x3c00));
             for (i, &v) in out.iter().enumerate() {
                 assert_eq!(v, if i == e { 31.0 } else { 0.0 }, "set {e}, read {i}");
             }
@@ -100,7 +99,7 @@ mod tests {
             *s = (i as i8 - 8) as u8;
         }
         b[D..].copy_from_slice(&0x3800u16.to_le_bytes()); // d = 0.5
-        let out = dequantize_vec(&b);
+        let out = dequantize_vec(TY, &b);
         for (e, &v) in out.iter().enumerate() {
             assert_eq!(v, (0.5 * ((e / 16) as f32 - 8.0)) * -32.0, "{e}");
         }
@@ -111,7 +110,7 @@ mod tests {
         b[QH] = 0b1110_0100;
         b[SCALES..D].fill(1);
         b[D..].copy_from_slice(&0x3c00u16.to_le_bytes());
-        let out = dequantize_vec(&b);
+        let out = dequantize_vec(TY, &b);
         assert_eq!(out[0], (5 - 32) as f32);
         assert_eq!(out[32], (16 - 32) as f32);
         assert_eq!(out[64], (10 + 32 - 32) as f32);
@@ -127,7 +126,7 @@ mod tests {
         codes[0] = 63;
         let mut scales = [0i8; 16];
         scales[0] = 127;
-        let out = dequantize_vec(&pack(&codes, &scales, 0x3c01));
+        let out = dequantize_vec(TY, &pack(&codes, &scales, 0x3c01));
         assert_eq!(out[0].to_bits(), ((d * 127.0) * 31.0).to_bits());
     }
 
@@ -137,7 +136,7 @@ mod tests {
         // by gguf-py (gguf 0.19.0); a few outputs checked bit for bit.
         let mut b: Vec<u8> = (0..208u32).map(|i| ((i * 37 + 11) % 256) as u8).collect();
         b.extend_from_slice(&0x2e66u16.to_le_bytes());
-        let out = dequantize_vec(&b);
+        let out = dequantize_vec(TY, &b);
         let want: [(usize, u32); 8] = [
             (0, 0xc30f_10a8),   // -143.06506
             (1, 0x4329_8f00),   // 169.5586
@@ -157,7 +156,7 @@ mod tests {
     fn any_bytes_decode_without_panicking() {
         let mut rng = SplitMix64(99);
         let data: Vec<u8> = (0..BLOCK_BYTES * 8).map(|_| rng.next_u64() as u8).collect();
-        let out = dequantize_vec(&data);
+        let out = dequantize_vec(TY, &data);
         for (block, out) in data.chunks(BLOCK_BYTES).zip(out.chunks(BLOCK)) {
             let d = f16_to_f32(u16::from_le_bytes([block[D], block[D + 1]]));
             for (e, &v) in out.iter().enumerate() {

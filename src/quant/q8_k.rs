@@ -80,19 +80,12 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::testing::{dequantize_vec, quantize_vec};
+    use crate::quant::GgmlType;
     use crate::rng::SplitMix64;
 
-    fn quantize_vec(x: &[f32]) -> Vec<u8> {
-        let mut out = vec![0u8; x.len() / BLOCK * BLOCK_BYTES];
-        quantize(x, &mut out);
-        out
-    }
-
-    fn dequantize_vec(data: &[u8]) -> Vec<f32> {
-        let mut out = vec![0f32; data.len() / BLOCK_BYTES * BLOCK];
-        dequantize(data, &mut out);
-        out
-    }
+    /// The format under test, for the shared helpers.
+    const TY: GgmlType = GgmlType::Q8_K;
 
     fn d_of(block: &[u8]) -> f32 {
         f32::from_le_bytes([block[0], block[1], block[2], block[3]])
@@ -142,7 +135,7 @@ mod tests {
         x[5] = 2.5; // -2.5 -> -2 (even)
         x[16] = -100.25; // 100.25 -> 100
         x[255] = 126.75; // -126.75 -> -127
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(d_of(&b), -1.0);
         let q = qs_of(&b);
         assert_eq!(&q[..6], &[-127, -64, 1, 0, -2, -2]);
@@ -153,7 +146,7 @@ mod tests {
         assert_eq!(bsums[1], 100);
         assert_eq!(bsums[15], -127);
         assert!(bsums[2..15].iter().all(|&s| s == 0));
-        let y = dequantize_vec(&b);
+        let y = dequantize_vec(TY, &b);
         assert_eq!(&y[..6], &[127.0, 64.0, -1.0, 0.0, 2.0, 2.0]);
     }
 
@@ -164,12 +157,12 @@ mod tests {
         x[5] = -254.0;
         x[6] = 3.0; // 1.5 -> 2
         x[7] = 254.0; // same magnitude as x[5] but later: not the max; 127
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(d_of(&b), 2.0);
         let q = qs_of(&b);
         assert_eq!(&q[4..9], &[0, -127, 2, 127, 0]);
         assert_eq!(bsums_of(&b)[0], 2);
-        let y = dequantize_vec(&b);
+        let y = dequantize_vec(TY, &b);
         assert_eq!(&y[4..9], &[0.0, -254.0, 4.0, 254.0, 0.0]);
     }
 
@@ -178,7 +171,7 @@ mod tests {
         let mut x = [0f32; 256];
         x[3] = 3.0;
         x[9] = -3.0;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         let q = qs_of(&b);
         assert_eq!((q[3], q[9]), (-127, 127));
         assert!(d_of(&b) < 0.0);
@@ -186,24 +179,28 @@ mod tests {
 
     #[test]
     fn all_zero_block() {
-        let b = quantize_vec(&[0.0; 256]);
+        let b = quantize_vec(TY, &[0.0; 256]);
         assert_eq!(b, vec![0u8; BLOCK_BYTES]);
         // -0.0 has magnitude 0 too
-        let b = quantize_vec(&[-0.0; 256]);
+        let b = quantize_vec(TY, &[-0.0; 256]);
         assert_eq!(b, vec![0u8; BLOCK_BYTES]);
-        assert!(dequantize_vec(&b).iter().all(|&v| v == 0.0));
+        assert!(dequantize_vec(TY, &b).iter().all(|&v| v == 0.0));
     }
 
     #[test]
     fn all_minus_one_and_all_plus_one() {
-        let b = quantize_vec(&[-1.0; 256]);
+        let b = quantize_vec(TY, &[-1.0; 256]);
         assert!(qs_of(&b).iter().all(|&q| q == -127));
         assert!(bsums_of(&b).iter().all(|&s| s == -127 * 16));
-        assert!(dequantize_vec(&b).iter().all(|&v| (v + 1.0).abs() < 1e-6));
-        let b = quantize_vec(&[1.0; 256]);
+        assert!(dequantize_vec(TY, &b)
+            .iter()
+            .all(|&v| (v + 1.0).abs() < 1e-6));
+        let b = quantize_vec(TY, &[1.0; 256]);
         assert!(qs_of(&b).iter().all(|&q| q == -127));
         assert!(d_of(&b) < 0.0);
-        assert!(dequantize_vec(&b).iter().all(|&v| (v - 1.0).abs() < 1e-6));
+        assert!(dequantize_vec(TY, &b)
+            .iter()
+            .all(|&v| (v - 1.0).abs() < 1e-6));
     }
 
     #[test]
@@ -214,11 +211,11 @@ mod tests {
         x[0] = 127.0 * big;
         x[1] = -63.5 * big; // 63.5 -> 64 (even)
         x[2] = 1e30; // tiny next to the max: 0
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(d_of(&b), -big);
         let q = qs_of(&b);
         assert_eq!(&q[..3], &[-127, 64, 0]);
-        let y = dequantize_vec(&b);
+        let y = dequantize_vec(TY, &b);
         assert_eq!(&y[..3], &[127.0 * big, -64.0 * big, 0.0]);
     }
 
@@ -228,8 +225,8 @@ mod tests {
         let x: Vec<f32> = (0..256 * 32)
             .map(|i| (rng.unit() * 2.0 - 1.0) * [1.0f32, 1e-3, 50.0, 1e6][i / 256 % 4])
             .collect();
-        let b = quantize_vec(&x);
-        let y = dequantize_vec(&b);
+        let b = quantize_vec(TY, &x);
+        let y = dequantize_vec(TY, &b);
         for ((xb, bb), yb) in x.chunks(256).zip(b.chunks(BLOCK_BYTES)).zip(y.chunks(256)) {
             let q = qs_of(bb);
             assert!(q.iter().all(|&q| (-127..=127).contains(&q)));
@@ -256,15 +253,15 @@ mod tests {
     fn non_finite_inputs_do_not_panic() {
         let mut x = [1.0f32; 256];
         x[0] = f32::NAN; // never the max (NaN > amax is false); codes for NaN are 0
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(qs_of(&b)[0], 0);
         assert_eq!(qs_of(&b)[1], -127);
-        let b = quantize_vec(&[f32::NAN; 256]);
+        let b = quantize_vec(TY, &[f32::NAN; 256]);
         assert_eq!(b, vec![0u8; BLOCK_BYTES]);
         x[0] = f32::INFINITY;
-        let _ = quantize_vec(&x);
+        let _ = quantize_vec(TY, &x);
         let mut rng = SplitMix64(3);
         let data: Vec<u8> = (0..BLOCK_BYTES * 4).map(|_| rng.next_u64() as u8).collect();
-        let _ = dequantize_vec(&data);
+        let _ = dequantize_vec(TY, &data);
     }
 }

@@ -92,19 +92,12 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::testing::{dequantize_vec, quantize_vec};
+    use crate::quant::GgmlType;
     use crate::rng::SplitMix64;
 
-    fn quantize_vec(x: &[f32]) -> Vec<u8> {
-        let mut out = vec![0u8; x.len() / BLOCK * BLOCK_BYTES];
-        quantize(x, &mut out);
-        out
-    }
-
-    fn dequantize_vec(data: &[u8]) -> Vec<f32> {
-        let mut out = vec![0f32; data.len() / BLOCK_BYTES * BLOCK];
-        dequantize(data, &mut out);
-        out
-    }
+    /// The format under test, for the shared helpers.
+    const TY: GgmlType = GgmlType::TQ1_0;
 
     #[test]
     fn positions_cover_every_digit_once() {
@@ -151,9 +144,9 @@ mod tests {
             let mut b = vec![stored(121 * c); 48];
             b.extend_from_slice(&[stored(120 * c); 4]);
             b.extend_from_slice(&0x4000u16.to_le_bytes()); // d = 2
-            let out = dequantize_vec(&b);
+            let out = dequantize_vec(TY, &b);
             assert!(out.iter().all(|&v| v == 2.0 * want), "digit {c}");
-            let q = quantize_vec(&out);
+            let q = quantize_vec(TY, &out);
             assert_eq!(q[..D], b[..D]);
             // an all-zero block gets d = 0
             let d: [u8; 2] = if c == 1 { [0, 0] } else { [b[D], b[D + 1]] };
@@ -166,20 +159,20 @@ mod tests {
         let mut x = [0f32; 256];
         x[0] = 1.0;
         x[255] = -1.0;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(b[0], stored(121 + 81));
         assert_eq!(b[51], stored(120 - 3));
         assert!(b[1..48].iter().all(|&v| v == 128));
         assert!(b[48..51].iter().all(|&v| v == 127));
         assert_eq!(&b[D..], &0x3c00u16.to_le_bytes());
-        assert_eq!(dequantize_vec(&b), x);
+        assert_eq!(dequantize_vec(TY, &b), x);
         // Value 170 is byte 32 + 10 % 16 = 42, digit 0; value 239 is byte 47, digit 4.
         let mut b = vec![128u8; 48];
         b.extend_from_slice(&[127; 4]);
         b.extend_from_slice(&0x3c00u16.to_le_bytes());
         b[42] = stored(121 + 81);
         b[47] = stored(121 - 1);
-        let y = dequantize_vec(&b);
+        let y = dequantize_vec(TY, &b);
         assert_eq!((y[170], y[239]), (1.0, -1.0));
         assert_eq!(y.iter().filter(|&&v| v != 0.0).count(), 2);
     }
@@ -195,7 +188,7 @@ mod tests {
             0x1b, 0xca, 0x50, 0x5e, 0x32, 0x95, 0xbf, 0x3f, 0xbb, 0x32, 0x95, 0xbf, 0x3f, 0xbb,
             0x32, 0x95, 0xbf, 0x3f, 0xbb, 0x32, 0x40, 0x69, 0xce, 0x43, 0xcd, 0x38,
         ];
-        assert_eq!(quantize_vec(&x), want);
+        assert_eq!(quantize_vec(TY, &x), want);
     }
 
     #[test]
@@ -206,8 +199,8 @@ mod tests {
             let x: Vec<f32> = (0..256 * 8)
                 .map(|_| (rng.below(3) as f32 - 1.0) * scale)
                 .collect();
-            let b = quantize_vec(&x);
-            let y = dequantize_vec(&b);
+            let b = quantize_vec(TY, &x);
+            let y = dequantize_vec(TY, &b);
             let d = f16_to_f32(f32_to_f16(scale));
             for (a, b) in x.iter().zip(&y) {
                 assert_eq!(*b, a.signum() * d * (*a != 0.0) as u8 as f32);
@@ -223,26 +216,26 @@ mod tests {
         x[2] = -0.5;
         x[3] = 0.49999997;
         x[4] = -0.49999997;
-        let y = dequantize_vec(&quantize_vec(&x));
+        let y = dequantize_vec(TY, &quantize_vec(TY, &x));
         assert_eq!(&y[..5], &[1.0, 1.0, -1.0, 0.0, 0.0]);
     }
 
     #[test]
     fn edge_blocks() {
-        let b = quantize_vec(&[0.0; 256]);
+        let b = quantize_vec(TY, &[0.0; 256]);
         assert_eq!(b[..48], [128u8; 48]);
         assert_eq!(b[48..], [127, 127, 127, 127, 0, 0]);
         let mut x = [0.1f32; 256];
         x[200] = -7.0; // negative max: d = 7
-        let b = quantize_vec(&x);
-        let y = dequantize_vec(&b);
+        let b = quantize_vec(TY, &x);
+        let y = dequantize_vec(TY, &b);
         assert_eq!(y[200], -7.0);
         assert!(y.iter().enumerate().all(|(i, &v)| i == 200 || v == 0.0));
         // big values: d overflows f16 to infinity; the trits are still right
         let mut x = [1e30f32; 256];
         x[1] = -1e30;
         x[2] = 1e29;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(&b[D..], &0x7c00u16.to_le_bytes());
         assert_eq!(digit(b[0], 0), 2);
         assert_eq!(digit(b[1], 0), 0);
@@ -252,18 +245,18 @@ mod tests {
     #[test]
     fn non_finite_inputs_match_gguf_py() {
         // gguf-py: NaN max -> d NaN, every trit 0; inf max -> d inf, every trit 0
-        let zero_block = quantize_vec(&[0.0; 256]);
+        let zero_block = quantize_vec(TY, &[0.0; 256]);
         let mut x = [1.0f32; 256];
         x[9] = f32::NAN;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(&b[..52], &zero_block[..52]);
         assert_eq!(&b[D..], &0x7e00u16.to_le_bytes());
         x[9] = f32::INFINITY;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(&b[..52], &zero_block[..52]);
         assert_eq!(&b[D..], &0x7c00u16.to_le_bytes());
         let mut rng = SplitMix64(5);
         let data: Vec<u8> = (0..BLOCK_BYTES * 4).map(|_| rng.next_u64() as u8).collect();
-        assert!(dequantize_vec(&data).len() == 1024);
+        assert!(dequantize_vec(TY, &data).len() == 1024);
     }
 }
