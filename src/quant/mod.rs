@@ -177,6 +177,24 @@ impl std::fmt::Display for GgmlType {
     }
 }
 
+/// Each whole block of `data` (`block_bytes` long) beside the slots of its `block` values in
+/// `out`: the loop of every block format's `dequantize`.
+fn blocks_out<'a>(
+    data: &'a [u8],
+    block_bytes: usize,
+    out: &'a mut [f32],
+    block: usize,
+) -> impl Iterator<Item = (&'a [u8], &'a mut [f32])> {
+    debug_assert_eq!(data.len() / block_bytes * block, out.len());
+    data.chunks_exact(block_bytes)
+        .zip(out.chunks_exact_mut(block))
+}
+
+/// The little-endian f16 at `block[at..at + 2]` as f32: most formats' block scale.
+fn f16_at(block: &[u8], at: usize) -> f32 {
+    float::f16_to_f32(u16::from_le_bytes([block[at], block[at + 1]]))
+}
+
 /// Dequantizes a whole tensor of `ty` held in `data` into `out` (one f32 per value, in storage
 /// order: ne0 fastest). `data` must be exactly `ty.tensor_bytes(out.len())` long.
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {

@@ -16,8 +16,6 @@
 //! The float work is done as gguf-py does it, so results are the same bits: `d * scale` in
 //! f32 first, then times `q - 32`.
 
-use super::float::f16_to_f32;
-
 pub const BLOCK: usize = 256;
 pub const BLOCK_BYTES: usize = 210;
 
@@ -36,12 +34,8 @@ pub fn code(block: &[u8], e: usize) -> u8 {
 
 /// Dequantizes whole Q6_K blocks.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
-    debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());
-    for (block, out) in data
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK))
-    {
-        let d = f16_to_f32(u16::from_le_bytes([block[D], block[D + 1]]));
+    for (block, out) in super::blocks_out(data, BLOCK_BYTES, out, BLOCK) {
+        let d = super::f16_at(block, D);
         for (group, out) in out.chunks_exact_mut(16).enumerate() {
             let scaled = d * (block[SCALES + group] as i8) as f32;
             for (k, o) in out.iter_mut().enumerate() {
@@ -55,6 +49,7 @@ pub fn dequantize(data: &[u8], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::float::f16_to_f32;
     use crate::quant::testing::dequantize_vec;
     use crate::quant::GgmlType;
     use crate::rng::SplitMix64;

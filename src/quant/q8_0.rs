@@ -10,19 +10,15 @@
 //! ggml's `quantize_row_q8_0_ref`): `d = max|x| / 127` in f32, `q = round_half_away(x * (1/d))`
 //! (with `1/d` taken as 0 when `d` is 0), and `d` stored rounded to f16.
 
-use super::float::{abs_max_like_numpy, f16_to_f32, f32_to_f16, round_to_i8_like_numpy};
+use super::float::{abs_max_like_numpy, f32_to_f16, round_to_i8_like_numpy};
 
 pub const BLOCK: usize = 32;
 pub const BLOCK_BYTES: usize = 34;
 
 /// Dequantizes whole Q8_0 blocks: `out[i] = q[i] as f32 * d`.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
-    debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());
-    for (block, out) in data
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK))
-    {
-        let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+    for (block, out) in super::blocks_out(data, BLOCK_BYTES, out, BLOCK) {
+        let d = super::f16_at(block, 0);
         for (&q, o) in block[2..].iter().zip(out.iter_mut()) {
             *o = (q as i8) as f32 * d;
         }
@@ -45,6 +41,7 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::float::f16_to_f32;
     use crate::quant::testing::{dequantize_vec, quantize_vec};
     use crate::quant::GgmlType;
     use crate::rng::SplitMix64;

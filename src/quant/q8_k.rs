@@ -33,11 +33,7 @@ fn nearest_int(v: f32) -> i32 {
 
 /// Dequantizes whole Q8_K blocks: `out[i] = d * q[i] as f32`.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
-    debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());
-    for (block, out) in data
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK))
-    {
+    for (block, out) in super::blocks_out(data, BLOCK_BYTES, out, BLOCK) {
         let d = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
         for (&q, o) in block[QS..BSUMS].iter().zip(out.iter_mut()) {
             *o = d * (q as i8) as f32;

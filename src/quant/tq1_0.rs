@@ -21,7 +21,7 @@
 //! `quantize` writes the same bytes as gguf-py's `TQ1_0.quantize_blocks`: `d = max|x|` over the
 //! block, `t = round_half_away(x * (1/d))` (1/d taken as 0 when d is 0), `d` rounded to f16.
 
-use super::float::{abs_max_like_numpy, f16_to_f32, f32_to_f16, round_to_i8_like_numpy};
+use super::float::{abs_max_like_numpy, f32_to_f16, round_to_i8_like_numpy};
 
 pub const BLOCK: usize = 256;
 pub const BLOCK_BYTES: usize = 54;
@@ -55,12 +55,8 @@ pub fn code(block: &[u8], e: usize) -> i32 {
 
 /// Dequantizes whole TQ1_0 blocks.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
-    debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());
-    for (block, out) in data
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK))
-    {
-        let d = f16_to_f32(u16::from_le_bytes([block[D], block[D + 1]]));
+    for (block, out) in super::blocks_out(data, BLOCK_BYTES, out, BLOCK) {
+        let d = super::f16_at(block, D);
         for (e, o) in out.iter_mut().enumerate() {
             let (byte, m) = position(e);
             let t = digit(block[byte], m) as i8 - 1;
@@ -92,6 +88,7 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::float::f16_to_f32;
     use crate::quant::testing::{dequantize_vec, quantize_vec};
     use crate::quant::GgmlType;
     use crate::rng::SplitMix64;
