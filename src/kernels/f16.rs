@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 
 use super::isa::{best_isa, Isa};
-use super::pool;
+use super::pool::{self, SendPtr};
 use crate::quant::float::{f16_to_f32, f32_to_f16};
 use crate::quant::q8_0;
 
@@ -30,14 +30,6 @@ struct XQ8Buf {
     corr: Vec<i32>,
     d_pairs: Vec<f32>,
 }
-
-/// A raw pointer handed to pool threads that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every thread writes a disjoint set of rows within one `pool::run`.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
 
 /// The reference's order: 16 lanes, then pairwise (`kernels::dot_f32`).
 fn dot_f16_scalar(w: &[u8], x: &[f32]) -> f32 {
@@ -91,7 +83,7 @@ pub fn matmul_f16_isa(
         } else {
             Isa::Scalar
         };
-        let out_ptr = OutPtr(out.as_mut_ptr());
+        let out_ptr = SendPtr(out.as_mut_ptr());
         pool::global().run(threads, &|i, nt| {
             let rows = pool::split(rows, 16, i, nt);
             let out = out_ptr; // the whole (Sync) wrapper, not its raw field
@@ -158,8 +150,8 @@ impl Q8Head {
         self.qs.resize(q0 + rows * cols, 0);
         self.d.resize(d0 + rows * nb, 0.0);
         self.rows += rows;
-        let qs = OutPtrI8(self.qs[q0..].as_mut_ptr());
-        let ds = OutPtr(self.d[d0..].as_mut_ptr());
+        let qs = SendPtr(self.qs[q0..].as_mut_ptr());
+        let ds = SendPtr(self.d[d0..].as_mut_ptr());
         let pool = pool::global();
         pool.run(pool.max_threads(), &|i, nt| {
             let (qs, ds) = (qs, ds);
@@ -247,7 +239,7 @@ impl Q8Head {
             }
             let (xq, xd) = (&buf.q[..n * cols], &buf.d[..n * nb]);
             let (corr, d_pairs) = (&buf.corr[..n * nb * 8], &buf.d_pairs[..n * nb * 8]);
-            let out_ptr = OutPtr(out.as_mut_ptr());
+            let out_ptr = SendPtr(out.as_mut_ptr());
             let isa = match isa {
                 Isa::Avx512Vnni | Isa::Amx if !cols.is_multiple_of(64) => Isa::Avx2,
                 isa => isa,
@@ -295,13 +287,6 @@ impl Q8Head {
         });
     }
 }
-
-#[derive(Clone, Copy)]
-struct OutPtrI8(*mut i8);
-// SAFETY: threads write disjoint rows within one `pool::run`.
-unsafe impl Send for OutPtrI8 {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtrI8 {}
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -588,7 +573,7 @@ mod x86 {
         d_pairs: &[f32],
         n: usize,
         rows: Range<usize>,
-        out: super::OutPtr,
+        out: super::SendPtr<f32>,
         out_stride: usize,
     ) {
         let nb = cols / 32;
