@@ -43,23 +43,32 @@ pub struct MatRef<'a> {
 /// decode kernels stream every weight once per token, and with 4 KiB pages each page costs a
 /// TLB miss and restarts the hardware prefetcher. Advice only: failure changes nothing.
 pub fn advise_huge_pages(ptr: *const u8, len: usize) {
+    const MADV_HUGEPAGE: i32 = 14;
+    const HUGE: usize = 2 << 20;
+    let start = (ptr as usize).div_ceil(HUGE) * HUGE;
+    let end = (ptr as usize + len) / HUGE * HUGE;
+    // SAFETY: [start, end) lies inside a live allocation of the caller; MADV_HUGEPAGE only
+    // changes how the kernel backs those pages, never their contents.
+    unsafe { madvise(start, end, MADV_HUGEPAGE) };
+}
+
+/// Linux's madvise(2) on the pages [start, end) (page-aligned) when the range is not empty;
+/// nothing elsewhere. Advice only: a failure leaves the pages as they were.
+///
+/// # Safety
+/// [start, end) lies inside a live mapping of this process, and `advice` never changes what a
+/// later read of memory still in use sees.
+pub(crate) unsafe fn madvise(start: usize, end: usize, advice: i32) {
     #[cfg(target_os = "linux")]
-    {
+    if end > start {
         extern "C" {
             fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
         }
-        const MADV_HUGEPAGE: i32 = 14;
-        const HUGE: usize = 2 << 20;
-        let start = (ptr as usize).div_ceil(HUGE) * HUGE;
-        let end = (ptr as usize + len) / HUGE * HUGE;
-        if end > start {
-            // SAFETY: [start, end) lies inside a live allocation of the caller; MADV_HUGEPAGE
-            // only changes how the kernel backs those pages, never their contents.
-            unsafe { madvise(start as *mut _, end - start, MADV_HUGEPAGE) };
-        }
+        // SAFETY: as the caller promises.
+        unsafe { madvise(start as *mut _, end - start, advice) };
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (ptr, len);
+    let _ = (start, end, advice);
 }
 
 /// The mask of an AVX-512 masked load or store over `left` remaining values of a vector of
