@@ -86,9 +86,10 @@ pub fn matmul_f16_isa(
         let out_ptr = SendPtr(out.as_mut_ptr());
         pool::global().run(threads, &|i, nt| {
             let rows = pool::split(rows, 16, i, nt);
-            let out = out_ptr; // the whole (Sync) wrapper, not its raw field
-                               // SAFETY: this thread writes only its rows of each token's output (disjoint from
-                               // the other threads'); `out` is long enough (asserted) and outlives `run`.
+            // The whole (Sync) wrapper, not its raw field.
+            let out = out_ptr;
+            // SAFETY: this thread writes only its rows of each token's output (disjoint from
+            // the other threads'); `out` is long enough (asserted) and outlives `run`.
             let write = |r: usize, t: usize, v: f32| unsafe {
                 *out.0.add(t * out_stride + r) = v;
             };
@@ -246,8 +247,9 @@ impl Q8Head {
             };
             pool::global().run(threads, &|i, nt| {
                 let rows = pool::split(rows, 16, i, nt);
-                let out = out_ptr; // the whole (Sync) wrapper, not its raw field
-                                   // SAFETY: this thread writes only its rows (disjoint); `out` is long enough.
+                // The whole (Sync) wrapper, not its raw field.
+                let out = out_ptr;
+                // SAFETY: this thread writes only its rows (disjoint); `out` is long enough.
                 let write = |r: usize, t: usize, v: f32| unsafe {
                     *out.0.add(t * out_stride + r) = v;
                 };
