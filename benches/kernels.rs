@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use bitnet::kernels::exp::{exp_in_place, silu_mul};
 use bitnet::kernels::f16::{matmul_f16_isa, Q8Head};
-use bitnet::kernels::ternary::{isa_available, matmul_isa, ActBuf, ActMode, Isa, TernaryMat};
+use bitnet::kernels::isa::{available_isas, Isa};
+use bitnet::kernels::ternary::{matmul_isa, ActBuf, ActMode, TernaryMat};
 use bitnet::quant::{self, GgmlType};
 use bitnet::rng::SplitMix64;
 
@@ -44,10 +45,11 @@ fn time(reps: usize, mut f: impl FnMut()) -> f64 {
     v[v.len() / 2]
 }
 
+/// The vector levels this CPU has (every available one but the scalar reference).
 fn isas() -> Vec<Isa> {
-    [Isa::Avx2, Isa::Avx512Vnni, Isa::Amx]
+    available_isas()
         .into_iter()
-        .filter(|&i| isa_available(i))
+        .filter(|&i| i > Isa::Scalar)
         .collect()
 }
 
@@ -156,7 +158,7 @@ fn activations() -> [Row; 2] {
     let up: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
     let vector_isas: Vec<Isa> = isas()
         .into_iter()
-        .filter(|&i| matches!(i, Isa::Avx512Vnni | Isa::Amx))
+        .filter(|&i| i >= Isa::Avx512Vnni)
         .collect();
     let mut buf = x.clone();
     let mut exp_time = |isa: Isa| {

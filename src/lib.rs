@@ -5,6 +5,7 @@
 //! (hyperparameters, weights, forward pass).
 
 pub mod capi;
+pub mod env;
 pub mod error;
 pub mod gguf;
 pub mod kernels;

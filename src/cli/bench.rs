@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bitnet::kernels::ternary::best_isa;
+use bitnet::kernels::isa::best_isa;
 use bitnet::model::weights::{HeadType, LoadOptions};
 use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
 use bitnet::rng::SplitMix64;

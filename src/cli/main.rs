@@ -60,7 +60,7 @@ $BITNET_CACHE_DIR/models/demo (default ~/.cache/bitnet-rs); its weights are synt
 /// The demo model's path (`$BITNET_CACHE_DIR/models/demo/bitnet-demo-i2_s.gguf`), made on
 /// first use by `demo::write` (in-process: no network, no Python).
 fn default_model() -> Result<String> {
-    let cache = std::env::var_os("BITNET_CACHE_DIR")
+    let cache = std::env::var_os(bitnet::env::CACHE_DIR)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bitnet-rs")))

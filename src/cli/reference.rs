@@ -18,10 +18,10 @@ use bitnet::capi::{
 /// The reference's lib directory: `$BITNET_CPP_REF_DIR/dist/lib`, else
 /// `$BITNET_CACHE_DIR/cpp_ref/dist/lib` (default cache ~/.cache/bitnet-rs).
 pub fn lib_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("BITNET_CPP_REF_DIR") {
+    if let Some(d) = std::env::var_os(bitnet::env::CPP_REF_DIR) {
         return Some(PathBuf::from(d).join("dist/lib"));
     }
-    let cache = std::env::var_os("BITNET_CACHE_DIR")
+    let cache = std::env::var_os(bitnet::env::CACHE_DIR)
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bitnet-rs")))?;
     Some(cache.join("cpp_ref/dist/lib"))

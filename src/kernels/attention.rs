@@ -13,7 +13,9 @@
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-use super::ternary::{best_isa, Isa};
+use super::isa::{best_isa, Isa};
+#[cfg(target_arch = "x86_64")]
+use super::lane_mask;
 use super::{exp, pool};
 
 /// Scratch reused across calls (sized on first use; no allocation afterwards).
@@ -46,17 +48,6 @@ fn scores_step_lanes(scores: &mut [f32], q: f32, k: &[f32]) {
     }
 }
 
-/// Lanes of a masked AVX-512 load or store covering `left` remaining floats (at most 16).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn lane_mask(left: usize) -> u16 {
-    if left >= 16 {
-        u16::MAX
-    } else {
-        (1u16 << left) - 1
-    }
-}
-
 /// The same sums as `scores_step_lanes` over every d, 64 keys at a time held in registers
 /// (each score still adds q[d] * k in order of d, a multiply then an add).
 ///
@@ -71,7 +62,8 @@ unsafe fn scores_avx512(scores: &mut [f32], q: &[f32], kt: &[f32], stride: usize
     assert!(q.is_empty() || kt.len() >= (q.len() - 1) * stride + n);
     let mut j = 0;
     while j < n {
-        let masks: [u16; 4] = std::array::from_fn(|c| lane_mask((n - j).saturating_sub(16 * c)));
+        let masks: [u16; 4] =
+            std::array::from_fn(|c| lane_mask((n - j).saturating_sub(16 * c), 16));
         let mut acc = [_mm512_setzero_ps(); 4];
         for (d, &qd) in q.iter().enumerate() {
             let qv = _mm512_set1_ps(qd);
@@ -147,7 +139,8 @@ unsafe fn weighted_values_avx512(
     assert!(cells.iter().all(|&c| c * row + off + hd <= v.len()));
     let mut d0 = 0;
     while d0 < hd {
-        let masks: [u16; 4] = std::array::from_fn(|c| lane_mask((hd - d0).saturating_sub(16 * c)));
+        let masks: [u16; 4] =
+            std::array::from_fn(|c| lane_mask((hd - d0).saturating_sub(16 * c), 16));
         let mut acc = [_mm512_setzero_ps(); 4];
         for (&pk, &c) in p.iter().zip(cells) {
             let pv = _mm512_set1_ps(pk);
@@ -211,7 +204,7 @@ fn round_to_f16(isa: Isa, x: &mut [f32]) {
 unsafe fn round_to_f16_avx512(x: &mut [f32]) {
     use std::arch::x86_64::*;
     for chunk in x.chunks_mut(16) {
-        let m = lane_mask(chunk.len());
+        let m = lane_mask(chunk.len(), 16);
         let p = chunk.as_mut_ptr();
         // SAFETY: the masked lanes stay inside the chunk.
         let v = unsafe { _mm512_maskz_loadu_ps(m, p) };

@@ -17,6 +17,22 @@ pub fn hsum8(a: [f32; 8]) -> f32 {
     r[0] + r[1]
 }
 
+/// `hsum8` of the eight lanes of an AVX register, in the same order (so the same sum); the one
+/// horizontal sum of the vector kernels (f16, ternary).
+///
+/// # Safety
+/// The CPU has AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+pub(crate) unsafe fn hsum8_avx(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
 /// Lane of element `e` of a block.
 fn lane(e: usize) -> usize {
     (e % 32) / 4

@@ -7,8 +7,8 @@
 
 use std::cell::RefCell;
 
-use super::pool;
-use super::ternary::{best_isa, Isa};
+use super::isa::{best_isa, Isa};
+use super::pool::{self, SendPtr};
 use crate::quant::float::{f16_to_f32, f32_to_f16};
 use crate::quant::q8_0;
 
@@ -31,29 +31,13 @@ struct XQ8Buf {
     d_pairs: Vec<f32>,
 }
 
-/// A raw pointer handed to pool threads that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every thread writes a disjoint set of rows within one `pool::run`.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
-/// The reference's order: 16 lanes, then pairwise.
+/// The reference's order: 16 lanes, then pairwise (`kernels::dot_f32`).
 fn dot_f16_scalar(w: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    for (i, (b, &x)) in w.chunks_exact(2).zip(x).enumerate() {
-        let w = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-        acc[i % 16] = w.mul_add(x, acc[i % 16]);
-    }
-    let mut n = 16;
-    while n > 1 {
-        n /= 2;
-        for i in 0..n {
-            acc[i] += acc[i + n];
-        }
-    }
-    acc[0]
+    super::dot_f32(
+        w.chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+        x,
+    )
 }
 
 /// out[t * out_stride + r] = row r of `w` (F16, rows x cols) . f16(x_t), for n tokens.
@@ -99,12 +83,13 @@ pub fn matmul_f16_isa(
         } else {
             Isa::Scalar
         };
-        let out_ptr = OutPtr(out.as_mut_ptr());
+        let out_ptr = SendPtr(out.as_mut_ptr());
         pool::global().run(threads, &|i, nt| {
             let rows = pool::split(rows, 16, i, nt);
-            let out = out_ptr; // the whole (Sync) wrapper, not its raw field
-                               // SAFETY: this thread writes only its rows of each token's output (disjoint from
-                               // the other threads'); `out` is long enough (asserted) and outlives `run`.
+            // The whole (Sync) wrapper, not its raw field.
+            let out = out_ptr;
+            // SAFETY: this thread writes only its rows of each token's output (disjoint from
+            // the other threads'); `out` is long enough (asserted) and outlives `run`.
             let write = |r: usize, t: usize, v: f32| unsafe {
                 *out.0.add(t * out_stride + r) = v;
             };
@@ -115,7 +100,7 @@ pub fn matmul_f16_isa(
                     x86::f16_avx512(w, cols, xs, n, rows, &write)
                 },
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above (AVX2 implies FMA and F16C in `detect`).
+                // SAFETY: as above (AVX2 implies FMA and F16C, `kernels::isa`).
                 Isa::Avx2 => unsafe { x86::f16_avx2(w, cols, xs, n, rows, &write) },
                 _ => {
                     for r in rows {
@@ -166,8 +151,8 @@ impl Q8Head {
         self.qs.resize(q0 + rows * cols, 0);
         self.d.resize(d0 + rows * nb, 0.0);
         self.rows += rows;
-        let qs = OutPtrI8(self.qs[q0..].as_mut_ptr());
-        let ds = OutPtr(self.d[d0..].as_mut_ptr());
+        let qs = SendPtr(self.qs[q0..].as_mut_ptr());
+        let ds = SendPtr(self.d[d0..].as_mut_ptr());
         let pool = pool::global();
         pool.run(pool.max_threads(), &|i, nt| {
             let (qs, ds) = (qs, ds);
@@ -176,7 +161,7 @@ impl Q8Head {
             for r in pool::split(rows, 64, i, nt) {
                 #[cfg(target_arch = "x86_64")]
                 if best_isa() != Isa::Scalar {
-                    // SAFETY: AVX2 and F16C come with every non-scalar ISA (`detect`); row r's
+                    // SAFETY: AVX2 and F16C come with every non-scalar ISA (`kernels::isa`); row r's
                     // F16 bytes are inside `w` (asserted) and its values and scales are this
                     // thread's (rows split disjointly), inside the lengths resized above.
                     unsafe {
@@ -255,15 +240,16 @@ impl Q8Head {
             }
             let (xq, xd) = (&buf.q[..n * cols], &buf.d[..n * nb]);
             let (corr, d_pairs) = (&buf.corr[..n * nb * 8], &buf.d_pairs[..n * nb * 8]);
-            let out_ptr = OutPtr(out.as_mut_ptr());
+            let out_ptr = SendPtr(out.as_mut_ptr());
             let isa = match isa {
                 Isa::Avx512Vnni | Isa::Amx if !cols.is_multiple_of(64) => Isa::Avx2,
                 isa => isa,
             };
             pool::global().run(threads, &|i, nt| {
                 let rows = pool::split(rows, 16, i, nt);
-                let out = out_ptr; // the whole (Sync) wrapper, not its raw field
-                                   // SAFETY: this thread writes only its rows (disjoint); `out` is long enough.
+                // The whole (Sync) wrapper, not its raw field.
+                let out = out_ptr;
+                // SAFETY: this thread writes only its rows (disjoint); `out` is long enough.
                 let write = |r: usize, t: usize, v: f32| unsafe {
                     *out.0.add(t * out_stride + r) = v;
                 };
@@ -276,7 +262,7 @@ impl Q8Head {
                         )
                     },
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above (AVX2 implies FMA in `detect`).
+                    // SAFETY: as above (AVX2 implies FMA, `kernels::isa`).
                     Isa::Avx2 => unsafe {
                         x86::q8_avx2(&self.qs, &self.d, cols, xq, xd, n, rows, &write)
                     },
@@ -304,15 +290,9 @@ impl Q8Head {
     }
 }
 
-#[derive(Clone, Copy)]
-struct OutPtrI8(*mut i8);
-// SAFETY: threads write disjoint rows within one `pool::run`.
-unsafe impl Send for OutPtrI8 {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtrI8 {}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use crate::kernels::dot::hsum8_avx;
     use std::arch::x86_64::*;
     use std::ops::Range;
 
@@ -347,19 +327,10 @@ mod x86 {
             for t in 0..NT {
                 let a = acc[r][t];
                 let v8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
-                out[r][t] = reduce8(v8);
+                out[r][t] = hsum8_avx(v8);
             }
         }
         out
-    }
-
-    /// Lanes 0..8 summed as the reference: (l + l+4), then (l + l+2), then (0 + 1).
-    #[target_feature(enable = "avx")]
-    unsafe fn reduce8(v8: __m256) -> f32 {
-        let v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
-        let v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
-        let v1 = _mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1));
-        _mm_cvtss_f32(v1)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -392,7 +363,7 @@ mod x86 {
         let mut out = [[0f32; NT]; R];
         for r in 0..R {
             for t in 0..NT {
-                out[r][t] = reduce8(_mm256_add_ps(lo[r][t], hi[r][t]));
+                out[r][t] = hsum8_avx(_mm256_add_ps(lo[r][t], hi[r][t]));
             }
         }
         out
@@ -604,7 +575,7 @@ mod x86 {
         d_pairs: &[f32],
         n: usize,
         rows: Range<usize>,
-        out: super::OutPtr,
+        out: super::SendPtr<f32>,
         out_stride: usize,
     ) {
         let nb = cols / 32;
@@ -654,7 +625,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::ternary::isa_available;
+    use crate::kernels::isa::isa_available;
     use crate::rng::SplitMix64;
 
     fn random_f16(rng: &mut SplitMix64, n: usize) -> Vec<u8> {

@@ -2,8 +2,13 @@
 //!
 //! Like the reference's CPU backend, each activation row is first converted to the weight
 //! type's partner format (F16 -> f16, BF16 -> bf16, Q8_0 -> Q8_0, TQ1_0/TQ2_0/Q6_K -> Q8_K,
-//! I2_S -> per-token int8), then every output is one dot product. These are the plain scalar
-//! references; faster kernels must match them.
+//! I2_S -> per-token int8), then every output is one dot product. The functions here are the
+//! plain scalar references; faster kernels must match them.
+//!
+//! `isa` says which instruction set the CPU kernels use (detected once); each op then has one
+//! file with its ISA variants beside its scalar twin: `ternary` (repacked ternary weights),
+//! `f16`, `dot` (block formats), `quantize` (activation quantizers), `attention`, `exp`,
+//! `norm`. `pool` runs them on threads; `cuda` (feature `cuda`) is the GPU backend.
 
 pub mod attention;
 #[cfg(feature = "cuda")]
@@ -11,13 +16,15 @@ pub mod cuda;
 pub mod dot;
 pub mod exp;
 pub mod f16;
+pub mod isa;
 pub mod norm;
 pub mod pool;
+pub mod quantize;
 pub mod rope;
 pub mod ternary;
 
-pub use crate::quant::q8_k::quantize as quantize_q8_k;
 pub use dot::{dot_q6_k_q8_k, dot_q8_0_q8_0, dot_tq1_0_q8_k, dot_tq2_0_q8_k};
+pub use quantize::{quantize_i8_per_token, quantize_q8_0, quantize_q8_k};
 
 use crate::error::{Error, Result};
 use crate::quant::float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
@@ -37,23 +44,40 @@ pub struct MatRef<'a> {
 /// decode kernels stream every weight once per token, and with 4 KiB pages each page costs a
 /// TLB miss and restarts the hardware prefetcher. Advice only: failure changes nothing.
 pub fn advise_huge_pages(ptr: *const u8, len: usize) {
+    const MADV_HUGEPAGE: i32 = 14;
+    const HUGE: usize = 2 << 20;
+    let start = (ptr as usize).div_ceil(HUGE) * HUGE;
+    let end = (ptr as usize + len) / HUGE * HUGE;
+    // SAFETY: [start, end) lies inside a live allocation of the caller; MADV_HUGEPAGE only
+    // changes how the kernel backs those pages, never their contents.
+    unsafe { madvise(start, end, MADV_HUGEPAGE) };
+}
+
+/// Linux's madvise(2) on the pages [start, end) (page-aligned) when the range is not empty;
+/// nothing elsewhere. Advice only: a failure leaves the pages as they were.
+///
+/// # Safety
+/// [start, end) lies inside a live mapping of this process, and `advice` never changes what a
+/// later read of memory still in use sees.
+pub(crate) unsafe fn madvise(start: usize, end: usize, advice: i32) {
     #[cfg(target_os = "linux")]
-    {
+    if end > start {
         extern "C" {
             fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
         }
-        const MADV_HUGEPAGE: i32 = 14;
-        const HUGE: usize = 2 << 20;
-        let start = (ptr as usize).div_ceil(HUGE) * HUGE;
-        let end = (ptr as usize + len) / HUGE * HUGE;
-        if end > start {
-            // SAFETY: [start, end) lies inside a live allocation of the caller; MADV_HUGEPAGE
-            // only changes how the kernel backs those pages, never their contents.
-            unsafe { madvise(start as *mut _, end - start, MADV_HUGEPAGE) };
-        }
+        // SAFETY: as the caller promises.
+        unsafe { madvise(start as *mut _, end - start, advice) };
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (ptr, len);
+    let _ = (start, end, advice);
+}
+
+/// The mask of an AVX-512 masked load or store over `left` remaining values of a vector of
+/// `lanes` (8 or 16) values: the low min(left, lanes) bits set.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn lane_mask(left: usize, lanes: usize) -> u16 {
+    ((1u32 << left.min(lanes)) - 1) as u16
 }
 
 /// Whether `matmul` handles weights of this type.
@@ -109,48 +133,6 @@ enum Act {
     },
 }
 
-/// Q8_0 activation blocks as the reference's x86 CPU path makes them (`from_float` for Q8_0):
-/// d = max|x| / 127 stored as f16, q = round-half-even(x * (127 / max|x|)). This differs from
-/// the file writer `quant::q8_0::quantize` (gguf-py's, rounding half away from zero).
-pub fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
-    for (xb, ob) in x
-        .chunks_exact(q8_0::BLOCK)
-        .zip(out.chunks_exact_mut(q8_0::BLOCK_BYTES))
-    {
-        let max = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = max / 127.0;
-        let id = if max != 0.0 { 127.0 / max } else { 0.0 };
-        ob[..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
-        for (o, &v) in ob[2..].iter_mut().zip(xb) {
-            *o = x86_round_to_i8(v * id) as u8;
-        }
-    }
-}
-
-/// What x86's round-to-nearest-even, float -> int32 conversion and saturating packs give:
-/// NaN, infinities and anything outside int32 become int32::MIN, so -128. (A block whose max is
-/// subnormal has 127/max = inf, and every value of it, zeros included, comes out as -128.)
-fn x86_round_to_i8(v: f32) -> i8 {
-    let r = v.round_ties_even();
-    if !(-2147483648.0..2147483648.0).contains(&r) {
-        return -128;
-    }
-    (r as i32).clamp(-128, 127) as i8
-}
-
-/// Per-token int8 quantization for I2_S (docs/architectures.md): scale = 127 / max(1e-5, max|x|),
-/// q = round-half-even(x * scale) clamped to [-128, 127].
-pub fn quantize_i8_per_token(x: &[f32]) -> (Vec<i8>, i32, f32) {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let scale = 127.0 / amax.max(1e-5);
-    let q: Vec<i8> = x
-        .iter()
-        .map(|&v| (v * scale).round_ties_even().clamp(-128.0, 127.0) as i8)
-        .collect();
-    let sum = q.iter().map(|&v| v as i32).sum();
-    (q, sum, scale)
-}
-
 fn convert(ty: GgmlType, mode: Activations, x: &[f32]) -> Act {
     if mode == Activations::PerTokenInt8 {
         let (q, sum, scale) = quantize_i8_per_token(x);
@@ -166,7 +148,7 @@ fn convert(ty: GgmlType, mode: Activations, x: &[f32]) -> Act {
         }
         GgmlType::TQ1_0 | GgmlType::TQ2_0 | GgmlType::Q6_K => {
             let mut b = vec![0u8; x.len() / q8_k::BLOCK * q8_k::BLOCK_BYTES];
-            q8_k::quantize(x, &mut b);
+            quantize_q8_k(x, &mut b);
             Act::Blocks(b)
         }
         GgmlType::I2_S => {
@@ -304,43 +286,5 @@ pub fn row_to_f32(w: &MatRef<'_>, r: usize, out: &mut [f32]) -> Result<()> {
             Ok(())
         }
         ty => crate::quant::dequantize(ty, w.row(r), out),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn q8_0_activations_round_half_to_even() {
-        let mut x = [0f32; 32];
-        x[0] = 127.0; // max 127: id = 1, d = 1
-        x[1..5].copy_from_slice(&[2.5, 3.5, -2.5, -0.5]);
-        let mut b = [0u8; 34];
-        quantize_q8_0(&x, &mut b);
-        assert_eq!(f16_to_f32(u16::from_le_bytes([b[0], b[1]])), 1.0);
-        let q: Vec<i8> = b[2..7].iter().map(|&v| v as i8).collect();
-        assert_eq!(q, vec![127, 2, 4, -2, 0]);
-        let mut tiny = [1e-40f32; 32];
-        tiny[1] = 0.0;
-        tiny[2] = -1e-40;
-        quantize_q8_0(&tiny, &mut b);
-        assert!(
-            b[2..].iter().all(|&v| v as i8 == -128),
-            "127/max is inf: all -128"
-        );
-        let mut zeros = [0u8; 34];
-        quantize_q8_0(&[0.0; 32], &mut zeros);
-        assert!(zeros.iter().all(|&v| v == 0));
-    }
-
-    #[test]
-    fn i8_per_token() {
-        let (q, sum, scale) = quantize_i8_per_token(&[0.5, -1.0, 0.25, 0.0]);
-        assert_eq!(scale, 127.0);
-        assert_eq!(q, vec![64, -127, 32, 0]); // 63.5 rounds to even 64; 31.75 -> 32
-        assert_eq!(sum, -31);
-        let (q, _, scale) = quantize_i8_per_token(&[0.0; 8]);
-        assert_eq!((q, scale), (vec![0; 8], 127.0 / 1e-5));
     }
 }

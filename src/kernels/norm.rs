@@ -5,13 +5,13 @@
 //! (as the CUDA kernel keeps one per thread), which moves the f64 sum by an ulp or so and the
 //! f32 mean almost never.
 
-use super::ternary::Isa;
+use super::isa::Isa;
 
 /// Sum of x[i]^2 in f64.
 pub fn sum_of_squares(isa: Isa, x: &[f32]) -> f64 {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the ISA was detected (ternary::best_isa) before being chosen.
+        // SAFETY: the ISA was detected (kernels::isa) before being chosen.
         Isa::Avx512Vnni | Isa::Amx => unsafe { sum_of_squares_avx512(x) },
         _ => x.iter().map(|&v| v as f64 * v as f64).sum(),
     }
@@ -54,7 +54,7 @@ pub fn rmsnorm(isa: Isa, out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::ternary::best_isa;
+    use crate::kernels::isa::best_isa;
     use crate::rng::SplitMix64;
 
     #[test]

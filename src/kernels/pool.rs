@@ -150,12 +150,12 @@ impl Pool {
     }
 }
 
-/// The process-wide pool, one thread per available core (BITNET_POOL_THREADS overrides).
+/// The process-wide pool, one thread per available core (`BITNET_POOL_THREADS`, `crate::env`,
+/// overrides).
 pub fn global() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let n = std::env::var("BITNET_POOL_THREADS")
-            .ok()
+        let n = crate::env::var(crate::env::POOL_THREADS)
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| {
                 std::thread::available_parallelism()

@@ -19,12 +19,17 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::isa::Isa;
 use super::pool::{self, SendPtr};
 use crate::quant::float::f16_to_f32;
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
 use crate::quant::{i2_s, q8_k, tq1_0, tq2_0};
+
+// temporary: model/context is being split (it imports `best_isa` from here); it moves to
+// `kernels::isa::best_isa` and this re-export goes.
+pub use super::isa::best_isa;
 
 pub const GROUP: usize = 128;
 pub const GROUP_BYTES: usize = 32;
@@ -156,9 +161,9 @@ impl TernaryMat {
     /// Repacks TQ1_0 blocks, decoding their base-3 digits.
     pub fn from_tq1_0(data: &[u8], rows: usize, cols: usize) -> TernaryMat {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") {
+        if best_isa() >= Isa::Avx2 {
             return Self::from_blocks(data, rows, cols, tq1_0::BLOCK_BYTES, 52, |block, out| {
-                // SAFETY: AVX2 was detected just above.
+                // SAFETY: every level from Avx2 up has AVX2 (`kernels::isa`).
                 unsafe { unpack_tq1_0_avx2(block, out) }
             });
         }
@@ -444,7 +449,7 @@ impl ActBuf {
                         let blocks = unsafe {
                             std::slice::from_raw_parts_mut(q8k.get().add(t * bytes), bytes)
                         };
-                        q8_k::quantize(xt, blocks);
+                        super::quantize_q8_k(xt, blocks);
                         let mut sum = 0;
                         for (b, blk) in blocks.chunks_exact(q8_k::BLOCK_BYTES).enumerate() {
                             bd[b] = f32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]);
@@ -568,64 +573,6 @@ fn round_to_i8(x: f32) -> i8 {
 fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
     if v.len() < n {
         v.resize(n, T::default());
-    }
-}
-
-/// Which instruction set the kernels use, detected once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
-    Scalar,
-    Avx2,
-    Avx512Vnni,
-    /// AVX-512 VNNI plus AMX-INT8 tiles for the per-token prefill sums (`ternary::amx`).
-    Amx,
-}
-
-pub fn best_isa() -> Isa {
-    use std::sync::OnceLock;
-    static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        let forced = std::env::var("BITNET_ISA").ok();
-        detect(forced.as_deref())
-    })
-}
-
-fn detect(forced: Option<&str>) -> Isa {
-    let mut best = Isa::Scalar;
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-        {
-            best = Isa::Avx2;
-        }
-        if is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("avx512vnni")
-        {
-            best = Isa::Avx512Vnni;
-            if amx::available() {
-                best = Isa::Amx;
-            }
-        }
-    }
-    match forced {
-        Some("scalar") => Isa::Scalar,
-        Some("avx2") if best != Isa::Scalar => Isa::Avx2,
-        Some("avx512") if best == Isa::Amx => Isa::Avx512Vnni,
-        _ => best,
-    }
-}
-
-/// Whether `isa` can run here.
-pub fn isa_available(isa: Isa) -> bool {
-    match (isa, detect(None)) {
-        (Isa::Scalar, _) => true,
-        (Isa::Avx2, b) => b != Isa::Scalar,
-        (Isa::Avx512Vnni, b) => b == Isa::Avx512Vnni || b == Isa::Amx,
-        (Isa::Amx, b) => b == Isa::Amx,
     }
 }
 
@@ -817,7 +764,7 @@ unsafe fn rows_dispatch(
             |r: usize, t: usize, isum: i32| write(r, t, finish_total(m.scale, isum, &info(t)));
         match isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the ISA was detected (best_isa / isa_available) before being chosen.
+            // SAFETY: the ISA was detected (kernels::isa) before being chosen.
             Isa::Avx512Vnni => unsafe { x86::totals_avx512(m, act, rows, &info, out) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above; the tile path gets whole tiles of rows of activations laid out
@@ -900,6 +847,7 @@ unsafe fn rows_dispatch(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
+    use crate::kernels::dot::hsum8_avx;
     use std::arch::x86_64::*;
 
     /// How far ahead (bytes) the decode kernels prefetch the weight stream.
@@ -1209,18 +1157,9 @@ mod x86 {
         }
         let mut out = [0f32; NT];
         for t in 0..NT {
-            out[t] = hsum8_ps(accf[t]);
+            out[t] = hsum8_avx(accf[t]);
         }
         out
-    }
-
-    /// The reference's sum of eight lanes: ((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3)).
-    #[target_feature(enable = "avx")]
-    unsafe fn hsum8_ps(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
     }
 
     fn block_ptrs<const NT: usize>(
@@ -1289,7 +1228,7 @@ mod x86 {
             for p in 0..NP {
                 let v = accf[r][p];
                 let upper = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-                out[r][p] = [hsum8_ps(_mm512_castps512_ps256(v)), hsum8_ps(upper)];
+                out[r][p] = [hsum8_avx(_mm512_castps512_ps256(v)), hsum8_avx(upper)];
             }
         }
         out
@@ -1344,7 +1283,7 @@ mod x86 {
             accf = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lanes), d, accf);
         }
         let upper = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(accf)));
-        [hsum8_ps(_mm512_castps512_ps256(accf)), hsum8_ps(upper)]
+        [hsum8_avx(_mm512_castps512_ps256(accf)), hsum8_avx(upper)]
     }
 
     /// Token, correction and pair-scale pointers of the NP pairs from token t0 (even).
@@ -1559,7 +1498,7 @@ mod x86 {
         tiles(rows, act.n, |r, t0, len| {
             for t in t0..t0 + len {
                 // SAFETY: as in totals_avx2; FMA comes with every AVX2 CPU we dispatch to
-                // (checked in `detect` via avx2 + the fma feature below).
+                // (`kernels::isa` requires both for Avx2).
                 let y = unsafe { row_blocks_avx2(m, codes.add(r * rb), r, act, t, nb) };
                 write(r, t, y);
             }
@@ -1586,22 +1525,16 @@ mod x86 {
             let d = _mm256_set1_ps(act.block_d[t * nb + b] * m.block_scales[r * nb + b]);
             accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), d, accf);
         }
-        hsum8_ps(accf)
+        hsum8_avx(accf)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::isa::available_isas as isas;
     use crate::quant::{self, GgmlType};
     use crate::rng::SplitMix64;
-
-    fn isas() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni, Isa::Amx]
-            .into_iter()
-            .filter(|&i| isa_available(i))
-            .collect()
-    }
 
     /// A random ternary matrix written in `ty` and its values (rows x cols, f32).
     fn random_mat(

@@ -104,47 +104,29 @@ thread_local! {
     static ACT: std::cell::RefCell<ActBuf> = std::cell::RefCell::new(ActBuf::default());
 }
 
-/// Tells the kernel the mapped range will not be read again, so its pages leave the working
-/// set (the file stays mapped; a later read would fault them back in from the page cache).
+const PAGE: usize = 4096;
+
 /// MADV_POPULATE_READ: maps a slice of the file in one call instead of a fault per page (Linux
 /// 5.14+; elsewhere, or on failure, the reads fault the pages in as before).
 fn populate(bytes: &[u8]) {
-    #[cfg(target_os = "linux")]
-    {
-        extern "C" {
-            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
-        }
-        const MADV_POPULATE_READ: i32 = 22;
-        const PAGE: usize = 4096;
-        let start = bytes.as_ptr() as usize / PAGE * PAGE;
-        let end = (bytes.as_ptr() as usize + bytes.len()).div_ceil(PAGE) * PAGE;
-        // SAFETY: the pages of [start, end) belong to the read-only file mapping that holds
-        // `bytes`; populating only maps them, as reading them would.
-        unsafe { madvise(start as *mut _, end - start, MADV_POPULATE_READ) };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = bytes;
+    const MADV_POPULATE_READ: i32 = 22;
+    let start = bytes.as_ptr() as usize / PAGE * PAGE;
+    let end = (bytes.as_ptr() as usize + bytes.len()).div_ceil(PAGE) * PAGE;
+    // SAFETY: the pages of [start, end) belong to the read-only file mapping that holds
+    // `bytes`; populating only maps them, as reading them would.
+    unsafe { kernels::madvise(start, end, MADV_POPULATE_READ) };
 }
 
+/// Tells the kernel the mapped range will not be read again, so its pages leave the working
+/// set (the file stays mapped; a later read would fault them back in from the page cache).
 fn drop_pages(bytes: &[u8]) {
-    #[cfg(target_os = "linux")]
-    {
-        extern "C" {
-            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
-        }
-        const MADV_DONTNEED: i32 = 4;
-        const PAGE: usize = 4096;
-        let start = (bytes.as_ptr() as usize).div_ceil(PAGE) * PAGE;
-        let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
-        if end > start {
-            // SAFETY: [start, end) lies inside a private read-only file mapping that we own;
-            // MADV_DONTNEED on such a mapping only discards resident pages, and any later read
-            // refaults the unchanged file contents. Failure is harmless (pages stay resident).
-            unsafe { madvise(start as *mut _, end - start, MADV_DONTNEED) };
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = bytes;
+    const MADV_DONTNEED: i32 = 4;
+    let start = (bytes.as_ptr() as usize).div_ceil(PAGE) * PAGE;
+    let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
+    // SAFETY: [start, end) lies inside a private read-only file mapping that we own;
+    // MADV_DONTNEED on such a mapping only discards resident pages, and any later read
+    // refaults the unchanged file contents. Failure is harmless (pages stay resident).
+    unsafe { kernels::madvise(start, end, MADV_DONTNEED) };
 }
 
 /// Reads tensors out of a parsed file, checking shape and type.

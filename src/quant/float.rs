@@ -125,20 +125,7 @@ pub(crate) fn abs_max_like_numpy(values: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator (xorshift64*), so tests need no extra crate.
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn next_u32(&mut self) -> u32 {
-            (self.next_u64() >> 32) as u32
-        }
-    }
+    use crate::rng::SplitMix64;
 
     #[test]
     fn f32_bytes_are_copied_bit_for_bit() {
@@ -245,9 +232,9 @@ mod tests {
 
     #[test]
     fn f32_to_bf16_random_values_round_to_nearest() {
-        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut rng = SplitMix64(0x1234_5678_9abc_def1);
         for _ in 0..200_000 {
-            let x = f32::from_bits(rng.next_u32());
+            let x = f32::from_bits((rng.next_u64() >> 32) as u32);
             let b = f32_to_bf16(x);
             let y = bf16_to_f32(b);
             if x.is_nan() {

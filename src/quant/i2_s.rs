@@ -91,19 +91,12 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::testing::dequantize_vec;
+    use crate::quant::GgmlType;
+    use crate::rng::SplitMix64;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn trit(&mut self) -> f32 {
-            (self.next_u64() % 3) as f32 - 1.0
-        }
-    }
+    /// The format under test, for the shared helpers.
+    const TY: GgmlType = GgmlType::I2_S;
 
     /// A tensor of `n` values from a packed byte pattern and a scale, built by hand.
     fn tensor(packed: Vec<u8>, scale: f32) -> Vec<u8> {
@@ -111,12 +104,6 @@ mod tests {
         data.extend_from_slice(&scale.to_le_bytes());
         data.extend_from_slice(&[0u8; 28]);
         data
-    }
-
-    fn dequantize_vec(data: &[u8]) -> Vec<f32> {
-        let mut out = vec![0f32; (data.len() - TAIL_BYTES) * 4];
-        dequantize(data, &mut out);
-        out
     }
 
     fn quantize_vec(x: &[f32]) -> Vec<u8> {
@@ -130,7 +117,7 @@ mod tests {
         for (byte, want) in [(0x00u8, -1.5f32), (0x55, 0.0), (0xaa, 1.5), (0xff, 3.0)] {
             let data = tensor(vec![byte; 64], 1.5);
             assert_eq!(scale(&data), 1.5);
-            let out = dequantize_vec(&data);
+            let out = dequantize_vec(TY, &data);
             assert_eq!(out.len(), 256);
             assert!(out.iter().all(|&v| v == want), "{byte:#04x}");
             match byte {
@@ -146,7 +133,7 @@ mod tests {
         // 0x22 = 00 10 00 10: values b, b+64 are -1, values b+32, b+96 are +1.
         // 0x98 = 10 01 10 00: b -> +1, b+32 -> 0, b+64 -> +1, b+96 -> -1.
         let data = tensor([0x22u8, 0x98].repeat(32), 2.0);
-        let out = dequantize_vec(&data);
+        let out = dequantize_vec(TY, &data);
         for (i, &v) in out.iter().enumerate() {
             let (b, slot) = (i % 128 % 32, i % 128 / 32);
             let want = if b % 2 == 0 {
@@ -168,7 +155,7 @@ mod tests {
                     let mut packed = vec![0x55u8; 64];
                     packed[32 * block + b] = (0x55 & !(3u8 << shift)) | (2u8 << shift);
                     let data = tensor(packed, 0.25);
-                    let out = dequantize_vec(&data);
+                    let out = dequantize_vec(TY, &data);
                     let want_i = 128 * block + 32 * slot + b;
                     for (i, &v) in out.iter().enumerate() {
                         assert_eq!(v, if i == want_i { 0.25 } else { 0.0 }, "i {i}");
@@ -185,20 +172,22 @@ mod tests {
         let mut data = tensor(vec![0xaa; 32], -0.75);
         data[36..].fill(0x7f); // the rest of the tail is ignored
         assert_eq!(scale(&data), -0.75);
-        assert!(dequantize_vec(&data).iter().all(|&v| v == -0.75));
+        assert!(dequantize_vec(TY, &data).iter().all(|&v| v == -0.75));
         assert_eq!(scale(&[1, 2, 3]), 0.0);
     }
 
     #[test]
     fn random_ternary_round_trip() {
-        let mut rng = Rng(0x5eed_5eed_5eed_5eed);
+        let mut rng = SplitMix64(0x5eed_5eed_5eed_5eed);
         for s in [1.0f32, 0.0123, 7.5, 1e-30] {
-            let x: Vec<f32> = (0..128 * 12).map(|_| rng.trit() * s).collect();
+            let x: Vec<f32> = (0..128 * 12)
+                .map(|_| (rng.below(3) as f32 - 1.0) * s)
+                .collect();
             let data = quantize_vec(&x);
             assert_eq!(scale(&data), s);
             assert!(data[data.len() - 28..].iter().all(|&b| b == 0));
             assert!((0..x.len()).all(|i| code_at(&data, i) != 3));
-            assert_eq!(dequantize_vec(&data), x);
+            assert_eq!(dequantize_vec(TY, &data), x);
         }
     }
 
@@ -212,7 +201,7 @@ mod tests {
         x[4] = 3.0;
         x[5] = -0.1;
         x[6] = f32::NAN;
-        let y = dequantize_vec(&quantize_vec(&x));
+        let y = dequantize_vec(TY, &quantize_vec(&x));
         assert_eq!(&y[..7], &[-4.0, 4.0, -4.0, 0.0, 4.0, 0.0, 0.0]);
     }
 
@@ -220,7 +209,7 @@ mod tests {
     fn all_zero_and_all_same() {
         let data = quantize_vec(&[0.0; 256]);
         assert_eq!(data, tensor(vec![0x55; 64], 0.0));
-        assert!(dequantize_vec(&data).iter().all(|&v| v == 0.0));
+        assert!(dequantize_vec(TY, &data).iter().all(|&v| v == 0.0));
         let data = quantize_vec(&[-1.0; 128]);
         assert_eq!(data, tensor(vec![0x00; 32], 1.0));
         let data = quantize_vec(&[1e38; 128]);

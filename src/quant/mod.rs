@@ -177,6 +177,24 @@ impl std::fmt::Display for GgmlType {
     }
 }
 
+/// Each whole block of `data` (`block_bytes` long) beside the slots of its `block` values in
+/// `out`: the loop of every block format's `dequantize`.
+fn blocks_out<'a>(
+    data: &'a [u8],
+    block_bytes: usize,
+    out: &'a mut [f32],
+    block: usize,
+) -> impl Iterator<Item = (&'a [u8], &'a mut [f32])> {
+    debug_assert_eq!(data.len() / block_bytes * block, out.len());
+    data.chunks_exact(block_bytes)
+        .zip(out.chunks_exact_mut(block))
+}
+
+/// The little-endian f16 at `block[at..at + 2]` as f32: most formats' block scale.
+fn f16_at(block: &[u8], at: usize) -> f32 {
+    float::f16_to_f32(u16::from_le_bytes([block[at], block[at + 1]]))
+}
+
 /// Dequantizes a whole tensor of `ty` held in `data` into `out` (one f32 per value, in storage
 /// order: ne0 fastest). `data` must be exactly `ty.tensor_bytes(out.len())` long.
 pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
@@ -237,6 +255,32 @@ pub fn quantize(ty: GgmlType, values: &[f32], out: &mut [u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Test helpers shared by the format files: whole tensors through `quantize` / `dequantize`
+/// into fresh buffers.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{dequantize, quantize, GgmlType, I2_S_TAIL_BYTES};
+
+    /// `values` written in `ty`'s format.
+    pub fn quantize_vec(ty: GgmlType, values: &[f32]) -> Vec<u8> {
+        let bytes = ty.tensor_bytes(values.len() as u64).unwrap();
+        let mut out = vec![0u8; bytes as usize];
+        quantize(ty, values, &mut out).unwrap();
+        out
+    }
+
+    /// Every value `data` holds in `ty`'s format (whole blocks; I2_S with its scale tail).
+    pub fn dequantize_vec(ty: GgmlType, data: &[u8]) -> Vec<f32> {
+        let n = match ty {
+            GgmlType::I2_S => (data.len() - I2_S_TAIL_BYTES as usize) * 4,
+            _ => data.len() / ty.block_bytes() as usize * ty.block_size() as usize,
+        };
+        let mut out = vec![0f32; n];
+        dequantize(ty, data, &mut out).unwrap();
+        out
+    }
 }
 
 #[cfg(test)]

@@ -16,8 +16,6 @@
 //! The float work is done as gguf-py does it, so results are the same bits: `d * scale` in
 //! f32 first, then times `q - 32`.
 
-use super::float::f16_to_f32;
-
 pub const BLOCK: usize = 256;
 pub const BLOCK_BYTES: usize = 210;
 
@@ -36,12 +34,8 @@ pub fn code(block: &[u8], e: usize) -> u8 {
 
 /// Dequantizes whole Q6_K blocks.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
-    debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());
-    for (block, out) in data
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK))
-    {
-        let d = f16_to_f32(u16::from_le_bytes([block[D], block[D + 1]]));
+    for (block, out) in super::blocks_out(data, BLOCK_BYTES, out, BLOCK) {
+        let d = super::f16_at(block, D);
         for (group, out) in out.chunks_exact_mut(16).enumerate() {
             let scaled = d * (block[SCALES + group] as i8) as f32;
             for (k, o) in out.iter_mut().enumerate() {
@@ -55,22 +49,13 @@ pub fn dequantize(data: &[u8], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::float::f16_to_f32;
+    use crate::quant::testing::dequantize_vec;
+    use crate::quant::GgmlType;
+    use crate::rng::SplitMix64;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-    }
-
-    fn dequantize_vec(data: &[u8]) -> Vec<f32> {
-        let mut out = vec![0f32; data.len() / BLOCK_BYTES * BLOCK];
-        dequantize(data, &mut out);
-        out
-    }
+    /// The format under test, for the shared helpers.
+    const TY: GgmlType = GgmlType::Q6_K;
 
     /// A block with d = 1, every scale 1 and the given codes, packed from the layout facts.
     fn pack(codes: &[u8; 256], scales: &[i8; 16], d_bits: u16) -> Vec<u8> {
@@ -94,7 +79,7 @@ mod tests {
         for e in 0..256 {
             let mut codes = [32u8; 256];
             codes[e] = 63;
-            let out = dequantize_vec(&pack(&codes, &[1; 16], 0x3c00));
+            let out = dequantize_vec(TY, &pack(&codes, &[1; 16], 0x3c00));
             for (i, &v) in out.iter().enumerate() {
                 assert_eq!(v, if i == e { 31.0 } else { 0.0 }, "set {e}, read {i}");
             }
@@ -109,7 +94,7 @@ mod tests {
             *s = (i as i8 - 8) as u8;
         }
         b[D..].copy_from_slice(&0x3800u16.to_le_bytes()); // d = 0.5
-        let out = dequantize_vec(&b);
+        let out = dequantize_vec(TY, &b);
         for (e, &v) in out.iter().enumerate() {
             assert_eq!(v, (0.5 * ((e / 16) as f32 - 8.0)) * -32.0, "{e}");
         }
@@ -120,7 +105,7 @@ mod tests {
         b[QH] = 0b1110_0100;
         b[SCALES..D].fill(1);
         b[D..].copy_from_slice(&0x3c00u16.to_le_bytes());
-        let out = dequantize_vec(&b);
+        let out = dequantize_vec(TY, &b);
         assert_eq!(out[0], (5 - 32) as f32);
         assert_eq!(out[32], (16 - 32) as f32);
         assert_eq!(out[64], (10 + 32 - 32) as f32);
@@ -136,7 +121,7 @@ mod tests {
         codes[0] = 63;
         let mut scales = [0i8; 16];
         scales[0] = 127;
-        let out = dequantize_vec(&pack(&codes, &scales, 0x3c01));
+        let out = dequantize_vec(TY, &pack(&codes, &scales, 0x3c01));
         assert_eq!(out[0].to_bits(), ((d * 127.0) * 31.0).to_bits());
     }
 
@@ -146,7 +131,7 @@ mod tests {
         // by gguf-py (gguf 0.19.0); a few outputs checked bit for bit.
         let mut b: Vec<u8> = (0..208u32).map(|i| ((i * 37 + 11) % 256) as u8).collect();
         b.extend_from_slice(&0x2e66u16.to_le_bytes());
-        let out = dequantize_vec(&b);
+        let out = dequantize_vec(TY, &b);
         let want: [(usize, u32); 8] = [
             (0, 0xc30f_10a8),   // -143.06506
             (1, 0x4329_8f00),   // 169.5586
@@ -164,9 +149,9 @@ mod tests {
 
     #[test]
     fn any_bytes_decode_without_panicking() {
-        let mut rng = Rng(99);
+        let mut rng = SplitMix64(99);
         let data: Vec<u8> = (0..BLOCK_BYTES * 8).map(|_| rng.next_u64() as u8).collect();
-        let out = dequantize_vec(&data);
+        let out = dequantize_vec(TY, &data);
         for (block, out) in data.chunks(BLOCK_BYTES).zip(out.chunks(BLOCK)) {
             let d = f16_to_f32(u16::from_le_bytes([block[D], block[D + 1]]));
             for (e, &v) in out.iter().enumerate() {

@@ -19,8 +19,10 @@
 pub const BLOCK: usize = 256;
 pub const BLOCK_BYTES: usize = 292;
 
-const QS: usize = 4;
-const BSUMS: usize = 260;
+/// Byte offset of the codes q in a block.
+pub const QS: usize = 4;
+/// Byte offset of the bsums in a block.
+pub const BSUMS: usize = 260;
 
 /// ggml's `nearest_int`: adding 1.5 * 2^23 leaves `round_half_even(v)` in the low mantissa
 /// bits of the sum. Exact for |v| < 2^22; any other input (NaN, huge) still gives some i32.
@@ -31,11 +33,7 @@ fn nearest_int(v: f32) -> i32 {
 
 /// Dequantizes whole Q8_K blocks: `out[i] = d * q[i] as f32`.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
-    debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());
-    for (block, out) in data
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK))
-    {
+    for (block, out) in super::blocks_out(data, BLOCK_BYTES, out, BLOCK) {
         let d = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
         for (&q, o) in block[QS..BSUMS].iter().zip(out.iter_mut()) {
             *o = d * (q as i8) as f32;
@@ -43,20 +41,9 @@ pub fn dequantize(data: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Quantizes whole blocks of 256 values into Q8_K blocks (AVX-512 where the CPU has it, the
-/// same bytes as `quantize_scalar`).
+/// Quantizes whole blocks of 256 values into Q8_K blocks. The plain reference of
+/// `kernels::quantize_q8_k` (AVX-512 where the CPU has it, the same bytes).
 pub fn quantize(x: &[f32], out: &mut [u8]) {
-    debug_assert_eq!(x.len() / BLOCK * BLOCK_BYTES, out.len());
-    #[cfg(target_arch = "x86_64")]
-    if x86::usable() {
-        // SAFETY: the CPU has AVX-512F/BW (checked by `usable`).
-        return unsafe { x86::quantize_avx512(x, out) };
-    }
-    quantize_scalar(x, out)
-}
-
-/// The plain reference of `quantize`.
-pub fn quantize_scalar(x: &[f32], out: &mut [u8]) {
     debug_assert_eq!(x.len() / BLOCK * BLOCK_BYTES, out.len());
     for (values, block) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
         let mut max = 0.0f32;
@@ -86,105 +73,15 @@ pub fn quantize_scalar(x: &[f32], out: &mut [u8]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{BLOCK, BLOCK_BYTES, BSUMS, QS};
-    use std::arch::x86_64::*;
-
-    pub fn usable() -> bool {
-        use crate::kernels::ternary::{best_isa, Isa};
-        matches!(best_isa(), Isa::Avx512Vnni | Isa::Amx)
-    }
-
-    /// `quantize_scalar` sixteen values at a time: the same f32 operations per value (|v|,
-    /// iscale * v, + 1.5 * 2^23, the mantissa bits), so the same bytes, NaN and inf included.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F and AVX-512BW.
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn quantize_avx512(x: &[f32], out: &mut [u8]) {
-        let abs_mask = _mm512_set1_epi32(0x7fff_ffff);
-        for (values, block) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
-            // SAFETY: 16 loads of 16 values inside the 256-value block.
-            let v: [__m512; 16] =
-                std::array::from_fn(|k| unsafe { _mm512_loadu_ps(values.as_ptr().add(16 * k)) });
-            let abs =
-                |a: __m512| _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), abs_mask));
-            // vmaxps returns its second operand when the first is NaN: NaNs never win, as in
-            // the scalar `>` test.
-            let mut m = _mm512_setzero_ps();
-            for &vk in &v {
-                m = _mm512_max_ps(abs(vk), m);
-            }
-            let amax = _mm512_reduce_max_ps(m);
-            if amax == 0.0 {
-                block.fill(0);
-                continue;
-            }
-            // The first value of that magnitude, as the scalar loop keeps it.
-            let amaxv = _mm512_set1_ps(amax);
-            let mut max = 0.0f32;
-            for (k, &vk) in v.iter().enumerate() {
-                let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(abs(vk), amaxv);
-                if hit != 0 {
-                    max = values[16 * k + hit.trailing_zeros() as usize];
-                    break;
-                }
-            }
-            let iscale = -127.0 / max;
-            let (iscalev, magic) = (_mm512_set1_ps(iscale), _mm512_set1_ps(12_582_912.0));
-            let (low, half) = (
-                _mm512_set1_epi32(0x007f_ffff),
-                _mm512_set1_epi32(0x0040_0000),
-            );
-            for (k, &vk) in v.iter().enumerate() {
-                let sum = _mm512_add_ps(_mm512_mul_ps(iscalev, vk), magic);
-                let q = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(sum), low), half);
-                let q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
-                // The low byte, as C's int8_t store; the group sum over those bytes.
-                let bytes = _mm512_cvtepi32_epi8(q);
-                // SAFETY: bytes 4 + 16k .. 4 + 16k + 16 lie inside the block's codes.
-                unsafe {
-                    _mm_storeu_si128(block.as_mut_ptr().add(QS + 16 * k) as *mut __m128i, bytes)
-                };
-                let total = _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(bytes));
-                block[BSUMS + 2 * k..BSUMS + 2 * k + 2]
-                    .copy_from_slice(&(total as i16).to_le_bytes());
-            }
-            block[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::testing::{dequantize_vec, quantize_vec};
+    use crate::quant::GgmlType;
+    use crate::rng::SplitMix64;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        /// Uniform in [-1, 1).
-        fn unit(&mut self) -> f32 {
-            (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-    }
-
-    fn quantize_vec(x: &[f32]) -> Vec<u8> {
-        let mut out = vec![0u8; x.len() / BLOCK * BLOCK_BYTES];
-        quantize(x, &mut out);
-        out
-    }
-
-    fn dequantize_vec(data: &[u8]) -> Vec<f32> {
-        let mut out = vec![0f32; data.len() / BLOCK_BYTES * BLOCK];
-        dequantize(data, &mut out);
-        out
-    }
+    /// The format under test, for the shared helpers.
+    const TY: GgmlType = GgmlType::Q8_K;
 
     fn d_of(block: &[u8]) -> f32 {
         f32::from_le_bytes([block[0], block[1], block[2], block[3]])
@@ -234,7 +131,7 @@ mod tests {
         x[5] = 2.5; // -2.5 -> -2 (even)
         x[16] = -100.25; // 100.25 -> 100
         x[255] = 126.75; // -126.75 -> -127
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(d_of(&b), -1.0);
         let q = qs_of(&b);
         assert_eq!(&q[..6], &[-127, -64, 1, 0, -2, -2]);
@@ -245,7 +142,7 @@ mod tests {
         assert_eq!(bsums[1], 100);
         assert_eq!(bsums[15], -127);
         assert!(bsums[2..15].iter().all(|&s| s == 0));
-        let y = dequantize_vec(&b);
+        let y = dequantize_vec(TY, &b);
         assert_eq!(&y[..6], &[127.0, 64.0, -1.0, 0.0, 2.0, 2.0]);
     }
 
@@ -256,12 +153,12 @@ mod tests {
         x[5] = -254.0;
         x[6] = 3.0; // 1.5 -> 2
         x[7] = 254.0; // same magnitude as x[5] but later: not the max; 127
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(d_of(&b), 2.0);
         let q = qs_of(&b);
         assert_eq!(&q[4..9], &[0, -127, 2, 127, 0]);
         assert_eq!(bsums_of(&b)[0], 2);
-        let y = dequantize_vec(&b);
+        let y = dequantize_vec(TY, &b);
         assert_eq!(&y[4..9], &[0.0, -254.0, 4.0, 254.0, 0.0]);
     }
 
@@ -270,73 +167,36 @@ mod tests {
         let mut x = [0f32; 256];
         x[3] = 3.0;
         x[9] = -3.0;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         let q = qs_of(&b);
         assert_eq!((q[3], q[9]), (-127, 127));
         assert!(d_of(&b) < 0.0);
     }
 
     #[test]
-    fn simd_quantize_matches_scalar() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        let mut x: Vec<f32> = (0..256 * 40).map(|_| rng.unit() * 8.0).collect();
-        // Edge blocks: NaNs, infinities, signed zeros, subnormals, ties of magnitude, halves.
-        let specials = [
-            f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            -0.0,
-            1e-40,
-            -1e-40,
-            f32::MAX,
-            -f32::MAX,
-        ];
-        for (b, &sp) in specials.iter().enumerate() {
-            for i in (0..256).step_by(7 + b) {
-                x[b * 256 + i] = sp;
-            }
-        }
-        x[10 * 256..11 * 256].fill(f32::NAN);
-        x[11 * 256..12 * 256].fill(0.0);
-        x[12 * 256..13 * 256].fill(-0.0);
-        for i in 0..256 {
-            x[13 * 256 + i] = if i % 3 == 0 { -5.0 } else { 5.0 };
-            x[14 * 256 + i] = (i as f32 - 128.0) * 0.5;
-            x[15 * 256 + i] = if i == 200 { -3.0 } else { 1e-40 };
-        }
-        let mut want = vec![0u8; 40 * BLOCK_BYTES];
-        quantize_scalar(&x, &mut want);
-        let mut got = vec![1u8; 40 * BLOCK_BYTES];
-        quantize(&x, &mut got);
-        for (b, (g, w)) in got
-            .chunks(BLOCK_BYTES)
-            .zip(want.chunks(BLOCK_BYTES))
-            .enumerate()
-        {
-            assert_eq!(g, w, "block {b}");
-        }
-    }
-
-    #[test]
     fn all_zero_block() {
-        let b = quantize_vec(&[0.0; 256]);
+        let b = quantize_vec(TY, &[0.0; 256]);
         assert_eq!(b, vec![0u8; BLOCK_BYTES]);
         // -0.0 has magnitude 0 too
-        let b = quantize_vec(&[-0.0; 256]);
+        let b = quantize_vec(TY, &[-0.0; 256]);
         assert_eq!(b, vec![0u8; BLOCK_BYTES]);
-        assert!(dequantize_vec(&b).iter().all(|&v| v == 0.0));
+        assert!(dequantize_vec(TY, &b).iter().all(|&v| v == 0.0));
     }
 
     #[test]
     fn all_minus_one_and_all_plus_one() {
-        let b = quantize_vec(&[-1.0; 256]);
+        let b = quantize_vec(TY, &[-1.0; 256]);
         assert!(qs_of(&b).iter().all(|&q| q == -127));
         assert!(bsums_of(&b).iter().all(|&s| s == -127 * 16));
-        assert!(dequantize_vec(&b).iter().all(|&v| (v + 1.0).abs() < 1e-6));
-        let b = quantize_vec(&[1.0; 256]);
+        assert!(dequantize_vec(TY, &b)
+            .iter()
+            .all(|&v| (v + 1.0).abs() < 1e-6));
+        let b = quantize_vec(TY, &[1.0; 256]);
         assert!(qs_of(&b).iter().all(|&q| q == -127));
         assert!(d_of(&b) < 0.0);
-        assert!(dequantize_vec(&b).iter().all(|&v| (v - 1.0).abs() < 1e-6));
+        assert!(dequantize_vec(TY, &b)
+            .iter()
+            .all(|&v| (v - 1.0).abs() < 1e-6));
     }
 
     #[test]
@@ -347,22 +207,22 @@ mod tests {
         x[0] = 127.0 * big;
         x[1] = -63.5 * big; // 63.5 -> 64 (even)
         x[2] = 1e30; // tiny next to the max: 0
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(d_of(&b), -big);
         let q = qs_of(&b);
         assert_eq!(&q[..3], &[-127, 64, 0]);
-        let y = dequantize_vec(&b);
+        let y = dequantize_vec(TY, &b);
         assert_eq!(&y[..3], &[127.0 * big, -64.0 * big, 0.0]);
     }
 
     #[test]
     fn random_blocks_bsums_and_error_bound() {
-        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        let mut rng = SplitMix64(0xdead_beef_cafe_f00d);
         let x: Vec<f32> = (0..256 * 32)
-            .map(|i| rng.unit() * [1.0f32, 1e-3, 50.0, 1e6][i / 256 % 4])
+            .map(|i| (rng.unit() * 2.0 - 1.0) * [1.0f32, 1e-3, 50.0, 1e6][i / 256 % 4])
             .collect();
-        let b = quantize_vec(&x);
-        let y = dequantize_vec(&b);
+        let b = quantize_vec(TY, &x);
+        let y = dequantize_vec(TY, &b);
         for ((xb, bb), yb) in x.chunks(256).zip(b.chunks(BLOCK_BYTES)).zip(y.chunks(256)) {
             let q = qs_of(bb);
             assert!(q.iter().all(|&q| (-127..=127).contains(&q)));
@@ -389,15 +249,15 @@ mod tests {
     fn non_finite_inputs_do_not_panic() {
         let mut x = [1.0f32; 256];
         x[0] = f32::NAN; // never the max (NaN > amax is false); codes for NaN are 0
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(qs_of(&b)[0], 0);
         assert_eq!(qs_of(&b)[1], -127);
-        let b = quantize_vec(&[f32::NAN; 256]);
+        let b = quantize_vec(TY, &[f32::NAN; 256]);
         assert_eq!(b, vec![0u8; BLOCK_BYTES]);
         x[0] = f32::INFINITY;
-        let _ = quantize_vec(&x);
-        let mut rng = Rng(3);
+        let _ = quantize_vec(TY, &x);
+        let mut rng = SplitMix64(3);
         let data: Vec<u8> = (0..BLOCK_BYTES * 4).map(|_| rng.next_u64() as u8).collect();
-        let _ = dequantize_vec(&data);
+        let _ = dequantize_vec(TY, &data);
     }
 }

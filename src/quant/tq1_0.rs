@@ -21,7 +21,7 @@
 //! `quantize` writes the same bytes as gguf-py's `TQ1_0.quantize_blocks`: `d = max|x|` over the
 //! block, `t = round_half_away(x * (1/d))` (1/d taken as 0 when d is 0), `d` rounded to f16.
 
-use super::float::{abs_max_like_numpy, f16_to_f32, f32_to_f16, round_to_i8_like_numpy};
+use super::float::{abs_max_like_numpy, f32_to_f16, round_to_i8_like_numpy};
 
 pub const BLOCK: usize = 256;
 pub const BLOCK_BYTES: usize = 54;
@@ -55,12 +55,8 @@ pub fn code(block: &[u8], e: usize) -> i32 {
 
 /// Dequantizes whole TQ1_0 blocks.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
-    debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());
-    for (block, out) in data
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK))
-    {
-        let d = f16_to_f32(u16::from_le_bytes([block[D], block[D + 1]]));
+    for (block, out) in super::blocks_out(data, BLOCK_BYTES, out, BLOCK) {
+        let d = super::f16_at(block, D);
         for (e, o) in out.iter_mut().enumerate() {
             let (byte, m) = position(e);
             let t = digit(block[byte], m) as i8 - 1;
@@ -92,31 +88,13 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::float::f16_to_f32;
+    use crate::quant::testing::{dequantize_vec, quantize_vec};
+    use crate::quant::GgmlType;
+    use crate::rng::SplitMix64;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn trit(&mut self) -> f32 {
-            (self.next_u64() % 3) as f32 - 1.0
-        }
-    }
-
-    fn quantize_vec(x: &[f32]) -> Vec<u8> {
-        let mut out = vec![0u8; x.len() / BLOCK * BLOCK_BYTES];
-        quantize(x, &mut out);
-        out
-    }
-
-    fn dequantize_vec(data: &[u8]) -> Vec<f32> {
-        let mut out = vec![0f32; data.len() / BLOCK_BYTES * BLOCK];
-        dequantize(data, &mut out);
-        out
-    }
+    /// The format under test, for the shared helpers.
+    const TY: GgmlType = GgmlType::TQ1_0;
 
     #[test]
     fn positions_cover_every_digit_once() {
@@ -163,9 +141,9 @@ mod tests {
             let mut b = vec![stored(121 * c); 48];
             b.extend_from_slice(&[stored(120 * c); 4]);
             b.extend_from_slice(&0x4000u16.to_le_bytes()); // d = 2
-            let out = dequantize_vec(&b);
+            let out = dequantize_vec(TY, &b);
             assert!(out.iter().all(|&v| v == 2.0 * want), "digit {c}");
-            let q = quantize_vec(&out);
+            let q = quantize_vec(TY, &out);
             assert_eq!(q[..D], b[..D]);
             // an all-zero block gets d = 0
             let d: [u8; 2] = if c == 1 { [0, 0] } else { [b[D], b[D + 1]] };
@@ -178,20 +156,20 @@ mod tests {
         let mut x = [0f32; 256];
         x[0] = 1.0;
         x[255] = -1.0;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(b[0], stored(121 + 81));
         assert_eq!(b[51], stored(120 - 3));
         assert!(b[1..48].iter().all(|&v| v == 128));
         assert!(b[48..51].iter().all(|&v| v == 127));
         assert_eq!(&b[D..], &0x3c00u16.to_le_bytes());
-        assert_eq!(dequantize_vec(&b), x);
+        assert_eq!(dequantize_vec(TY, &b), x);
         // Value 170 is byte 32 + 10 % 16 = 42, digit 0; value 239 is byte 47, digit 4.
         let mut b = vec![128u8; 48];
         b.extend_from_slice(&[127; 4]);
         b.extend_from_slice(&0x3c00u16.to_le_bytes());
         b[42] = stored(121 + 81);
         b[47] = stored(121 - 1);
-        let y = dequantize_vec(&b);
+        let y = dequantize_vec(TY, &b);
         assert_eq!((y[170], y[239]), (1.0, -1.0));
         assert_eq!(y.iter().filter(|&&v| v != 0.0).count(), 2);
     }
@@ -207,17 +185,19 @@ mod tests {
             0x1b, 0xca, 0x50, 0x5e, 0x32, 0x95, 0xbf, 0x3f, 0xbb, 0x32, 0x95, 0xbf, 0x3f, 0xbb,
             0x32, 0x95, 0xbf, 0x3f, 0xbb, 0x32, 0x40, 0x69, 0xce, 0x43, 0xcd, 0x38,
         ];
-        assert_eq!(quantize_vec(&x), want);
+        assert_eq!(quantize_vec(TY, &x), want);
     }
 
     #[test]
     fn random_ternary_round_trip_exactly() {
-        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        let mut rng = SplitMix64(0x0123_4567_89ab_cdef);
         for scale in [1.0f32, 0.0625, 3.5, 1e-3] {
             // scale is exact in f16 only for the first three; the round trip uses the stored d
-            let x: Vec<f32> = (0..256 * 8).map(|_| rng.trit() * scale).collect();
-            let b = quantize_vec(&x);
-            let y = dequantize_vec(&b);
+            let x: Vec<f32> = (0..256 * 8)
+                .map(|_| (rng.below(3) as f32 - 1.0) * scale)
+                .collect();
+            let b = quantize_vec(TY, &x);
+            let y = dequantize_vec(TY, &b);
             let d = f16_to_f32(f32_to_f16(scale));
             for (a, b) in x.iter().zip(&y) {
                 assert_eq!(*b, a.signum() * d * (*a != 0.0) as u8 as f32);
@@ -233,26 +213,26 @@ mod tests {
         x[2] = -0.5;
         x[3] = 0.49999997;
         x[4] = -0.49999997;
-        let y = dequantize_vec(&quantize_vec(&x));
+        let y = dequantize_vec(TY, &quantize_vec(TY, &x));
         assert_eq!(&y[..5], &[1.0, 1.0, -1.0, 0.0, 0.0]);
     }
 
     #[test]
     fn edge_blocks() {
-        let b = quantize_vec(&[0.0; 256]);
+        let b = quantize_vec(TY, &[0.0; 256]);
         assert_eq!(b[..48], [128u8; 48]);
         assert_eq!(b[48..], [127, 127, 127, 127, 0, 0]);
         let mut x = [0.1f32; 256];
         x[200] = -7.0; // negative max: d = 7
-        let b = quantize_vec(&x);
-        let y = dequantize_vec(&b);
+        let b = quantize_vec(TY, &x);
+        let y = dequantize_vec(TY, &b);
         assert_eq!(y[200], -7.0);
         assert!(y.iter().enumerate().all(|(i, &v)| i == 200 || v == 0.0));
         // big values: d overflows f16 to infinity; the trits are still right
         let mut x = [1e30f32; 256];
         x[1] = -1e30;
         x[2] = 1e29;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(&b[D..], &0x7c00u16.to_le_bytes());
         assert_eq!(digit(b[0], 0), 2);
         assert_eq!(digit(b[1], 0), 0);
@@ -262,18 +242,18 @@ mod tests {
     #[test]
     fn non_finite_inputs_match_gguf_py() {
         // gguf-py: NaN max -> d NaN, every trit 0; inf max -> d inf, every trit 0
-        let zero_block = quantize_vec(&[0.0; 256]);
+        let zero_block = quantize_vec(TY, &[0.0; 256]);
         let mut x = [1.0f32; 256];
         x[9] = f32::NAN;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(&b[..52], &zero_block[..52]);
         assert_eq!(&b[D..], &0x7e00u16.to_le_bytes());
         x[9] = f32::INFINITY;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(&b[..52], &zero_block[..52]);
         assert_eq!(&b[D..], &0x7c00u16.to_le_bytes());
-        let mut rng = Rng(5);
+        let mut rng = SplitMix64(5);
         let data: Vec<u8> = (0..BLOCK_BYTES * 4).map(|_| rng.next_u64() as u8).collect();
-        assert!(dequantize_vec(&data).len() == 1024);
+        assert!(dequantize_vec(TY, &data).len() == 1024);
     }
 }

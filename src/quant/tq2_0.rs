@@ -14,7 +14,7 @@
 //! `quantize` writes the same bytes as gguf-py's `TQ2_0.quantize_blocks`: `d = max|x|` over the
 //! block, `t = round_half_away(x * (1/d))` (1/d taken as 0 when d is 0), `d` rounded to f16.
 
-use super::float::{abs_max_like_numpy, f16_to_f32, f32_to_f16, round_to_i8_like_numpy};
+use super::float::{abs_max_like_numpy, f32_to_f16, round_to_i8_like_numpy};
 
 pub const BLOCK: usize = 256;
 pub const BLOCK_BYTES: usize = 66;
@@ -35,12 +35,8 @@ pub fn code(block: &[u8], e: usize) -> i32 {
 
 /// Dequantizes whole TQ2_0 blocks.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
-    debug_assert_eq!(data.len() / BLOCK_BYTES * BLOCK, out.len());
-    for (block, out) in data
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK))
-    {
-        let d = f16_to_f32(u16::from_le_bytes([block[D], block[D + 1]]));
+    for (block, out) in super::blocks_out(data, BLOCK_BYTES, out, BLOCK) {
+        let d = super::f16_at(block, D);
         for (e, o) in out.iter_mut().enumerate() {
             let (byte, shift) = position(e);
             let code = (block[byte] >> shift) & 3;
@@ -69,31 +65,13 @@ pub fn quantize(x: &[f32], out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::float::f16_to_f32;
+    use crate::quant::testing::{dequantize_vec, quantize_vec};
+    use crate::quant::GgmlType;
+    use crate::rng::SplitMix64;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn trit(&mut self) -> f32 {
-            (self.next_u64() % 3) as f32 - 1.0
-        }
-    }
-
-    fn quantize_vec(x: &[f32]) -> Vec<u8> {
-        let mut out = vec![0u8; x.len() / BLOCK * BLOCK_BYTES];
-        quantize(x, &mut out);
-        out
-    }
-
-    fn dequantize_vec(data: &[u8]) -> Vec<f32> {
-        let mut out = vec![0f32; data.len() / BLOCK_BYTES * BLOCK];
-        dequantize(data, &mut out);
-        out
-    }
+    /// The format under test, for the shared helpers.
+    const TY: GgmlType = GgmlType::TQ2_0;
 
     fn block_of(byte: u8, d_bits: u16) -> Vec<u8> {
         let mut b = vec![byte; D];
@@ -105,12 +83,12 @@ mod tests {
     fn uniform_bytes() {
         // d = 0.5; 0x00: all -1, 0x55: all 0, 0xaa: all +1, 0xff: all code 3 (+2)
         for (byte, want) in [(0x00u8, -0.5f32), (0x55, 0.0), (0xaa, 0.5), (0xff, 1.0)] {
-            let out = dequantize_vec(&block_of(byte, 0x3800));
+            let out = dequantize_vec(TY, &block_of(byte, 0x3800));
             assert!(out.iter().all(|&v| v == want), "{byte:#04x}");
         }
-        assert_eq!(quantize_vec(&[-0.5; 256]), block_of(0x00, 0x3800));
-        assert_eq!(quantize_vec(&[0.0; 256]), block_of(0x55, 0x0000));
-        assert_eq!(quantize_vec(&[0.5; 256]), block_of(0xaa, 0x3800));
+        assert_eq!(quantize_vec(TY, &[-0.5; 256]), block_of(0x00, 0x3800));
+        assert_eq!(quantize_vec(TY, &[0.0; 256]), block_of(0x55, 0x0000));
+        assert_eq!(quantize_vec(TY, &[0.5; 256]), block_of(0xaa, 0x3800));
     }
 
     #[test]
@@ -121,14 +99,14 @@ mod tests {
                 for k in 0..4 {
                     let mut b = block_of(0x55, 0x3c00);
                     b[32 * h + j] = (0x55 & !(3 << (2 * k))) | (2 << (2 * k));
-                    let out = dequantize_vec(&b);
+                    let out = dequantize_vec(TY, &b);
                     let e = 128 * h + 32 * k + j;
                     for (i, &v) in out.iter().enumerate() {
                         assert_eq!(v, if i == e { 1.0 } else { 0.0 }, "h {h} j {j} k {k}");
                     }
                     let mut x = [0f32; 256];
                     x[e] = 1.0;
-                    assert_eq!(quantize_vec(&x), b);
+                    assert_eq!(quantize_vec(TY, &x), b);
                 }
             }
         }
@@ -146,19 +124,21 @@ mod tests {
             0xa0, 0x06, 0x68, 0x81, 0x1a, 0xa0, 0x06, 0x68, 0x81, 0x1a, 0xa0, 0x06, 0x68, 0x81,
             0x1a, 0xa0, 0x06, 0x68, 0x81, 0x1a, 0xa0, 0x06, 0xcd, 0x38,
         ];
-        assert_eq!(quantize_vec(&x), want);
+        assert_eq!(quantize_vec(TY, &x), want);
     }
 
     #[test]
     fn random_ternary_round_trip_exactly() {
-        let mut rng = Rng(0xfeed_f00d_1234_5678);
+        let mut rng = SplitMix64(0xfeed_f00d_1234_5678);
         for scale in [1.0f32, 0.0625, -3.5, 1e-3] {
-            let x: Vec<f32> = (0..256 * 8).map(|_| rng.trit() * scale).collect();
-            let b = quantize_vec(&x);
+            let x: Vec<f32> = (0..256 * 8)
+                .map(|_| (rng.below(3) as f32 - 1.0) * scale)
+                .collect();
+            let b = quantize_vec(TY, &x);
             assert!(b
                 .chunks(BLOCK_BYTES)
                 .all(|b| b[..D].iter().all(|&v| v & 0x55 & (v >> 1) == 0)));
-            let y = dequantize_vec(&b);
+            let y = dequantize_vec(TY, &b);
             let d = f16_to_f32(f32_to_f16(scale.abs()));
             for (a, b) in x.iter().zip(&y) {
                 let t = if *a > 0.0 {
@@ -177,14 +157,14 @@ mod tests {
     fn edge_blocks() {
         let mut x = [0.1f32; 256];
         x[77] = -9.0; // negative max: d = 9
-        let y = dequantize_vec(&quantize_vec(&x));
+        let y = dequantize_vec(TY, &quantize_vec(TY, &x));
         assert_eq!(y[77], -9.0);
         assert!(y.iter().enumerate().all(|(i, &v)| i == 77 || v == 0.0));
         // big values: d overflows f16 to infinity; the codes are still right
         let mut x = [1e30f32; 256];
         x[32] = -1e30;
         x[64] = 1e29;
-        let b = quantize_vec(&x);
+        let b = quantize_vec(TY, &x);
         assert_eq!(&b[D..], &0x7c00u16.to_le_bytes());
         assert_eq!(b[0], 0b10_01_00_10);
         // half away from zero
@@ -193,7 +173,7 @@ mod tests {
         x[1] = 0.5;
         x[2] = -0.5;
         x[3] = 0.49999997;
-        let y = dequantize_vec(&quantize_vec(&x));
+        let y = dequantize_vec(TY, &quantize_vec(TY, &x));
         assert_eq!(&y[..4], &[1.0, 1.0, -1.0, 0.0]);
     }
 
@@ -203,15 +183,15 @@ mod tests {
         // a subnormal max: 1/d overflows, every code 1, d rounds to 0
         let mut x = [1.0f32; 256];
         x[0] = f32::NAN;
-        assert_eq!(quantize_vec(&x), block_of(0x55, 0x7e00));
+        assert_eq!(quantize_vec(TY, &x), block_of(0x55, 0x7e00));
         x[0] = f32::INFINITY;
-        assert_eq!(quantize_vec(&x), block_of(0x55, 0x7c00));
+        assert_eq!(quantize_vec(TY, &x), block_of(0x55, 0x7c00));
         let mut x = [0f32; 256];
         x[0] = 1e-45;
         x[1] = -1e-45;
-        assert_eq!(quantize_vec(&x), block_of(0x55, 0x0000));
-        let mut rng = Rng(11);
+        assert_eq!(quantize_vec(TY, &x), block_of(0x55, 0x0000));
+        let mut rng = SplitMix64(11);
         let data: Vec<u8> = (0..BLOCK_BYTES * 4).map(|_| rng.next_u64() as u8).collect();
-        assert_eq!(dequantize_vec(&data).len(), 1024);
+        assert_eq!(dequantize_vec(TY, &data).len(), 1024);
     }
 }

@@ -222,7 +222,7 @@ fn no_panic<T>(what: &str, f: impl FnOnce() -> Result<T, OpenError>) -> Result<T
 /// name: a library already loaded is found under its soname.
 fn preload_nvrtc() {
     #[cfg(target_os = "linux")]
-    if let Some(path) = std::env::var_os("BITNET_NVRTC_LIB") {
+    if let Some(path) = crate::env::var_os(crate::env::NVRTC_LIB) {
         use std::os::unix::ffi::OsStrExt;
         extern "C" {
             fn dlopen(filename: *const std::ffi::c_char, flag: i32) -> *mut c_void;

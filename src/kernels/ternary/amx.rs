@@ -2,8 +2,7 @@
 //! for the whole-row integer sums of per-token activations (I2_S, uniform TQ scales).
 //!
 //! The intrinsics are unstable in Rust, so the five instructions are written with `asm!`.
-//! Linux hands out the tile registers only after `arch_prctl(ARCH_REQ_XCOMP_PERM,
-//! XFEATURE_XTILEDATA)`; `available` asks once and says no when the CPU or kernel refuses.
+//! Whether the CPU and the OS allow the tiles is `kernels::isa::amx_available`.
 //!
 //! Operands of `tdpbusd tC, tA, tB`: C[m][n] += sum over k of A[m][k] (u8) * B[k][n] (i8),
 //! A a tile of 16 rows x 64 bytes, B stored with four consecutive k per (row, n): B's row kk
@@ -16,7 +15,8 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
-use std::sync::OnceLock;
+
+use crate::kernels::isa::amx_available;
 
 use super::{finish_rows, ActBuf, Out, TernaryMat, TokenInfo, QK};
 
@@ -25,49 +25,9 @@ pub const TILE: usize = 16;
 /// Values per tile step (one tile row of 64 bytes).
 const KSTEP: usize = 64;
 
-/// Whether the CPU has AMX-INT8 and the kernel let this process use the tiles.
-pub fn available() -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| {
-        if std::env::var_os("BITNET_NO_AMX").is_some() {
-            return false;
-        }
-        let leaf7 = __cpuid_count(7, 0);
-        let (tile, int8) = (leaf7.edx & (1 << 24) != 0, leaf7.edx & (1 << 25) != 0);
-        tile && int8 && request_tiles()
-    })
-}
-
-/// arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0.
-fn request_tiles() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        const SYS_ARCH_PRCTL: i64 = 158;
-        const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
-        const XFEATURE_XTILEDATA: i64 = 18;
-        let ret: i64;
-        // SAFETY: a plain system call that only changes this process's permission to use
-        // the AMX state; rcx and r11 are clobbered by `syscall`.
-        unsafe {
-            asm!(
-                "syscall",
-                inlateout("rax") SYS_ARCH_PRCTL => ret,
-                in("rdi") ARCH_REQ_XCOMP_PERM,
-                in("rsi") XFEATURE_XTILEDATA,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        ret == 0
-    }
-    #[cfg(not(target_os = "linux"))]
-    false
-}
-
 /// Whether a product of this shape goes through the tiles.
 pub fn suits(cols: usize, n: usize) -> bool {
-    n >= TILE && cols.is_multiple_of(QK) && available()
+    n >= TILE && cols.is_multiple_of(QK) && amx_available()
 }
 
 /// Rearranges `n` tokens of kernel-order activations (`q`, rows of `cols`) into B tiles:
@@ -200,7 +160,7 @@ unsafe fn tiles_2x2(
 /// token tiles in pairs likewise.
 ///
 /// # Safety
-/// `available()`; `act.amx_b` laid out by `layout_b` for `act`; cols % 256 == 0; `out` holds
+/// `amx_available()`; `act.amx_b` laid out by `layout_b` for `act`; cols % 256 == 0; `out` holds
 /// rows `rows` of every token, written by this caller alone.
 pub unsafe fn totals(
     m: &TernaryMat,
@@ -360,7 +320,7 @@ unsafe fn unpack_lanes(m: &TernaryMat, r0: usize, nr: usize, a: &mut [u8]) {
 /// `q8k_row_scalar`.
 ///
 /// # Safety
-/// `available()`; `act` in Q8K mode with `layout_b_q8k` done; `out` holds rows `rows` of
+/// `amx_available()`; `act` in Q8K mode with `layout_b_q8k` done; `out` holds rows `rows` of
 /// every token, written by this caller alone.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 #[allow(clippy::needless_range_loop)] // (row tile, token tile, row) index several arrays at once
