@@ -234,10 +234,8 @@ pub unsafe extern "C" fn llama_batch_ext_init(ctx: *mut llama_context) -> *mut l
 #[no_mangle]
 pub unsafe extern "C" fn llama_batch_ext_free(batch: *mut llama_batch_ext) {
     ffi!((), || {
-        if !batch.is_null() {
-            // SAFETY: a non-NULL batch came from llama_batch_ext_init and is freed once.
-            drop(unsafe { Box::from_raw(batch) });
-        }
+        // SAFETY: batch is NULL or came from llama_batch_ext_init and is freed once.
+        unsafe { guard::free_box(batch) };
         Ok(())
     })
 }

@@ -367,10 +367,8 @@ pub unsafe extern "C" fn llama_new_context_with_model(
 #[no_mangle]
 pub unsafe extern "C" fn llama_free(ctx: *mut llama_context) {
     ffi!((), || {
-        if !ctx.is_null() {
-            // SAFETY: a non-NULL ctx came from llama_init_from_model and is freed once.
-            drop(unsafe { Box::from_raw(ctx) });
-        }
+        // SAFETY: ctx is NULL or came from llama_init_from_model and is freed once.
+        unsafe { guard::free_box(ctx) };
         Ok(())
     })
 }
@@ -772,7 +770,7 @@ pub unsafe extern "C" fn llama_perf_context_print(ctx: *const llama_context) {
         // SAFETY: forwarded C argument.
         let d = unsafe { llama_perf_context(ctx) };
         let t_end_ms = 1e-3 * guard::monotonic_us() as f64;
-        let f = "llama_perf_context_print";
+        let f = guard::fn_name!();
         guard::log(
             LOG_INFO,
             &format!("{f}:        load time = {:10.2} ms", d.t_load_ms),
@@ -780,21 +778,19 @@ pub unsafe extern "C" fn llama_perf_context_print(ctx: *const llama_context) {
         guard::log(
             LOG_INFO,
             &format!(
-                "{f}: prompt eval time = {:10.2} ms / {:5} tokens ({:8.2} ms per token, {:8.2} tokens per second)",
+                "{f}: prompt eval time = {:10.2} ms / {:5} tokens {}",
                 d.t_p_eval_ms,
                 d.n_p_eval,
-                d.t_p_eval_ms / d.n_p_eval as f64,
-                1e3 / d.t_p_eval_ms * d.n_p_eval as f64
+                guard::per_token(d.t_p_eval_ms, d.n_p_eval)
             ),
         );
         guard::log(
             LOG_INFO,
             &format!(
-                "{f}:        eval time = {:10.2} ms / {:5} runs   ({:8.2} ms per token, {:8.2} tokens per second)",
+                "{f}:        eval time = {:10.2} ms / {:5} runs   {}",
                 d.t_eval_ms,
                 d.n_eval,
-                d.t_eval_ms / d.n_eval as f64,
-                1e3 / d.t_eval_ms * d.n_eval as f64
+                guard::per_token(d.t_eval_ms, d.n_eval)
             ),
         );
         guard::log(

@@ -181,6 +181,18 @@ pub unsafe fn handle_mut<'a, T>(p: *mut T, what: &str) -> Fallible<&'a mut T> {
     unsafe { p.as_mut() }.ok_or_else(|| format!("{what} is NULL"))
 }
 
+/// Frees a handle this library made with `Box::into_raw`; NULL does nothing (llama.h's free
+/// functions accept it).
+///
+/// # Safety
+/// `p` is NULL or came from `Box::into_raw` here, and is not used again.
+pub unsafe fn free_box<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: per this function's contract.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
 /// A NUL-terminated C string as bytes.
 ///
 /// # Safety
@@ -266,6 +278,16 @@ pub unsafe fn copy_or_negative(bytes: &[u8], buf: *mut c_char, len: i32) -> Fall
     Ok(n)
 }
 
+/// The rate part of the reference's perf lines: `(  x.xx ms per token,   y.yy tokens per
+/// second)` for `n` runs that took `ms` milliseconds.
+pub fn per_token(ms: f64, n: i32) -> String {
+    format!(
+        "({:8.2} ms per token, {:8.2} tokens per second)",
+        ms / n as f64,
+        1e3 / ms * n as f64
+    )
+}
+
 /// Microseconds since the first call (a monotonic clock, as ggml_time_us).
 pub fn monotonic_us() -> i64 {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -285,6 +307,14 @@ mod tests {
         assert_eq!(llama_example_export(), "llama_example_export");
         let in_closure = || fn_name!();
         assert_eq!(in_closure(), "fn_name_is_the_enclosing_function");
+    }
+
+    #[test]
+    fn per_token_is_the_reference_perf_rate() {
+        assert_eq!(
+            super::per_token(10.0, 4),
+            "(    2.50 ms per token,   400.00 tokens per second)"
+        );
     }
 
     #[test]

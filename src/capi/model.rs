@@ -393,11 +393,9 @@ pub unsafe extern "C" fn llama_model_load_from_splits(
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_free(model: *mut llama_model) {
     ffi!((), || {
-        if !model.is_null() {
-            // SAFETY: a non-NULL model was returned by a llama_model_load_* call and is freed
-            // once (llama.h contract); contexts hold their own Arc of the weights.
-            drop(unsafe { Box::from_raw(model) });
-        }
+        // SAFETY: model is NULL or was returned by a llama_model_load_* call and is freed once
+        // (llama.h contract); contexts hold their own Arc of the weights.
+        unsafe { guard::free_box(model) };
         Ok(())
     })
 }
@@ -635,12 +633,9 @@ pub unsafe extern "C" fn llama_model_desc(
     buf: *mut c_char,
     buf_size: usize,
 ) -> i32 {
-    ffi!(-1, || {
-        // SAFETY: model is NULL or a live handle; buf has buf_size bytes (llama.h contract).
-        unsafe {
-            let m = handle(model, "model")?;
-            Ok(guard::snprintf(buf, buf_size, m.desc.as_bytes()))
-        }
+    with_handle!(&model, -1, |m| {
+        // SAFETY: buf is NULL or has buf_size writable bytes (llama.h contract).
+        Ok(unsafe { guard::snprintf(buf, buf_size, m.desc.as_bytes()) })
     })
 }
 
@@ -664,9 +659,7 @@ pub unsafe extern "C" fn llama_model_chat_template(
     model: *const llama_model,
     name: *const c_char,
 ) -> *const c_char {
-    ffi!(std::ptr::null(), || {
-        // SAFETY: model is NULL or a live handle (llama.h contract).
-        let m = unsafe { handle(model, "model") }?;
+    with_handle!(&model, std::ptr::null(), |m| {
         let key = if name.is_null() {
             b"tokenizer.chat_template".to_vec()
         } else {

@@ -899,11 +899,11 @@ pub unsafe extern "C" fn llama_perf_sampler_print(chain: *const llama_sampler) {
         guard::log(
             LOG_INFO,
             &format!(
-                "llama_perf_sampler_print:    sampling time = {:10.2} ms / {:5} runs   ({:8.2} ms per token, {:8.2} tokens per second)",
+                "{}:    sampling time = {:10.2} ms / {:5} runs   {}",
+                guard::fn_name!(),
                 d.t_sample_ms,
                 d.n_sample,
-                d.t_sample_ms / d.n_sample as f64,
-                1e3 / d.t_sample_ms * d.n_sample as f64
+                guard::per_token(d.t_sample_ms, d.n_sample)
             ),
         );
         Ok(())

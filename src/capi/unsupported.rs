@@ -16,6 +16,13 @@ macro_rules! refuse {
     ($value:expr, $why:expr $(,)?) => {
         ffi!($value, || Err($why.to_string()))
     };
+    // The meta getters clear C's buffer first, as the reference does on failure.
+    ($value:expr, $why:expr, clearing $buf:ident[$size:ident]) => {{
+        let (buf, size) = ($buf, $size);
+        // SAFETY: the export's `buf` has `size` writable bytes (llama.h contract).
+        unsafe { guard::clear_buf(buf, size) };
+        refuse!($value, $why)
+    }};
 }
 
 const NO_LORA: &str = "LoRA adapters are not supported";
@@ -89,9 +96,7 @@ pub unsafe extern "C" fn llama_adapter_meta_val_str(
     buf: *mut c_char,
     buf_size: usize,
 ) -> i32 {
-    // SAFETY: buf has buf_size writable bytes (llama.h contract); cleared on failure.
-    unsafe { guard::clear_buf(buf, buf_size) };
-    refuse!(-1, NO_LORA)
+    refuse!(-1, NO_LORA, clearing buf[buf_size])
 }
 
 #[no_mangle]
@@ -106,9 +111,7 @@ pub unsafe extern "C" fn llama_adapter_meta_key_by_index(
     buf: *mut c_char,
     buf_size: usize,
 ) -> i32 {
-    // SAFETY: buf has buf_size writable bytes (llama.h contract); cleared on failure.
-    unsafe { guard::clear_buf(buf, buf_size) };
-    refuse!(-1, NO_LORA)
+    refuse!(-1, NO_LORA, clearing buf[buf_size])
 }
 
 #[no_mangle]
@@ -118,9 +121,7 @@ pub unsafe extern "C" fn llama_adapter_meta_val_str_by_index(
     buf: *mut c_char,
     buf_size: usize,
 ) -> i32 {
-    // SAFETY: buf has buf_size writable bytes (llama.h contract); cleared on failure.
-    unsafe { guard::clear_buf(buf, buf_size) };
-    refuse!(-1, NO_LORA)
+    refuse!(-1, NO_LORA, clearing buf[buf_size])
 }
 
 /// No adapter is ever made, so there is nothing to free (NULL is accepted silently).

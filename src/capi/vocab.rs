@@ -425,9 +425,7 @@ pub unsafe extern "C" fn llama_tokenize(
     add_special: bool,
     parse_special: bool,
 ) -> i32 {
-    ffi!(i32::MIN, || {
-        // SAFETY: vocab is NULL or a live handle (llama.h contract).
-        let v = unsafe { handle(vocab, "vocab") }?;
+    with_handle!(&vocab, i32::MIN, |v| {
         let len =
             usize::try_from(text_len).map_err(|_| format!("text_len {text_len} is negative"))?;
         // SAFETY: text points to text_len bytes (llama.h contract).
@@ -462,9 +460,7 @@ pub unsafe extern "C" fn llama_token_to_piece(
     lstrip: i32,
     special: bool,
 ) -> i32 {
-    ffi!(0, || {
-        // SAFETY: vocab is NULL or a live handle (llama.h contract).
-        let v = unsafe { handle(vocab, "vocab") }?;
+    with_handle!(&vocab, 0, |v| {
         let piece = v
             .tok
             .token_to_piece(v.id(token)?, lstrip, special)
@@ -486,9 +482,7 @@ pub unsafe extern "C" fn llama_detokenize(
     remove_special: bool,
     unparse_special: bool,
 ) -> i32 {
-    ffi!(0, || {
-        // SAFETY: vocab is NULL or a live handle (llama.h contract).
-        let v = unsafe { handle(vocab, "vocab") }?;
+    with_handle!(&vocab, 0, |v| {
         let n =
             usize::try_from(n_tokens).map_err(|_| format!("n_tokens {n_tokens} is negative"))?;
         // SAFETY: tokens points to n_tokens values (llama.h contract).
