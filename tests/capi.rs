@@ -1009,6 +1009,25 @@ static APPLY_ONLY: llama_sampler_i = llama_sampler_i {
     copy_state: None,
 };
 
+/// A context of `m` that decoded "Once upon a time" with llama_batch_get_one; with n_vocab
+/// and the prompt's length in tokens.
+///
+/// # Safety
+/// `m` is a live model.
+unsafe fn once_upon_a_time(m: *mut llama_model) -> (*mut llama_context, usize, usize) {
+    // SAFETY: m is live (contract); the token buffer outlives the decode.
+    unsafe {
+        let vocab = llama_model_get_vocab(m);
+        let c = new_ctx(m, 256, 32);
+        let mut toks = tokenize(vocab, "Once upon a time", true);
+        assert_eq!(
+            llama_decode(c, llama_batch_get_one(toks.as_mut_ptr(), toks.len() as i32)),
+            0
+        );
+        (c, llama_vocab_n_tokens(vocab) as usize, toks.len())
+    }
+}
+
 /// The logits live once, in the engine: what C writes through one getter's pointer is what
 /// the other getter, the sampler and the state see (llama.h lets C write into them).
 #[test]
@@ -1017,14 +1036,7 @@ fn logits_written_by_c_are_the_ones_sampled_and_saved() {
     // SAFETY: handles come from this test's own llama_* calls and are freed once;
     // every buffer passed is as long as the size given with it.
     unsafe {
-        let vocab = llama_model_get_vocab(m);
-        let n_vocab = llama_vocab_n_tokens(vocab) as usize;
-        let c = new_ctx(m, 256, 32);
-        let mut toks = tokenize(vocab, "Once upon a time", true);
-        assert_eq!(
-            llama_decode(c, llama_batch_get_one(toks.as_mut_ptr(), toks.len() as i32)),
-            0
-        );
+        let (c, n_vocab, n_prompt) = once_upon_a_time(m);
         let row = std::slice::from_raw_parts_mut(llama_get_logits_ith(c, -1), n_vocab);
         let top = argmax(row);
         let pick = (top + 1) % n_vocab;
@@ -1034,7 +1046,7 @@ fn logits_written_by_c_are_the_ones_sampled_and_saved() {
             row.as_mut_ptr(),
             "one output row, one buffer"
         );
-        let last = toks.len() as i32 - 1; // llama_batch_get_one: only the last entry outputs
+        let last = n_prompt as i32 - 1; // llama_batch_get_one: only the last entry outputs
         assert_eq!(llama_get_logits_ith(c, last), row.as_mut_ptr());
         assert!(llama_get_logits_ith(c, 0).is_null());
 
@@ -1069,14 +1081,7 @@ fn samplers_chain_and_foreign_sampler() {
     // SAFETY: handles come from this test's own llama_* calls and are freed once;
     // every buffer passed is as long as the size given with it.
     unsafe {
-        let vocab = llama_model_get_vocab(m);
-        let n_vocab = llama_vocab_n_tokens(vocab) as usize;
-        let c = new_ctx(m, 256, 32);
-        let mut toks = tokenize(vocab, "Once upon a time", true);
-        assert_eq!(
-            llama_decode(c, llama_batch_get_one(toks.as_mut_ptr(), toks.len() as i32)),
-            0
-        );
+        let (c, n_vocab, _) = once_upon_a_time(m);
         let logits = std::slice::from_raw_parts(llama_get_logits_ith(c, -1), n_vocab).to_vec();
 
         let chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
