@@ -265,7 +265,8 @@ struct llama_batch_ext;
 
 /**
  * A context: the engine's context (none on a vocab-only model), the parameters it was made
- * with as the reference reports them, the logits of the last decode and perf counters.
+ * with as the reference reports them, and perf counters. The outputs of the last decode
+ * (logits, embeddings) stay in the engine's context: the getters lend pointers into them.
  */
 struct llama_context;
 

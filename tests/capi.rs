@@ -1009,20 +1009,79 @@ static APPLY_ONLY: llama_sampler_i = llama_sampler_i {
     copy_state: None,
 };
 
-#[test]
-fn samplers_chain_and_foreign_sampler() {
-    let m = load(F32_MODEL);
-    // SAFETY: handles come from this test's own llama_* calls and are freed once;
-    // every buffer passed is as long as the size given with it.
+/// A context of `m` that decoded "Once upon a time" with llama_batch_get_one; with n_vocab
+/// and the prompt's length in tokens.
+///
+/// # Safety
+/// `m` is a live model.
+unsafe fn once_upon_a_time(m: *mut llama_model) -> (*mut llama_context, usize, usize) {
+    // SAFETY: m is live (contract); the token buffer outlives the decode.
     unsafe {
         let vocab = llama_model_get_vocab(m);
-        let n_vocab = llama_vocab_n_tokens(vocab) as usize;
         let c = new_ctx(m, 256, 32);
         let mut toks = tokenize(vocab, "Once upon a time", true);
         assert_eq!(
             llama_decode(c, llama_batch_get_one(toks.as_mut_ptr(), toks.len() as i32)),
             0
         );
+        (c, llama_vocab_n_tokens(vocab) as usize, toks.len())
+    }
+}
+
+/// The logits live once, in the engine: what C writes through one getter's pointer is what
+/// the other getter, the sampler and the state see (llama.h lets C write into them).
+#[test]
+fn logits_written_by_c_are_the_ones_sampled_and_saved() {
+    let m = load(F32_MODEL);
+    // SAFETY: handles come from this test's own llama_* calls and are freed once;
+    // every buffer passed is as long as the size given with it.
+    unsafe {
+        let (c, n_vocab, n_prompt) = once_upon_a_time(m);
+        let row = std::slice::from_raw_parts_mut(llama_get_logits_ith(c, -1), n_vocab);
+        let top = argmax(row);
+        let pick = (top + 1) % n_vocab;
+        row[pick] = row[top] + 100.0;
+        assert_eq!(
+            llama_get_logits(c),
+            row.as_mut_ptr(),
+            "one output row, one buffer"
+        );
+        let last = n_prompt as i32 - 1; // llama_batch_get_one: only the last entry outputs
+        assert_eq!(llama_get_logits_ith(c, last), row.as_mut_ptr());
+        assert!(llama_get_logits_ith(c, 0).is_null());
+
+        let greedy = llama_sampler_init_greedy();
+        assert_eq!(llama_sampler_sample(greedy, c, -1), pick as i32);
+        llama_sampler_free(greedy);
+
+        // The whole state carries the written logits; restoring it into a fresh context
+        // lends them back.
+        let size = llama_state_get_size(c);
+        let mut buf = vec![0u8; size];
+        assert_eq!(llama_state_get_data(c, buf.as_mut_ptr(), size), size);
+        let g = new_ctx(m, 256, 32);
+        assert_eq!(llama_state_set_data(g, buf.as_ptr(), size), size);
+        let restored = std::slice::from_raw_parts(llama_get_logits_ith(g, -1), n_vocab);
+        assert_eq!(argmax(restored), pick);
+
+        // The _ext state forms log under their own names.
+        capture_logs();
+        assert_eq!(llama_state_seq_get_size_ext(c, 99, 0), 0);
+        assert!(logged("llama_state_seq_get_size_ext: seq_id 99"));
+
+        llama_free(g);
+        llama_free(c);
+        llama_model_free(m);
+    }
+}
+
+#[test]
+fn samplers_chain_and_foreign_sampler() {
+    let m = load(F32_MODEL);
+    // SAFETY: handles come from this test's own llama_* calls and are freed once;
+    // every buffer passed is as long as the size given with it.
+    unsafe {
+        let (c, n_vocab, _) = once_upon_a_time(m);
         let logits = std::slice::from_raw_parts(llama_get_logits_ith(c, -1), n_vocab).to_vec();
 
         let chain = llama_sampler_chain_init(llama_sampler_chain_default_params());

@@ -5,8 +5,8 @@ use std::alloc::{self, Layout};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use super::context::{llama_context, with_ctx, with_ctx_mut, Entries};
-use super::guard::{self, ffi, handle, handle_mut, Fallible, LOG_ERROR};
+use super::context::{llama_context, Entries};
+use super::guard::{self, ffi, handle, with_handle, Fallible, LOG_ERROR};
 use super::types::*;
 use crate::model::context::SeqSet;
 
@@ -114,7 +114,7 @@ fn free_batch(b: &llama_batch) -> bool {
 
 #[no_mangle]
 pub extern "C" fn llama_batch_init(n_tokens_alloc: i32, embd: i32, n_seq_max: i32) -> llama_batch {
-    ffi("llama_batch_init", empty_batch(), || {
+    ffi!(empty_batch(), || {
         if n_tokens_alloc < 0 || embd < 0 || n_seq_max < 0 {
             return Err(format!(
                 "negative size (n_tokens {n_tokens_alloc}, embd {embd}, n_seq_max {n_seq_max})"
@@ -169,7 +169,7 @@ pub extern "C" fn llama_batch_get_one(tokens: *mut llama_token, n_tokens: i32) -
 
 #[no_mangle]
 pub extern "C" fn llama_batch_free(batch: llama_batch) {
-    ffi("llama_batch_free", (), || {
+    ffi!((), || {
         if free_batch(&batch) {
             Ok(())
         } else {
@@ -221,47 +221,31 @@ impl llama_batch_ext {
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_batch_ext_init(ctx: *mut llama_context) -> *mut llama_batch_ext {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx("llama_batch_ext_init", ctx, std::ptr::null_mut(), |c| {
-            Ok(Box::into_raw(Box::new(llama_batch_ext {
-                n_tokens_max: c.n_batch(),
-                n_seq_max: c.n_seq_max() as i32,
-                n_vocab: c.n_vocab as i32,
-                tokens: Vec::new(),
-            })))
-        })
-    }
+    with_handle!(&ctx, std::ptr::null_mut(), |c| {
+        Ok(Box::into_raw(Box::new(llama_batch_ext {
+            n_tokens_max: c.n_batch(),
+            n_seq_max: c.n_seq_max() as i32,
+            n_vocab: c.n_vocab as i32,
+            tokens: Vec::new(),
+        })))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_batch_ext_free(batch: *mut llama_batch_ext) {
-    ffi("llama_batch_ext_free", (), || {
-        if !batch.is_null() {
-            // SAFETY: a non-NULL batch came from llama_batch_ext_init and is freed once.
-            drop(unsafe { Box::from_raw(batch) });
-        }
+    ffi!((), || {
+        // SAFETY: batch is NULL or came from llama_batch_ext_init and is freed once.
+        unsafe { guard::free_box(batch) };
         Ok(())
-    })
-}
-
-/// Runs `f` on a batch handle; NULL gives `on_error` and a log line.
-unsafe fn with_batch<T>(
-    name: &str,
-    batch: *mut llama_batch_ext,
-    on_error: T,
-    f: impl FnOnce(&mut llama_batch_ext) -> T,
-) -> T {
-    ffi(name, on_error, || {
-        // SAFETY: batch is NULL or a live handle from llama_batch_ext_init.
-        Ok(f(unsafe { handle_mut(batch, "batch") }?))
     })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_batch_ext_clear(batch: *mut llama_batch_ext) {
-    // SAFETY: forwarded C argument.
-    unsafe { with_batch("llama_batch_ext_clear", batch, (), |b| b.tokens.clear()) }
+    with_handle!(&mut batch, (), |b| {
+        b.tokens.clear();
+        Ok(())
+    })
 }
 
 #[no_mangle]
@@ -269,8 +253,7 @@ pub unsafe extern "C" fn llama_batch_ext_add(
     batch: *mut llama_batch_ext,
     seq_id: llama_seq_id,
 ) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { with_batch("llama_batch_ext_add", batch, -1, |b| b.add(seq_id)) }
+    with_handle!(&mut batch, -1, |b| Ok(b.add(seq_id)))
 }
 
 #[no_mangle]
@@ -279,21 +262,18 @@ pub unsafe extern "C" fn llama_batch_ext_add_token(
     seq_id: llama_seq_id,
     id: llama_token,
 ) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_batch("llama_batch_ext_add_token", batch, -1, |b| {
-            let idx = b.add(seq_id);
-            if idx < 0 {
-                return idx;
-            }
-            if id < 0 || id >= b.n_vocab {
-                // The entry stays, without a token id, as in the reference.
-                return -2;
-            }
-            b.tokens[idx as usize].id = id;
-            idx
-        })
-    }
+    with_handle!(&mut batch, -1, |b| {
+        let idx = b.add(seq_id);
+        if idx < 0 {
+            return Ok(idx);
+        }
+        if id < 0 || id >= b.n_vocab {
+            // The entry stays, without a token id, as in the reference.
+            return Ok(-2);
+        }
+        b.tokens[idx as usize].id = id;
+        Ok(idx)
+    })
 }
 
 #[no_mangle]
@@ -302,20 +282,17 @@ pub unsafe extern "C" fn llama_batch_ext_add_embd(
     seq_id: llama_seq_id,
     _embd: llama_embd,
 ) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_batch("llama_batch_ext_add_embd", batch, -1, |b| {
-            let idx = b.add(seq_id);
-            if idx < 0 {
-                return idx;
-            }
-            guard::log(
-                LOG_ERROR,
-                "llama_batch_ext_add_embd: embedding inputs are not supported",
-            );
-            -2
-        })
-    }
+    with_handle!(&mut batch, -1, |b| {
+        let idx = b.add(seq_id);
+        if idx < 0 {
+            return Ok(idx);
+        }
+        guard::log(
+            LOG_ERROR,
+            "llama_batch_ext_add_embd: embedding inputs are not supported",
+        );
+        Ok(-2)
+    })
 }
 
 #[no_mangle]
@@ -324,19 +301,16 @@ pub unsafe extern "C" fn llama_batch_ext_add_seq(
     idx: i32,
     seq_id: llama_seq_id,
 ) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_batch("llama_batch_ext_add_seq", batch, false, |b| {
-            let n_seq_max = b.n_seq_max;
-            match b.get(idx) {
-                Some(t) if seq_id >= 0 && seq_id < n_seq_max => {
-                    t.seqs.insert(seq_id as usize);
-                    true
-                }
-                _ => false,
+    with_handle!(&mut batch, false, |b| Ok({
+        let n_seq_max = b.n_seq_max;
+        match b.get(idx) {
+            Some(t) if seq_id >= 0 && seq_id < n_seq_max => {
+                t.seqs.insert(seq_id as usize);
+                true
             }
-        })
-    }
+            _ => false,
+        }
+    }))
 }
 
 #[no_mangle]
@@ -345,16 +319,13 @@ pub unsafe extern "C" fn llama_batch_ext_set_embd_token(
     _idx: i32,
     _embd: llama_embd,
 ) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_batch("llama_batch_ext_set_embd_token", batch, false, |_| {
-            guard::log(
-                LOG_ERROR,
-                "llama_batch_ext_set_embd_token: embedding inputs are not supported",
-            );
-            false
-        })
-    }
+    with_handle!(&mut batch, false, |_| Ok({
+        guard::log(
+            LOG_ERROR,
+            "llama_batch_ext_set_embd_token: embedding inputs are not supported",
+        );
+        false
+    }))
 }
 
 #[no_mangle]
@@ -364,8 +335,7 @@ pub unsafe extern "C" fn llama_batch_ext_set_embd_state(
     _embd: llama_embd,
 ) -> bool {
     // The reference does not implement it either (returns false).
-    // SAFETY: forwarded C argument.
-    unsafe { with_batch("llama_batch_ext_set_embd_state", batch, false, |_| false) }
+    with_handle!(&mut batch, false, |_| Ok(false))
 }
 
 #[no_mangle]
@@ -384,21 +354,13 @@ pub unsafe extern "C" fn llama_batch_ext_set_output_logits(
     idx: i32,
     value: bool,
 ) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_batch(
-            "llama_batch_ext_set_output_logits",
-            batch,
-            false,
-            |b| match b.get(idx) {
-                Some(t) => {
-                    t.output = value;
-                    true
-                }
-                None => false,
-            },
-        )
-    }
+    with_handle!(&mut batch, false, |b| Ok(match b.get(idx) {
+        Some(t) => {
+            t.output = value;
+            true
+        }
+        None => false,
+    }))
 }
 
 #[no_mangle]
@@ -420,8 +382,7 @@ pub unsafe extern "C" fn llama_batch_ext_set_pos(
             None => false,
         }
     };
-    // SAFETY: forwarded C argument.
-    unsafe { with_batch("llama_batch_ext_set_pos", batch, false, body) }
+    with_handle!(&mut batch, false, |x| Ok((body)(x)))
 }
 
 /// Return values as llama_decode's.
@@ -451,6 +412,5 @@ pub unsafe extern "C" fn llama_process(
         };
         Ok(c.decode(&entries))
     };
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx_mut("llama_process", ctx, -1, body) }
+    with_handle!(&mut ctx, -1, body)
 }

@@ -20,7 +20,7 @@ pub unsafe extern "C" fn llama_chat_apply_template(
     buf: *mut c_char,
     length: i32,
 ) -> i32 {
-    ffi("llama_chat_apply_template", -1, || {
+    ffi!(-1, || {
         let tmpl: &[u8] = if tmpl.is_null() {
             b"chatml"
         } else {
@@ -62,7 +62,7 @@ pub unsafe extern "C" fn llama_chat_builtin_templates(
     len: usize,
 ) -> i32 {
     static NAMES: OnceLock<Vec<CString>> = OnceLock::new();
-    ffi("llama_chat_builtin_templates", -1, || {
+    ffi!(-1, || {
         let names = NAMES.get_or_init(|| {
             chat::builtin_templates()
                 .iter()

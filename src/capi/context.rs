@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::ggml::ggml_abort_callback;
-use super::guard::{self, ffi, handle, handle_mut, Fallible, LOG_ERROR, LOG_INFO, LOG_WARN};
+use super::guard::{self, ffi, handle, with_handle, Fallible, LOG_ERROR, LOG_INFO, LOG_WARN};
 use super::model::llama_model;
 use super::types::*;
 use crate::error::ErrorKind;
@@ -15,7 +15,8 @@ use crate::model::context::{SeqSet, MAX_SEQ};
 use crate::model::{Batch, Context, ContextParams};
 
 /// A context: the engine's context (none on a vocab-only model), the parameters it was made
-/// with as the reference reports them, the logits of the last decode and perf counters.
+/// with as the reference reports them, and perf counters. The outputs of the last decode
+/// (logits, embeddings) stay in the engine's context: the getters lend pointers into them.
 pub struct llama_context {
     model: *const llama_model,
     engine: Option<Context>,
@@ -31,15 +32,6 @@ pub struct llama_context {
     pooling: c_int,
     abort_callback: ggml_abort_callback,
     abort_callback_data: *mut c_void,
-    /// [n_outputs, n_vocab] logits of the last decode, ours so C may write into them.
-    logits: Vec<f32>,
-    /// Batch index -> row of `logits` (-1: that entry asked for none).
-    output_ids: Vec<i32>,
-    /// [n_outputs, n_embd] final hidden states of the last decode (embeddings on, no pooling).
-    embd: Vec<f32>,
-    /// Pooled embedding per sequence of the last decode (embeddings on, pooling).
-    embd_seq: Vec<(i32, Vec<f32>)>,
-    n_embd: usize,
     perf: Perf,
 }
 
@@ -141,7 +133,6 @@ impl llama_context {
             guard::log(level, &format!("llama_decode: {e} (returns {code})"));
             return code;
         }
-        self.copy_outputs(n);
         let us = if self.perf.no_perf {
             0
         } else {
@@ -161,30 +152,6 @@ impl llama_context {
         0
     }
 
-    /// Copies the engine's outputs of its last decode (of `n` batch entries) into the buffers C
-    /// reads and may write: logits, output ids, embeddings.
-    pub(crate) fn copy_outputs(&mut self, n: usize) {
-        let Some(engine) = self.engine.as_ref() else {
-            return;
-        };
-        self.logits.clear();
-        self.logits.extend_from_slice(engine.all_logits());
-        self.output_ids = (0..n)
-            .map(|i| engine.output_row(i).map_or(-1, |r| r as i32))
-            .collect();
-        self.embd.clear();
-        if self.pooling == llama_pooling_type::LLAMA_POOLING_TYPE_NONE as c_int {
-            // Pooled contexts give per-sequence embeddings only (llama_get_embeddings: NULL).
-            self.embd.extend_from_slice(engine.all_embeddings());
-        }
-        self.embd_seq.clear();
-        for seq in 0..self.n_seq_max as i32 {
-            if let Some(e) = engine.embeddings_seq(seq) {
-                self.embd_seq.push((seq, e.to_vec()));
-            }
-        }
-    }
-
     /// The engine, or an error for a vocab-only context.
     pub(crate) fn engine_mut(&mut self) -> Fallible<&mut Context> {
         self.engine
@@ -192,52 +159,66 @@ impl llama_context {
             .ok_or_else(|| "the model was loaded vocab_only: this context has no state".to_string())
     }
 
-    fn n_outputs(&self) -> usize {
-        self.logits.len() / self.n_vocab.max(1)
-    }
-
-    /// Row of the logits for `i` as llama_get_logits_ith counts it: a batch index, or from
-    /// the last output row back when negative.
+    /// Row of the outputs for `i` as llama_get_logits_ith counts it: a batch index, or from
+    /// the last output row back when negative. A vocab-only context has no outputs.
     pub(crate) fn output_row(&self, i: i32) -> Fallible<usize> {
-        let n_outputs = self.n_outputs() as i64;
-        let row = if i < 0 {
-            let j = n_outputs + i as i64;
+        let (n_outputs, n_entries) = self
+            .engine
+            .as_ref()
+            .map_or((0, 0), |e| (e.n_outputs(), e.n_entries()));
+        if i < 0 {
+            let j = n_outputs as i64 + i as i64;
             if j < 0 {
                 return Err(format!(
                     "negative index {i} out of range [-{n_outputs}, 0) of the outputs"
                 ));
             }
-            j
-        } else {
-            let id = *self.output_ids.get(i as usize).ok_or_else(|| {
-                format!(
-                    "index {i} out of range [0, {}) of the last batch",
-                    self.output_ids.len()
-                )
-            })?;
-            if id < 0 {
-                return Err(format!("batch entry {i} did not ask for logits"));
-            }
-            id as i64
-        };
-        Ok(row as usize)
+            return Ok(j as usize);
+        }
+        if i as usize >= n_entries {
+            return Err(format!(
+                "index {i} out of range [0, {n_entries}) of the last batch"
+            ));
+        }
+        self.engine
+            .as_ref()
+            .and_then(|e| e.output_row(i as usize))
+            .ok_or_else(|| format!("batch entry {i} did not ask for logits"))
     }
 
-    pub(crate) fn embd_row(&mut self, i: i32) -> Fallible<&mut [f32]> {
-        if self.embd.is_empty() {
-            return Err("no embeddings (embeddings off, pooled, or nothing decoded)".into());
+    /// The logits of the last decode, lent from the engine (C may write into them).
+    pub(crate) fn logits_mut(&mut self) -> Fallible<&mut [f32]> {
+        match self.engine.as_mut().map(|e| e.all_logits_mut()) {
+            Some(l) if !l.is_empty() => Ok(l),
+            _ => Err("no logits: the last decode produced none".into()),
         }
-        let row = self.output_row(i)?;
-        let n_embd = self.n_embd;
-        self.embd
-            .get_mut(row * n_embd..(row + 1) * n_embd)
-            .ok_or_else(|| format!("no embeddings row for index {i}"))
     }
 
     pub(crate) fn logits_row(&mut self, i: i32) -> Fallible<&mut [f32]> {
         let row = self.output_row(i)?;
-        let n_vocab = self.n_vocab;
-        Ok(&mut self.logits[row * n_vocab..(row + 1) * n_vocab])
+        let n_vocab = self.engine_mut()?.model().hparams().n_vocab;
+        self.logits_mut()?
+            .get_mut(row * n_vocab..(row + 1) * n_vocab)
+            .ok_or_else(|| format!("no logits row for index {i}"))
+    }
+
+    /// The final hidden states of the last decode, lent from the engine; none when pooled
+    /// (llama_get_embeddings gives per-sequence embeddings only then) or off.
+    pub(crate) fn embd_mut(&mut self) -> Fallible<&mut [f32]> {
+        let pooled = self.pooling != llama_pooling_type::LLAMA_POOLING_TYPE_NONE as c_int;
+        match self.engine.as_mut().map(|e| e.all_embeddings_mut()) {
+            Some(e) if !pooled && !e.is_empty() => Ok(e),
+            _ => Err("no embeddings (embeddings off, pooled, or nothing decoded)".into()),
+        }
+    }
+
+    pub(crate) fn embd_row(&mut self, i: i32) -> Fallible<&mut [f32]> {
+        self.embd_mut()?;
+        let row = self.output_row(i)?;
+        let n_embd = self.engine_mut()?.model().hparams().n_embd;
+        self.embd_mut()?
+            .get_mut(row * n_embd..(row + 1) * n_embd)
+            .ok_or_else(|| format!("no embeddings row for index {i}"))
     }
 }
 
@@ -283,7 +264,7 @@ fn init_from_model(
     if n_seq_max as usize > MAX_SEQ {
         return Err(format!("n_seq_max must be <= {MAX_SEQ}"));
     }
-    let n_ctx_train = u32::try_from(m.n_ctx_train).unwrap_or(0);
+    let n_ctx_train = u32::try_from(m.n_ctx_train()).unwrap_or(0);
     let mut n_ctx = if params.n_ctx == 0 {
         n_ctx_train
     } else {
@@ -358,11 +339,6 @@ fn init_from_model(
         pooling,
         abort_callback: params.abort_callback,
         abort_callback_data: params.abort_callback_data,
-        logits: Vec::new(),
-        output_ids: Vec::new(),
-        embd: Vec::new(),
-        embd_seq: Vec::new(),
-        n_embd: usize::try_from(m.n_embd).unwrap_or(0),
         perf: Perf {
             no_perf: params.no_perf,
             t_start_us: guard::monotonic_us(),
@@ -377,9 +353,7 @@ pub unsafe extern "C" fn llama_init_from_model(
     model: *mut llama_model,
     params: llama_context_params,
 ) -> *mut llama_context {
-    ffi("llama_init_from_model", std::ptr::null_mut(), || {
-        init_from_model(model, params)
-    })
+    ffi!(std::ptr::null_mut(), || init_from_model(model, params))
 }
 
 #[no_mangle]
@@ -387,116 +361,72 @@ pub unsafe extern "C" fn llama_new_context_with_model(
     model: *mut llama_model,
     params: llama_context_params,
 ) -> *mut llama_context {
-    ffi("llama_new_context_with_model", std::ptr::null_mut(), || {
-        init_from_model(model, params)
-    })
+    ffi!(std::ptr::null_mut(), || init_from_model(model, params))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_free(ctx: *mut llama_context) {
-    ffi("llama_free", (), || {
-        if !ctx.is_null() {
-            // SAFETY: a non-NULL ctx came from llama_init_from_model and is freed once.
-            drop(unsafe { Box::from_raw(ctx) });
-        }
+    ffi!((), || {
+        // SAFETY: ctx is NULL or came from llama_init_from_model and is freed once.
+        unsafe { guard::free_box(ctx) };
         Ok(())
-    })
-}
-
-/// Runs a query on a context handle; NULL gives `on_error` and a log line.
-pub(crate) unsafe fn with_ctx<T>(
-    name: &str,
-    ctx: *const llama_context,
-    on_error: T,
-    f: impl FnOnce(&llama_context) -> Fallible<T>,
-) -> T {
-    ffi(name, on_error, || {
-        // SAFETY: ctx is NULL or a live handle from llama_init_from_model (llama.h contract).
-        f(unsafe { handle(ctx, "ctx") }?)
-    })
-}
-
-/// As `with_ctx`, mutably (C uses a context from one thread at a time).
-pub(crate) unsafe fn with_ctx_mut<T>(
-    name: &str,
-    ctx: *mut llama_context,
-    on_error: T,
-    f: impl FnOnce(&mut llama_context) -> Fallible<T>,
-) -> T {
-    ffi(name, on_error, || {
-        // SAFETY: ctx is NULL or a live handle used by one thread at a time (llama.h contract).
-        f(unsafe { handle_mut(ctx, "ctx") }?)
     })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_ctx(ctx: *const llama_context) -> u32 {
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx("llama_n_ctx", ctx, 0, |c| Ok(c.n_ctx)) }
+    with_handle!(&ctx, 0, |c| Ok(c.n_ctx))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_ctx_seq(ctx: *const llama_context) -> u32 {
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx("llama_n_ctx_seq", ctx, 0, |c| Ok(c.n_ctx / c.n_seq_max)) }
+    with_handle!(&ctx, 0, |c| Ok(c.n_ctx / c.n_seq_max))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_batch(ctx: *const llama_context) -> u32 {
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx("llama_n_batch", ctx, 0, |c| Ok(c.n_batch)) }
+    with_handle!(&ctx, 0, |c| Ok(c.n_batch))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_ubatch(ctx: *const llama_context) -> u32 {
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx("llama_n_ubatch", ctx, 0, |c| Ok(c.n_ubatch)) }
+    with_handle!(&ctx, 0, |c| Ok(c.n_ubatch))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_seq_max(ctx: *const llama_context) -> u32 {
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx("llama_n_seq_max", ctx, 0, |c| Ok(c.n_seq_max)) }
+    with_handle!(&ctx, 0, |c| Ok(c.n_seq_max))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_rs_seq(ctx: *const llama_context) -> u32 {
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx("llama_n_rs_seq", ctx, 0, |_c| Ok(0)) }
+    with_handle!(&ctx, 0, |_c| Ok(0))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_get_model(ctx: *const llama_context) -> *const llama_model {
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx("llama_get_model", ctx, std::ptr::null(), |c| Ok(c.model)) }
+    with_handle!(&ctx, std::ptr::null(), |c| Ok(c.model))
 }
 
 /// The memory handle is the context itself seen through `llama_memory_t` (NULL when the
 /// context has no memory: a vocab-only model).
 #[no_mangle]
 pub unsafe extern "C" fn llama_get_memory(ctx: *const llama_context) -> llama_memory_t {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx("llama_get_memory", ctx, std::ptr::null_mut(), |c| {
-            Ok(match c.engine {
-                Some(_) => ctx.cast_mut().cast::<llama_memory_i>(),
-                None => std::ptr::null_mut(),
-            })
+    with_handle!(&ctx, std::ptr::null_mut(), |c| {
+        Ok(match c.engine {
+            Some(_) => ctx.cast_mut().cast::<llama_memory_i>(),
+            None => std::ptr::null_mut(),
         })
-    }
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_pooling_type(ctx: *const llama_context) -> enum_llama_pooling_type {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx(
-            "llama_pooling_type",
-            ctx,
-            llama_pooling_type::LLAMA_POOLING_TYPE_UNSPECIFIED as c_int,
-            |c| Ok(c.pooling),
-        )
-    }
+    with_handle!(
+        &ctx,
+        llama_pooling_type::LLAMA_POOLING_TYPE_UNSPECIFIED as c_int,
+        |c| Ok(c.pooling),
+    )
 }
 
 /// Converts a `llama_batch` into entries, checking every array read against the C contract:
@@ -596,41 +526,28 @@ pub unsafe extern "C" fn llama_decode(ctx: *mut llama_context, batch: llama_batc
         };
         Ok(c.decode(&entries))
     };
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx_mut("llama_decode", ctx, -1, body) }
+    with_handle!(&mut ctx, -1, body)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_encode(ctx: *mut llama_context, _batch: llama_batch) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_encode", ctx, -1, |_| {
-            Err("this model has no encoder (decoder-only): use llama_decode; returns -1".into())
-        })
-    }
+    with_handle!(&mut ctx, -1, |_| {
+        Err("this model has no encoder (decoder-only): use llama_decode; returns -1".into())
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_get_logits(ctx: *mut llama_context) -> *mut f32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_get_logits", ctx, std::ptr::null_mut(), |c| {
-            if c.logits.is_empty() {
-                return Err("no logits: the last decode produced none".into());
-            }
-            Ok(c.logits.as_mut_ptr())
-        })
-    }
+    with_handle!(&mut ctx, std::ptr::null_mut(), |c| {
+        Ok(c.logits_mut()?.as_mut_ptr())
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_get_logits_ith(ctx: *mut llama_context, i: i32) -> *mut f32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_get_logits_ith", ctx, std::ptr::null_mut(), |c| {
-            Ok(c.logits_row(i)?.as_mut_ptr())
-        })
-    }
+    with_handle!(&mut ctx, std::ptr::null_mut(), |c| {
+        Ok(c.logits_row(i)?.as_mut_ptr())
+    })
 }
 
 #[no_mangle]
@@ -639,67 +556,54 @@ pub unsafe extern "C" fn llama_set_n_threads(
     n_threads: i32,
     n_threads_batch: i32,
 ) {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_set_n_threads", ctx, (), |c| {
-            c.n_threads = n_threads;
-            c.n_threads_batch = n_threads_batch;
-            Ok(())
-        })
-    }
+    with_handle!(&mut ctx, (), |c| {
+        c.n_threads = n_threads;
+        c.n_threads_batch = n_threads_batch;
+        Ok(())
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_threads(ctx: *mut llama_context) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx("llama_n_threads", ctx, 0, |c| Ok(c.n_threads)) }
+    with_handle!(&ctx, 0, |c| Ok(c.n_threads))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_threads_batch(ctx: *mut llama_context) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx("llama_n_threads_batch", ctx, 0, |c| Ok(c.n_threads_batch)) }
+    with_handle!(&ctx, 0, |c| Ok(c.n_threads_batch))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_set_embeddings(ctx: *mut llama_context, embeddings: bool) {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_set_embeddings", ctx, (), |c| {
-            c.embeddings = embeddings;
-            if let Some(e) = c.engine.as_mut() {
-                e.set_embeddings(embeddings);
-            }
-            Ok(())
-        })
-    }
+    with_handle!(&mut ctx, (), |c| {
+        c.embeddings = embeddings;
+        if let Some(e) = c.engine.as_mut() {
+            e.set_embeddings(embeddings);
+        }
+        Ok(())
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_set_causal_attn(ctx: *mut llama_context, causal_attn: bool) {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_set_causal_attn", ctx, (), |_| {
-            if causal_attn {
-                Ok(())
-            } else {
-                Err("non-causal attention is not supported: attention stays causal".into())
-            }
-        })
-    }
+    with_handle!(&mut ctx, (), |_| {
+        if causal_attn {
+            Ok(())
+        } else {
+            Err("non-causal attention is not supported: attention stays causal".into())
+        }
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_get_causal_attn(ctx: *const llama_context) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx("llama_get_causal_attn", ctx, false, |_| Ok(true)) }
+    with_handle!(&ctx, false, |_| Ok(true))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_set_warmup(ctx: *mut llama_context, _warmup: bool) {
     // Warmup only matters for lazily loaded GPU/MoE weights; ours are mapped: nothing to do.
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx_mut("llama_set_warmup", ctx, (), |_| Ok(())) }
+    with_handle!(&mut ctx, (), |_| Ok(()))
 }
 
 #[no_mangle]
@@ -708,43 +612,36 @@ pub unsafe extern "C" fn llama_set_abort_callback(
     abort_callback: ggml_abort_callback,
     abort_callback_data: *mut c_void,
 ) {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_set_abort_callback", ctx, (), |c| {
-            c.abort_callback = abort_callback;
-            c.abort_callback_data = abort_callback_data;
-            Ok(())
-        })
-    }
+    with_handle!(&mut ctx, (), |c| {
+        c.abort_callback = abort_callback;
+        c.abort_callback_data = abort_callback_data;
+        Ok(())
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_synchronize(ctx: *mut llama_context) {
     // Decoding is synchronous: nothing to wait for.
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx_mut("llama_synchronize", ctx, (), |_| Ok(())) }
+    with_handle!(&mut ctx, (), |_| Ok(()))
 }
 
 // ---- Memory: the llama_memory_t handle is the context (see llama_get_memory).
 
-unsafe fn with_memory<T>(
-    name: &str,
-    mem: llama_memory_t,
-    on_error: T,
-    f: impl FnOnce(&mut Context) -> T,
-) -> T {
-    ffi(name, on_error, || {
-        // SAFETY: a non-NULL mem is what llama_get_memory returned: a live context.
-        let c = unsafe { handle_mut(mem.cast::<llama_context>(), "mem") }?;
-        let engine = c.engine.as_mut().ok_or("the context has no memory")?;
-        Ok(f(engine))
-    })
+/// `with_memory!(mem, on_error, |engine| value)`: `with_handle!` on the export's
+/// `llama_memory_t` argument (the context itself, see llama_get_memory); a context without
+/// memory (vocab-only) is refused.
+macro_rules! with_memory {
+    ($mem:ident, $on_error:expr, $f:expr $(,)?) => {
+        with_handle!(&mut $mem as llama_context, $on_error, |c| {
+            let engine = c.engine.as_mut().ok_or("the context has no memory")?;
+            Ok(guard::apply(engine, $f))
+        })
+    };
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_memory_clear(mem: llama_memory_t, _data: bool) {
-    // SAFETY: forwarded C argument.
-    unsafe { with_memory("llama_memory_clear", mem, (), |e| e.clear()) }
+    with_memory!(mem, (), |e| e.clear())
 }
 
 #[no_mangle]
@@ -754,12 +651,7 @@ pub unsafe extern "C" fn llama_memory_seq_rm(
     p0: llama_pos,
     p1: llama_pos,
 ) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_memory("llama_memory_seq_rm", mem, false, |e| {
-            e.seq_rm(seq_id, p0, p1)
-        })
-    }
+    with_memory!(mem, false, |e| { e.seq_rm(seq_id, p0, p1) })
 }
 
 #[no_mangle]
@@ -770,32 +662,26 @@ pub unsafe extern "C" fn llama_memory_seq_cp(
     p0: llama_pos,
     p1: llama_pos,
 ) {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_memory("llama_memory_seq_cp", mem, (), |e| {
-            if !e.seq_cp(seq_id_src, seq_id_dst, p0, p1) {
-                guard::log(
-                    LOG_ERROR,
-                    &format!("llama_memory_seq_cp: invalid sequence {seq_id_src} -> {seq_id_dst}"),
-                );
-            }
-        })
-    }
+    with_memory!(mem, (), |e| {
+        if !e.seq_cp(seq_id_src, seq_id_dst, p0, p1) {
+            guard::log(
+                LOG_ERROR,
+                &format!("llama_memory_seq_cp: invalid sequence {seq_id_src} -> {seq_id_dst}"),
+            );
+        }
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_memory_seq_keep(mem: llama_memory_t, seq_id: llama_seq_id) {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_memory("llama_memory_seq_keep", mem, (), |e| {
-            if !e.seq_keep(seq_id) {
-                guard::log(
-                    LOG_ERROR,
-                    &format!("llama_memory_seq_keep: invalid sequence {seq_id}"),
-                );
-            }
-        })
-    }
+    with_memory!(mem, (), |e| {
+        if !e.seq_keep(seq_id) {
+            guard::log(
+                LOG_ERROR,
+                &format!("llama_memory_seq_keep: invalid sequence {seq_id}"),
+            );
+        }
+    })
 }
 
 #[no_mangle]
@@ -806,17 +692,14 @@ pub unsafe extern "C" fn llama_memory_seq_add(
     p1: llama_pos,
     delta: llama_pos,
 ) {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_memory("llama_memory_seq_add", mem, (), |e| {
-            if !e.seq_add(seq_id, p0, p1, delta) {
-                guard::log(
-                    LOG_ERROR,
-                    &format!("llama_memory_seq_add: invalid sequence {seq_id}"),
-                );
-            }
-        })
-    }
+    with_memory!(mem, (), |e| {
+        if !e.seq_add(seq_id, p0, p1, delta) {
+            guard::log(
+                LOG_ERROR,
+                &format!("llama_memory_seq_add: invalid sequence {seq_id}"),
+            );
+        }
+    })
 }
 
 #[no_mangle]
@@ -827,17 +710,14 @@ pub unsafe extern "C" fn llama_memory_seq_div(
     p1: llama_pos,
     d: c_int,
 ) {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_memory("llama_memory_seq_div", mem, (), |e| {
-            if !e.seq_div(seq_id, p0, p1, d) {
-                guard::log(
-                    LOG_ERROR,
-                    &format!("llama_memory_seq_div: invalid sequence {seq_id} or divisor {d}"),
-                );
-            }
-        })
-    }
+    with_memory!(mem, (), |e| {
+        if !e.seq_div(seq_id, p0, p1, d) {
+            guard::log(
+                LOG_ERROR,
+                &format!("llama_memory_seq_div: invalid sequence {seq_id} or divisor {d}"),
+            );
+        }
+    })
 }
 
 #[no_mangle]
@@ -845,12 +725,7 @@ pub unsafe extern "C" fn llama_memory_seq_pos_min(
     mem: llama_memory_t,
     seq_id: llama_seq_id,
 ) -> llama_pos {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_memory("llama_memory_seq_pos_min", mem, -1, |e| {
-            e.seq_pos_min(seq_id)
-        })
-    }
+    with_memory!(mem, -1, |e| { e.seq_pos_min(seq_id) })
 }
 
 #[no_mangle]
@@ -858,54 +733,44 @@ pub unsafe extern "C" fn llama_memory_seq_pos_max(
     mem: llama_memory_t,
     seq_id: llama_seq_id,
 ) -> llama_pos {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_memory("llama_memory_seq_pos_max", mem, -1, |e| {
-            e.seq_pos_max(seq_id)
-        })
-    }
+    with_memory!(mem, -1, |e| { e.seq_pos_max(seq_id) })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_memory_can_shift(mem: llama_memory_t) -> bool {
     // Positions can be shifted (seq_add / seq_div re-rotate the cached keys).
-    // SAFETY: forwarded C argument.
-    unsafe { with_memory("llama_memory_can_shift", mem, false, |_| true) }
+    with_memory!(mem, false, |_| true)
 }
 
 // ---- Perf.
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_perf_context(ctx: *const llama_context) -> llama_perf_context_data {
-    ffi(
-        "llama_perf_context",
-        llama_perf_context_data::default(),
-        || {
-            // SAFETY: ctx is NULL (zeros, as the reference) or a live handle.
-            let Some(c) = (unsafe { ctx.as_ref() }) else {
-                return Ok(llama_perf_context_data::default());
-            };
-            let p = &c.perf;
-            Ok(llama_perf_context_data {
-                t_start_ms: 1e-3 * p.t_start_us as f64,
-                t_load_ms: p.t_load_ms,
-                t_p_eval_ms: 1e-3 * p.t_p_eval_us as f64,
-                t_eval_ms: 1e-3 * p.t_eval_us as f64,
-                n_p_eval: p.n_p_eval.max(1),
-                n_eval: p.n_eval.max(1),
-                n_reused: 0,
-            })
-        },
-    )
+    ffi!(llama_perf_context_data::default(), || {
+        // SAFETY: ctx is NULL (zeros, as the reference) or a live handle.
+        let Some(c) = (unsafe { ctx.as_ref() }) else {
+            return Ok(llama_perf_context_data::default());
+        };
+        let p = &c.perf;
+        Ok(llama_perf_context_data {
+            t_start_ms: 1e-3 * p.t_start_us as f64,
+            t_load_ms: p.t_load_ms,
+            t_p_eval_ms: 1e-3 * p.t_p_eval_us as f64,
+            t_eval_ms: 1e-3 * p.t_eval_us as f64,
+            n_p_eval: p.n_p_eval.max(1),
+            n_eval: p.n_eval.max(1),
+            n_reused: 0,
+        })
+    },)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_perf_context_print(ctx: *const llama_context) {
-    ffi("llama_perf_context_print", (), || {
+    ffi!((), || {
         // SAFETY: forwarded C argument.
         let d = unsafe { llama_perf_context(ctx) };
         let t_end_ms = 1e-3 * guard::monotonic_us() as f64;
-        let f = "llama_perf_context_print";
+        let f = guard::fn_name!();
         guard::log(
             LOG_INFO,
             &format!("{f}:        load time = {:10.2} ms", d.t_load_ms),
@@ -913,21 +778,19 @@ pub unsafe extern "C" fn llama_perf_context_print(ctx: *const llama_context) {
         guard::log(
             LOG_INFO,
             &format!(
-                "{f}: prompt eval time = {:10.2} ms / {:5} tokens ({:8.2} ms per token, {:8.2} tokens per second)",
+                "{f}: prompt eval time = {:10.2} ms / {:5} tokens {}",
                 d.t_p_eval_ms,
                 d.n_p_eval,
-                d.t_p_eval_ms / d.n_p_eval as f64,
-                1e3 / d.t_p_eval_ms * d.n_p_eval as f64
+                guard::per_token(d.t_p_eval_ms, d.n_p_eval)
             ),
         );
         guard::log(
             LOG_INFO,
             &format!(
-                "{f}:        eval time = {:10.2} ms / {:5} runs   ({:8.2} ms per token, {:8.2} tokens per second)",
+                "{f}:        eval time = {:10.2} ms / {:5} runs   {}",
                 d.t_eval_ms,
                 d.n_eval,
-                d.t_eval_ms / d.n_eval as f64,
-                1e3 / d.t_eval_ms * d.n_eval as f64
+                guard::per_token(d.t_eval_ms, d.n_eval)
             ),
         );
         guard::log(
@@ -948,41 +811,29 @@ pub unsafe extern "C" fn llama_perf_context_print(ctx: *const llama_context) {
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_perf_context_reset(ctx: *mut llama_context) {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_perf_context_reset", ctx, (), |c| {
-            // As the reference: the clock and the eval counters restart; the load time stays.
-            let p = &mut c.perf;
-            p.t_start_us = guard::monotonic_us();
-            (p.t_eval_us, p.n_eval, p.t_p_eval_us, p.n_p_eval) = (0, 0, 0, 0);
-            Ok(())
-        })
-    }
+    with_handle!(&mut ctx, (), |c| {
+        // As the reference: the clock and the eval counters restart; the load time stays.
+        let p = &mut c.perf;
+        p.t_start_us = guard::monotonic_us();
+        (p.t_eval_us, p.n_eval, p.t_p_eval_us, p.n_p_eval) = (0, 0, 0, 0);
+        Ok(())
+    })
 }
 
 // ---- Embeddings (the final hidden states, after the output norm, as the reference's).
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_get_embeddings(ctx: *mut llama_context) -> *mut f32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_get_embeddings", ctx, std::ptr::null_mut(), |c| {
-            if c.embd.is_empty() {
-                return Err("no embeddings (embeddings off, pooled, or nothing decoded)".into());
-            }
-            Ok(c.embd.as_mut_ptr())
-        })
-    }
+    with_handle!(&mut ctx, std::ptr::null_mut(), |c| {
+        Ok(c.embd_mut()?.as_mut_ptr())
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_get_embeddings_ith(ctx: *mut llama_context, i: i32) -> *mut f32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_get_embeddings_ith", ctx, std::ptr::null_mut(), |c| {
-            Ok(c.embd_row(i)?.as_mut_ptr())
-        })
-    }
+    with_handle!(&mut ctx, std::ptr::null_mut(), |c| {
+        Ok(c.embd_row(i)?.as_mut_ptr())
+    })
 }
 
 /// The pooled embedding of a sequence; NULL (no log, as the reference) when there is none.
@@ -991,13 +842,10 @@ pub unsafe extern "C" fn llama_get_embeddings_seq(
     ctx: *mut llama_context,
     seq_id: llama_seq_id,
 ) -> *mut f32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        with_ctx_mut("llama_get_embeddings_seq", ctx, std::ptr::null_mut(), |c| {
-            Ok(c.embd_seq
-                .iter_mut()
-                .find(|(s, _)| *s == seq_id)
-                .map_or(std::ptr::null_mut(), |(_, e)| e.as_mut_ptr()))
-        })
-    }
+    with_handle!(&mut ctx, std::ptr::null_mut(), |c| {
+        Ok(c.engine
+            .as_mut()
+            .and_then(|e| e.embeddings_seq_mut(seq_id))
+            .map_or(std::ptr::null_mut(), |e| e.as_mut_ptr()))
+    })
 }

@@ -1,10 +1,15 @@
-//! The one guard every export goes through, the log callback, and small helpers for C strings
+//! The guard exports run their bodies under, the log callback, and small helpers for C strings
 //! and buffers.
 //!
-//! `ffi(name, on_error, body)` runs `body` under `catch_unwind`; an `Err(message)` or a panic
-//! becomes `on_error` (the value llama.h documents for failure) plus one log line
+//! `ffi_as(name, on_error, body)` runs `body` under `catch_unwind`; an `Err(message)` or a
+//! panic becomes `on_error` (the value llama.h documents for failure) plus one log line
 //! `name: message` through the callback set with `llama_log_set` (default: stderr, as the
-//! reference). Null handles are found by `handle`/`handle_mut`, which return such an `Err`.
+//! reference). Exports do not write their name: `ffi!(on_error, || body)` passes the name of
+//! the function it is written in (`fn_name!`), and `with_handle!(&h, on_error, |x| body)` does
+//! the same after turning the handle argument `h` into a reference (NULL: an error "h is
+//! NULL"). `ffi_as` with a written name is left for helpers that run on behalf of an export
+//! (`fn_name!()` passed in) and for the sampler interface callbacks, which log under the
+//! public function that calls them.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -76,7 +81,7 @@ pub fn log(level: enum_ggml_log_level, message: &str) {
 }
 
 /// Runs an export's body: panics and errors become `on_error` and a logged line.
-pub fn ffi<T>(name: &str, on_error: T, body: impl FnOnce() -> Fallible<T>) -> T {
+pub fn ffi_as<T>(name: &str, on_error: T, body: impl FnOnce() -> Fallible<T>) -> T {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(v)) => v,
         Ok(Err(message)) => {
@@ -95,6 +100,69 @@ pub fn ffi<T>(name: &str, on_error: T, body: impl FnOnce() -> Fallible<T>) -> T 
     }
 }
 
+/// The last segment of a function's path as `std::any::type_name` writes it, after the
+/// helper item `here` and any closures: `crate::capi::context::llama_decode::here` ->
+/// `llama_decode`. Used by `fn_name!`.
+pub fn fn_name_of(path: &'static str) -> &'static str {
+    let mut p = path.strip_suffix("::here").unwrap_or(path);
+    while let Some(outer) = p.strip_suffix("::{{closure}}") {
+        p = outer;
+    }
+    p.rsplit("::").next().unwrap_or(p)
+}
+
+/// The name of the function it is written in (closures aside): in an export, its C name,
+/// kept right by the compiler instead of written out a second time.
+macro_rules! fn_name {
+    () => {{
+        fn here() {}
+        $crate::capi::guard::fn_name_of(::std::any::type_name_of_val(&here))
+    }};
+}
+pub(crate) use fn_name;
+
+/// `ffi!(on_error, || body)`: [`ffi_as`] under the name of the export it is written in.
+macro_rules! ffi {
+    ($on_error:expr, $body:expr $(,)?) => {
+        $crate::capi::guard::ffi_as($crate::capi::guard::fn_name!(), $on_error, $body)
+    };
+}
+pub(crate) use ffi;
+
+/// `with_handle!(&h, on_error, |x| body)` (or `&mut h`, or `&mut h as T` for an opaque
+/// pointer type that is a `T`): [`ffi!`] around `body` with `x` the object behind the
+/// export's handle argument `h`. A NULL `h` is refused with "h is NULL" and `on_error`;
+/// `body` returns a [`Fallible`].
+///
+/// `h` must be one of the export's own pointer arguments: C's promise under llama.h (NULL or
+/// a live handle this library returned, used by one thread at a time) is what makes the
+/// conversion sound, so the macro's one `unsafe` block carries it for every export.
+macro_rules! with_handle {
+    (& $h:ident, $on_error:expr, $f:expr $(,)?) => {
+        $crate::capi::guard::ffi!($on_error, || {
+            let p = $h;
+            // SAFETY: `p` is the export's handle argument: NULL or live (llama.h contract).
+            let x = unsafe { $crate::capi::guard::handle(p, stringify!($h)) }?;
+            $crate::capi::guard::apply(x, $f)
+        })
+    };
+    (&mut $h:ident $(as $t:ty)?, $on_error:expr, $f:expr $(,)?) => {
+        $crate::capi::guard::ffi!($on_error, || {
+            let p = $h $(.cast::<$t>())?;
+            // SAFETY: `p` is the export's handle argument: NULL or live, and used by one
+            // thread at a time (llama.h contract).
+            let x = unsafe { $crate::capi::guard::handle_mut(p, stringify!($h)) }?;
+            $crate::capi::guard::apply(x, $f)
+        })
+    };
+}
+pub(crate) use with_handle;
+
+/// `f(a)`: lets `with_handle!` give its closure the handle's type before the closure is read.
+pub fn apply<A, R>(a: A, f: impl FnOnce(A) -> R) -> R {
+    f(a)
+}
+
 /// `&T` from a handle C gave us, or an error naming the NULL argument.
 ///
 /// # Safety
@@ -111,6 +179,18 @@ pub unsafe fn handle<'a, T>(p: *const T, what: &str) -> Fallible<&'a T> {
 pub unsafe fn handle_mut<'a, T>(p: *mut T, what: &str) -> Fallible<&'a mut T> {
     // SAFETY: per this function's contract.
     unsafe { p.as_mut() }.ok_or_else(|| format!("{what} is NULL"))
+}
+
+/// Frees a handle this library made with `Box::into_raw`; NULL does nothing (llama.h's free
+/// functions accept it).
+///
+/// # Safety
+/// `p` is NULL or came from `Box::into_raw` here, and is not used again.
+pub unsafe fn free_box<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: per this function's contract.
+        drop(unsafe { Box::from_raw(p) });
+    }
 }
 
 /// A NUL-terminated C string as bytes.
@@ -198,10 +278,52 @@ pub unsafe fn copy_or_negative(bytes: &[u8], buf: *mut c_char, len: i32) -> Fall
     Ok(n)
 }
 
+/// The rate part of the reference's perf lines: `(  x.xx ms per token,   y.yy tokens per
+/// second)` for `n` runs that took `ms` milliseconds.
+pub fn per_token(ms: f64, n: i32) -> String {
+    format!(
+        "({:8.2} ms per token, {:8.2} tokens per second)",
+        ms / n as f64,
+        1e3 / ms * n as f64
+    )
+}
+
 /// Microseconds since the first call (a monotonic clock, as ggml_time_us).
 pub fn monotonic_us() -> i64 {
     static START: OnceLock<Instant> = OnceLock::new();
     let start = START.get_or_init(Instant::now);
     // The clock starts at 1 s so that no caller sees 0 or a negative difference.
     1_000_000 + start.elapsed().as_micros() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    fn llama_example_export() -> &'static str {
+        fn_name!()
+    }
+
+    #[test]
+    fn fn_name_is_the_enclosing_function() {
+        assert_eq!(llama_example_export(), "llama_example_export");
+        let in_closure = || fn_name!();
+        assert_eq!(in_closure(), "fn_name_is_the_enclosing_function");
+    }
+
+    #[test]
+    fn per_token_is_the_reference_perf_rate() {
+        assert_eq!(
+            super::per_token(10.0, 4),
+            "(    2.50 ms per token,   400.00 tokens per second)"
+        );
+    }
+
+    #[test]
+    fn with_handle_refuses_null_and_lends_the_object() {
+        fn get(h: *const u32) -> u32 {
+            with_handle!(&h, 0, |x| Ok(*x + 1))
+        }
+        let v = 41u32;
+        assert_eq!(get(&v), 42);
+        assert_eq!(get(std::ptr::null()), 0);
+    }
 }

@@ -5,11 +5,11 @@ use std::ffi::{c_char, c_int, CString};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::guard::{self, ffi, handle, Fallible, LOG_INFO, LOG_WARN};
+use super::guard::{self, ffi, ffi_as, handle, with_handle, Fallible, LOG_INFO, LOG_WARN};
 use super::types::*;
 use super::vocab::llama_vocab;
 use crate::gguf::{Gguf, MappedFile, Value};
-use crate::model::Model;
+use crate::model::{HParams, Model};
 use crate::quant::GgmlType;
 use crate::tokenizer::Tokenizer;
 
@@ -24,11 +24,6 @@ pub struct llama_model {
     pub(crate) vocab: llama_vocab,
     /// Scalar metadata in file order: key, value as text (arrays omitted, as the reference).
     pub(crate) meta: Vec<(CString, CString)>,
-    pub(crate) n_ctx_train: i32,
-    pub(crate) n_embd: i32,
-    pub(crate) n_layer: i32,
-    pub(crate) n_head: i32,
-    pub(crate) n_head_kv: i32,
     pub(crate) rope_freq_scale_train: f32,
     pub(crate) decoder_start_token: i32,
     pub(crate) n_params: u64,
@@ -43,6 +38,43 @@ impl llama_model {
             .iter()
             .find(|(k, _)| k.as_bytes() == key)
             .map(|(_, v)| v)
+    }
+
+    /// A hyperparameter as the llama_model_n_* getters report it: the engine's when the
+    /// weights are loaded; a vocab_only model has none, so its file's integer metadata
+    /// `<arch>.<key>` is read instead (`None` when absent).
+    fn hparam(&self, engine: fn(&HParams) -> usize, key: &str) -> Option<i32> {
+        if let Some(m) = &self.engine {
+            return Some(i32::try_from(engine(m.hparams())).unwrap_or(i32::MAX));
+        }
+        let arch = self.meta_value(b"general.architecture");
+        let arch = arch.map_or(&b""[..], |a| a.as_bytes());
+        let key = [arch, b".", key.as_bytes()].concat();
+        let v: i64 = self.meta_value(&key)?.to_str().ok()?.parse().ok()?;
+        Some(v.clamp(i32::MIN as i64, i32::MAX as i64) as i32)
+    }
+
+    pub(crate) fn n_ctx_train(&self) -> i32 {
+        self.hparam(|h| h.n_ctx_train, "context_length")
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn n_embd(&self) -> i32 {
+        self.hparam(|h| h.n_embd, "embedding_length").unwrap_or(0)
+    }
+
+    pub(crate) fn n_layer(&self) -> i32 {
+        self.hparam(|h| h.n_layer, "block_count").unwrap_or(0)
+    }
+
+    pub(crate) fn n_head(&self) -> i32 {
+        self.hparam(|h| h.n_head, "attention.head_count")
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn n_head_kv(&self) -> i32 {
+        self.hparam(|h| h.n_head_kv, "attention.head_count_kv")
+            .unwrap_or_else(|| self.n_head())
     }
 }
 
@@ -185,7 +217,6 @@ pub(crate) fn load(path: &Path, params: &llama_model_params) -> Fallible<Option<
         v.as_i128().and_then(|v| i64::try_from(v).ok())
     };
     let clamp = |v: i64| v.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-    let n_head = clamp(int("attention.head_count").unwrap_or(0));
     let rope_factor = g
         .get(&format!("{arch}.rope.scaling.factor"))
         .and_then(|v| v.as_f64())
@@ -213,11 +244,6 @@ pub(crate) fn load(path: &Path, params: &llama_model_params) -> Fallible<Option<
         gpu: None,
         vocab: llama_vocab::new(tokenizer),
         meta,
-        n_ctx_train: clamp(int("context_length").unwrap_or(0)),
-        n_embd: clamp(int("embedding_length").unwrap_or(0)),
-        n_layer,
-        n_head,
-        n_head_kv: clamp(int("attention.head_count_kv").unwrap_or(n_head as i64)),
         rope_freq_scale_train: if rope_factor == 0.0 {
             1.0
         } else {
@@ -315,7 +341,7 @@ unsafe fn load_from_file(
     path_model: *const c_char,
     params: llama_model_params,
 ) -> *mut llama_model {
-    ffi(name, std::ptr::null_mut(), || {
+    ffi_as(name, std::ptr::null_mut(), || {
         // SAFETY: path_model is NULL or a NUL-terminated string (llama.h contract).
         let path = unsafe { guard::c_bytes(path_model, "path_model") }?;
         use std::os::unix::ffi::OsStrExt;
@@ -333,7 +359,7 @@ pub unsafe extern "C" fn llama_model_load_from_file(
     params: llama_model_params,
 ) -> *mut llama_model {
     // SAFETY: forwarded C arguments.
-    unsafe { load_from_file("llama_model_load_from_file", path_model, params) }
+    unsafe { load_from_file(guard::fn_name!(), path_model, params) }
 }
 
 #[no_mangle]
@@ -342,7 +368,7 @@ pub unsafe extern "C" fn llama_load_model_from_file(
     params: llama_model_params,
 ) -> *mut llama_model {
     // SAFETY: forwarded C arguments.
-    unsafe { load_from_file("llama_load_model_from_file", path_model, params) }
+    unsafe { load_from_file(guard::fn_name!(), path_model, params) }
 }
 
 #[no_mangle]
@@ -351,12 +377,12 @@ pub unsafe extern "C" fn llama_model_load_from_splits(
     n_paths: usize,
     params: llama_model_params,
 ) -> *mut llama_model {
-    ffi("llama_model_load_from_splits", std::ptr::null_mut(), || {
+    ffi!(std::ptr::null_mut(), || {
         // SAFETY: paths points to n_paths C strings (llama.h contract).
         let list = unsafe { guard::c_slice(paths.cast_const(), n_paths, "paths") }?;
         match list {
             // SAFETY: forwarded C arguments.
-            [one] => Ok(unsafe { load_from_file("llama_model_load_from_splits", *one, params) }),
+            [one] => Ok(unsafe { load_from_file(guard::fn_name!(), *one, params) }),
             _ => Err(format!(
                 "split GGUF files are not supported ({n_paths} paths given; pass one file)"
             )),
@@ -366,12 +392,10 @@ pub unsafe extern "C" fn llama_model_load_from_splits(
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_free(model: *mut llama_model) {
-    ffi("llama_model_free", (), || {
-        if !model.is_null() {
-            // SAFETY: a non-NULL model was returned by a llama_model_load_* call and is freed
-            // once (llama.h contract); contexts hold their own Arc of the weights.
-            drop(unsafe { Box::from_raw(model) });
-        }
+    ffi!((), || {
+        // SAFETY: model is NULL or was returned by a llama_model_load_* call and is freed once
+        // (llama.h contract); contexts hold their own Arc of the weights.
+        unsafe { guard::free_box(model) };
         Ok(())
     })
 }
@@ -382,135 +406,93 @@ pub unsafe extern "C" fn llama_free_model(model: *mut llama_model) {
     unsafe { llama_model_free(model) }
 }
 
-/// Runs a query on a model handle; NULL gives `on_error` and a log line.
-unsafe fn query<T>(
-    name: &str,
-    model: *const llama_model,
-    on_error: T,
-    f: impl FnOnce(&llama_model) -> T,
-) -> T {
-    ffi(name, on_error, || {
-        // SAFETY: model is NULL or a live handle from llama_model_load_* (llama.h contract).
-        let m = unsafe { handle(model, "model") }?;
-        Ok(f(m))
-    })
-}
-
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_get_vocab(model: *const llama_model) -> *const llama_vocab {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_model_get_vocab", model, std::ptr::null(), |m| {
-            &m.vocab as *const _
-        })
-    }
+    with_handle!(&model, std::ptr::null(), |m| Ok(&m.vocab as *const _))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_rope_type(model: *const llama_model) -> enum_llama_rope_type {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query(
-            "llama_model_rope_type",
-            model,
-            llama_rope_type::LLAMA_ROPE_TYPE_NONE as c_int,
-            |_| llama_rope_type::LLAMA_ROPE_TYPE_NEOX as c_int,
-        )
-    }
+    with_handle!(
+        &model,
+        llama_rope_type::LLAMA_ROPE_TYPE_NONE as c_int,
+        |_| Ok(llama_rope_type::LLAMA_ROPE_TYPE_NEOX as c_int)
+    )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_ctx_train(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_ctx_train", model, 0, |m| m.n_ctx_train) }
+    with_handle!(&model, 0, |m| Ok(m.n_ctx_train()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_embd(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_embd", model, 0, |m| m.n_embd) }
+    with_handle!(&model, 0, |m| Ok(m.n_embd()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_embd_inp(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_embd_inp", model, 0, |m| m.n_embd) }
+    with_handle!(&model, 0, |m| Ok(m.n_embd()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_embd_out(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_embd_out", model, 0, |m| m.n_embd) }
+    with_handle!(&model, 0, |m| Ok(m.n_embd()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_layer(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_layer", model, 0, |m| m.n_layer) }
+    with_handle!(&model, 0, |m| Ok(m.n_layer()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_head(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_head", model, 0, |m| m.n_head) }
+    with_handle!(&model, 0, |m| Ok(m.n_head()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_head_kv(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_head_kv", model, 0, |m| m.n_head_kv) }
+    with_handle!(&model, 0, |m| Ok(m.n_head_kv()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_ctx_train(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_n_ctx_train", model, 0, |m| m.n_ctx_train) }
+    with_handle!(&model, 0, |m| Ok(m.n_ctx_train()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_embd(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_n_embd", model, 0, |m| m.n_embd) }
+    with_handle!(&model, 0, |m| Ok(m.n_embd()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_layer(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_n_layer", model, 0, |m| m.n_layer) }
+    with_handle!(&model, 0, |m| Ok(m.n_layer()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_head(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_n_head", model, 0, |m| m.n_head) }
+    with_handle!(&model, 0, |m| Ok(m.n_head()))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_layer_nextn(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_layer_nextn", model, 0, |_| 0) }
+    with_handle!(&model, 0, |_| Ok(0))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_swa(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_swa", model, 0, |_| 0) }
+    with_handle!(&model, 0, |_| Ok(0))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_rope_freq_scale_train(model: *const llama_model) -> f32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_model_rope_freq_scale_train", model, 0.0, |m| {
-            m.rope_freq_scale_train
-        })
-    }
+    with_handle!(&model, 0.0, |m| Ok(m.rope_freq_scale_train))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_cls_out(model: *const llama_model) -> u32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_cls_out", model, 0, |_| 0) }
+    with_handle!(&model, 0, |_| Ok(0))
 }
 
 #[no_mangle]
@@ -518,12 +500,7 @@ pub unsafe extern "C" fn llama_model_cls_label(
     model: *const llama_model,
     _i: u32,
 ) -> *const c_char {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_model_cls_label", model, std::ptr::null(), |_| {
-            std::ptr::null()
-        })
-    }
+    with_handle!(&model, std::ptr::null(), |_| Ok(std::ptr::null()))
 }
 
 #[no_mangle]
@@ -533,7 +510,7 @@ pub unsafe extern "C" fn llama_model_meta_val_str(
     buf: *mut c_char,
     buf_size: usize,
 ) -> i32 {
-    ffi("llama_model_meta_val_str", -1, || {
+    ffi!(-1, || {
         // SAFETY: buf is NULL or has buf_size writable bytes (llama.h contract).
         unsafe { guard::clear_buf(buf, buf_size) };
         // SAFETY: model is NULL or a live handle; key NULL or a C string (llama.h contract).
@@ -548,8 +525,7 @@ pub unsafe extern "C" fn llama_model_meta_val_str(
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_meta_count(model: *const llama_model) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_meta_count", model, -1, |m| m.meta.len() as i32) }
+    with_handle!(&model, -1, |m| Ok(m.meta.len() as i32))
 }
 
 #[no_mangle]
@@ -615,7 +591,7 @@ unsafe fn meta_by_index(
     buf_size: usize,
     value: bool,
 ) -> i32 {
-    ffi(name, -1, || {
+    ffi_as(name, -1, || {
         // SAFETY: buf is NULL or has buf_size writable bytes (llama.h contract).
         unsafe { guard::clear_buf(buf, buf_size) };
         // SAFETY: model is NULL or a live handle (llama.h contract).
@@ -637,16 +613,7 @@ pub unsafe extern "C" fn llama_model_meta_key_by_index(
     buf_size: usize,
 ) -> i32 {
     // SAFETY: forwarded C arguments.
-    unsafe {
-        meta_by_index(
-            "llama_model_meta_key_by_index",
-            model,
-            i,
-            buf,
-            buf_size,
-            false,
-        )
-    }
+    unsafe { meta_by_index(guard::fn_name!(), model, i, buf, buf_size, false) }
 }
 
 #[no_mangle]
@@ -657,16 +624,7 @@ pub unsafe extern "C" fn llama_model_meta_val_str_by_index(
     buf_size: usize,
 ) -> i32 {
     // SAFETY: forwarded C arguments.
-    unsafe {
-        meta_by_index(
-            "llama_model_meta_val_str_by_index",
-            model,
-            i,
-            buf,
-            buf_size,
-            true,
-        )
-    }
+    unsafe { meta_by_index(guard::fn_name!(), model, i, buf, buf_size, true) }
 }
 
 #[no_mangle]
@@ -675,31 +633,25 @@ pub unsafe extern "C" fn llama_model_desc(
     buf: *mut c_char,
     buf_size: usize,
 ) -> i32 {
-    ffi("llama_model_desc", -1, || {
-        // SAFETY: model is NULL or a live handle; buf has buf_size bytes (llama.h contract).
-        unsafe {
-            let m = handle(model, "model")?;
-            Ok(guard::snprintf(buf, buf_size, m.desc.as_bytes()))
-        }
+    with_handle!(&model, -1, |m| {
+        // SAFETY: buf is NULL or has buf_size writable bytes (llama.h contract).
+        Ok(unsafe { guard::snprintf(buf, buf_size, m.desc.as_bytes()) })
     })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_ftype(model: *const llama_model) -> enum_llama_ftype {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_ftype", model, 0, |m| m.ftype) }
+    with_handle!(&model, 0, |m| Ok(m.ftype))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_size(model: *const llama_model) -> u64 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_size", model, 0, |m| m.n_bytes) }
+    with_handle!(&model, 0, |m| Ok(m.n_bytes))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_n_params(model: *const llama_model) -> u64 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_n_params", model, 0, |m| m.n_params) }
+    with_handle!(&model, 0, |m| Ok(m.n_params))
 }
 
 #[no_mangle]
@@ -707,9 +659,7 @@ pub unsafe extern "C" fn llama_model_chat_template(
     model: *const llama_model,
     name: *const c_char,
 ) -> *const c_char {
-    ffi("llama_model_chat_template", std::ptr::null(), || {
-        // SAFETY: model is NULL or a live handle (llama.h contract).
-        let m = unsafe { handle(model, "model") }?;
+    with_handle!(&model, std::ptr::null(), |m| {
         let key = if name.is_null() {
             b"tokenizer.chat_template".to_vec()
         } else {
@@ -723,45 +673,32 @@ pub unsafe extern "C" fn llama_model_chat_template(
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_has_encoder(model: *const llama_model) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_has_encoder", model, false, |_| false) }
+    with_handle!(&model, false, |_| Ok(false))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_has_decoder(model: *const llama_model) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_has_decoder", model, false, |_| true) }
+    with_handle!(&model, false, |_| Ok(true))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_decoder_start_token(model: *const llama_model) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query(
-            "llama_model_decoder_start_token",
-            model,
-            LLAMA_TOKEN_NULL,
-            |m| m.decoder_start_token,
-        )
-    }
+    with_handle!(&model, LLAMA_TOKEN_NULL, |m| Ok(m.decoder_start_token))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_is_recurrent(model: *const llama_model) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_is_recurrent", model, false, |_| false) }
+    with_handle!(&model, false, |_| Ok(false))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_is_hybrid(model: *const llama_model) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_is_hybrid", model, false, |_| false) }
+    with_handle!(&model, false, |_| Ok(false))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_model_is_diffusion(model: *const llama_model) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_model_is_diffusion", model, false, |_| false) }
+    with_handle!(&model, false, |_| Ok(false))
 }
 
 #[no_mangle]
@@ -770,7 +707,7 @@ pub extern "C" fn llama_ftype_name(ftype: enum_llama_ftype) -> *const c_char {
     // into a C string once and kept for the life of the process.
     static NAMES: std::sync::Mutex<Vec<&'static std::ffi::CStr>> =
         std::sync::Mutex::new(Vec::new());
-    ffi("llama_ftype_name", std::ptr::null(), || {
+    ffi!(std::ptr::null(), || {
         let name = c_string(ftype_name(ftype).into_bytes());
         let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = names.iter().find(|s| s.to_bytes() == name.as_bytes()) {

@@ -5,8 +5,8 @@
 use std::ffi::{c_char, CStr};
 use std::time::Instant;
 
-use super::context::{llama_context, with_ctx_mut};
-use super::guard::{self, ffi, handle, handle_mut, Fallible, LOG_INFO};
+use super::context::llama_context;
+use super::guard::{self, ffi, ffi_as, handle, handle_mut, with_handle, Fallible, LOG_INFO};
 use super::types::*;
 use super::vocab::llama_vocab;
 use crate::sampling::{self, grammar, Candidates, Sampler, TokenData};
@@ -158,7 +158,7 @@ unsafe extern "C" fn rust_accept(smpl: *mut llama_sampler, token: llama_token) {
 }
 
 unsafe extern "C" fn rust_apply(smpl: *mut llama_sampler, cur_p: *mut llama_token_data_array) {
-    ffi("llama_sampler_apply", (), || {
+    ffi_as("llama_sampler_apply", (), || {
         // SAFETY: called through our iface on a live sampler.
         let s = unsafe { rust_state(smpl) }.ok_or("not one of our samplers")?;
         // SAFETY: cur_p follows llama.h's contract.
@@ -283,7 +283,7 @@ pub unsafe extern "C" fn llama_sampler_init(
     iface: *mut llama_sampler_i,
     ctx: llama_sampler_context_t,
 ) -> *mut llama_sampler {
-    ffi("llama_sampler_init", std::ptr::null_mut(), || {
+    ffi!(std::ptr::null_mut(), || {
         if iface.is_null() {
             return Err("iface is NULL".into());
         }
@@ -304,7 +304,7 @@ unsafe fn iface<'a>(smpl: *const llama_sampler) -> Fallible<&'a llama_sampler_i>
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_sampler_name(smpl: *const llama_sampler) -> *const c_char {
-    ffi("llama_sampler_name", c"(null)".as_ptr(), || {
+    ffi!(c"(null)".as_ptr(), || {
         // SAFETY: smpl is NULL or live (llama.h contract).
         let i = unsafe { iface(smpl) }?;
         Ok(match i.name {
@@ -317,7 +317,7 @@ pub unsafe extern "C" fn llama_sampler_name(smpl: *const llama_sampler) -> *cons
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_sampler_accept(smpl: *mut llama_sampler, token: llama_token) {
-    ffi("llama_sampler_accept", (), || {
+    ffi!((), || {
         // SAFETY: smpl is NULL or live (llama.h contract).
         let i = unsafe { iface(smpl) }?;
         if let Some(f) = i.accept {
@@ -333,7 +333,7 @@ pub unsafe extern "C" fn llama_sampler_apply(
     smpl: *mut llama_sampler,
     cur_p: *mut llama_token_data_array,
 ) {
-    ffi("llama_sampler_apply", (), || {
+    ffi!((), || {
         // SAFETY: smpl is NULL or live (llama.h contract).
         let i = unsafe { iface(smpl) }?;
         if cur_p.is_null() {
@@ -348,7 +348,7 @@ pub unsafe extern "C" fn llama_sampler_apply(
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_sampler_reset(smpl: *mut llama_sampler) {
-    ffi("llama_sampler_reset", (), || {
+    ffi!((), || {
         // SAFETY: smpl is NULL or live (llama.h contract).
         let i = unsafe { iface(smpl) }?;
         if let Some(f) = i.reset {
@@ -361,7 +361,7 @@ pub unsafe extern "C" fn llama_sampler_reset(smpl: *mut llama_sampler) {
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_sampler_clone(smpl: *const llama_sampler) -> *mut llama_sampler {
-    ffi("llama_sampler_clone", std::ptr::null_mut(), || {
+    ffi!(std::ptr::null_mut(), || {
         // SAFETY: smpl is NULL or live (llama.h contract).
         let i = unsafe { iface(smpl) }?;
         if let Some(f) = i.clone {
@@ -382,7 +382,7 @@ pub unsafe extern "C" fn llama_sampler_clone(smpl: *const llama_sampler) -> *mut
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_sampler_copy(src: *const llama_sampler, dst: *mut llama_sampler) {
-    ffi("llama_sampler_copy", (), || {
+    ffi!((), || {
         // SAFETY: src and dst are NULL or live (llama.h contract).
         let (i, _) = unsafe { (iface(src)?, iface(dst)?) };
         let f = i
@@ -396,7 +396,7 @@ pub unsafe extern "C" fn llama_sampler_copy(src: *const llama_sampler, dst: *mut
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_sampler_free(smpl: *mut llama_sampler) {
-    ffi("llama_sampler_free", (), || {
+    ffi!((), || {
         if smpl.is_null() {
             return Ok(());
         }
@@ -444,7 +444,7 @@ pub unsafe extern "C" fn llama_sampler_chain_add(
     chain: *mut llama_sampler,
     smpl: *mut llama_sampler,
 ) {
-    ffi("llama_sampler_chain_add", (), || {
+    ffi!((), || {
         // SAFETY: chain is NULL or live (llama.h contract).
         let c = unsafe { chain_of(chain) }?;
         if smpl.is_null() {
@@ -463,7 +463,7 @@ pub unsafe extern "C" fn llama_sampler_chain_get(
     chain: *mut llama_sampler,
     i: i32,
 ) -> *mut llama_sampler {
-    ffi("llama_sampler_chain_get", std::ptr::null_mut(), || {
+    ffi!(std::ptr::null_mut(), || {
         if chain.is_null() {
             return Ok(std::ptr::null_mut());
         }
@@ -483,7 +483,7 @@ pub unsafe extern "C" fn llama_sampler_chain_get(
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_sampler_chain_n(chain: *const llama_sampler) -> i32 {
-    ffi("llama_sampler_chain_n", 0, || {
+    ffi!(0, || {
         // SAFETY: chain is NULL or live (llama.h contract).
         Ok(unsafe { chain_of(chain) }?.samplers.len() as i32)
     })
@@ -494,7 +494,7 @@ pub unsafe extern "C" fn llama_sampler_chain_remove(
     chain: *mut llama_sampler,
     i: i32,
 ) -> *mut llama_sampler {
-    ffi("llama_sampler_chain_remove", std::ptr::null_mut(), || {
+    ffi!(std::ptr::null_mut(), || {
         // SAFETY: chain is NULL or live (llama.h contract).
         let c = unsafe { chain_of(chain) }?;
         match usize::try_from(i).ok().filter(|&i| i < c.samplers.len()) {
@@ -506,7 +506,7 @@ pub unsafe extern "C" fn llama_sampler_chain_remove(
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_sampler_get_seed(smpl: *const llama_sampler) -> u32 {
-    ffi("llama_sampler_get_seed", LLAMA_DEFAULT_SEED, || {
+    ffi!(LLAMA_DEFAULT_SEED, || {
         if smpl.is_null() {
             return Err("smpl is NULL".into());
         }
@@ -582,8 +582,7 @@ pub unsafe extern "C" fn llama_sampler_sample(
         unsafe { llama_sampler_accept(smpl, token) };
         Ok(token)
     };
-    // SAFETY: forwarded C argument.
-    unsafe { with_ctx_mut("llama_sampler_sample", ctx, LLAMA_TOKEN_NULL, body) }
+    with_handle!(&mut ctx, LLAMA_TOKEN_NULL, body)
 }
 
 // ---- Our samplers.
@@ -694,7 +693,7 @@ pub unsafe extern "C" fn llama_sampler_init_dry(
     seq_breakers: *mut *const c_char,
     num_breakers: usize,
 ) -> *mut llama_sampler {
-    ffi("llama_sampler_init_dry", std::ptr::null_mut(), || {
+    ffi!(std::ptr::null_mut(), || {
         // SAFETY: vocab is NULL or live; seq_breakers holds num_breakers C strings (contract).
         let (v, list) = unsafe {
             (
@@ -724,22 +723,21 @@ pub unsafe extern "C" fn llama_sampler_init_logit_bias(
     n_logit_bias: i32,
     logit_bias: *const llama_logit_bias,
 ) -> *mut llama_sampler {
-    ffi(
-        "llama_sampler_init_logit_bias",
-        std::ptr::null_mut(),
-        || {
-            let n = usize::try_from(n_logit_bias)
-                .map_err(|_| format!("n_logit_bias {n_logit_bias} is negative"))?;
-            // SAFETY: logit_bias holds n_logit_bias entries (contract).
-            let list = unsafe { guard::c_slice(logit_bias, n, "logit_bias") }?;
-            let biases: Vec<(i32, f32)> = list.iter().map(|b| (b.token, b.bias)).collect();
-            Ok(wrap(sampling::logit_bias(n_vocab, &biases)))
-        },
-    )
+    ffi!(std::ptr::null_mut(), || {
+        let n = usize::try_from(n_logit_bias)
+            .map_err(|_| format!("n_logit_bias {n_logit_bias} is negative"))?;
+        // SAFETY: logit_bias holds n_logit_bias entries (contract).
+        let list = unsafe { guard::c_slice(logit_bias, n, "logit_bias") }?;
+        let biases: Vec<(i32, f32)> = list.iter().map(|b| (b.token, b.bias)).collect();
+        Ok(wrap(sampling::logit_bias(n_vocab, &biases)))
+    },)
 }
 
-fn refuse(name: &str, why: &str) -> *mut llama_sampler {
-    ffi(name, std::ptr::null_mut(), || Err(why.to_string()))
+/// `refuse!(why)`: logs `<export>: why` and returns NULL (no sampler).
+macro_rules! refuse {
+    ($why:expr $(,)?) => {
+        ffi!(std::ptr::null_mut(), || Err($why.to_string()))
+    };
 }
 
 /// The C strings of a `char **` array as UTF-8 text.
@@ -809,7 +807,7 @@ pub unsafe extern "C" fn llama_sampler_init_grammar(
     grammar_str: *const c_char,
     grammar_root: *const c_char,
 ) -> *mut llama_sampler {
-    ffi("llama_sampler_init_grammar", std::ptr::null_mut(), || {
+    ffi!(std::ptr::null_mut(), || {
         // SAFETY: forwarded C arguments (llama.h contract).
         unsafe { init_grammar(vocab, grammar_str, grammar_root, None) }
     })
@@ -825,24 +823,20 @@ pub unsafe extern "C" fn llama_sampler_init_grammar_lazy(
     trigger_tokens: *const llama_token,
     num_trigger_tokens: usize,
 ) -> *mut llama_sampler {
-    ffi(
-        "llama_sampler_init_grammar_lazy",
-        std::ptr::null_mut(),
-        || {
-            // SAFETY: forwarded C arguments: arrays of the given lengths (llama.h contract).
-            unsafe {
-                let words = c_str_list(trigger_words, num_trigger_words, "trigger_words")?;
-                let tokens = guard::c_slice(trigger_tokens, num_trigger_tokens, "trigger_tokens")?;
-                let pattern = grammar::trigger_words_pattern(&words);
-                let patterns = if words.is_empty() {
-                    vec![]
-                } else {
-                    vec![pattern.as_str()]
-                };
-                init_grammar(vocab, grammar_str, grammar_root, Some((patterns, tokens)))
-            }
-        },
-    )
+    ffi!(std::ptr::null_mut(), || {
+        // SAFETY: forwarded C arguments: arrays of the given lengths (llama.h contract).
+        unsafe {
+            let words = c_str_list(trigger_words, num_trigger_words, "trigger_words")?;
+            let tokens = guard::c_slice(trigger_tokens, num_trigger_tokens, "trigger_tokens")?;
+            let pattern = grammar::trigger_words_pattern(&words);
+            let patterns = if words.is_empty() {
+                vec![]
+            } else {
+                vec![pattern.as_str()]
+            };
+            init_grammar(vocab, grammar_str, grammar_root, Some((patterns, tokens)))
+        }
+    },)
 }
 
 #[no_mangle]
@@ -855,19 +849,14 @@ pub unsafe extern "C" fn llama_sampler_init_grammar_lazy_patterns(
     trigger_tokens: *const llama_token,
     num_trigger_tokens: usize,
 ) -> *mut llama_sampler {
-    ffi(
-        "llama_sampler_init_grammar_lazy_patterns",
-        std::ptr::null_mut(),
-        || {
-            // SAFETY: forwarded C arguments: arrays of the given lengths (llama.h contract).
-            unsafe {
-                let patterns =
-                    c_str_list(trigger_patterns, num_trigger_patterns, "trigger_patterns")?;
-                let tokens = guard::c_slice(trigger_tokens, num_trigger_tokens, "trigger_tokens")?;
-                init_grammar(vocab, grammar_str, grammar_root, Some((patterns, tokens)))
-            }
-        },
-    )
+    ffi!(std::ptr::null_mut(), || {
+        // SAFETY: forwarded C arguments: arrays of the given lengths (llama.h contract).
+        unsafe {
+            let patterns = c_str_list(trigger_patterns, num_trigger_patterns, "trigger_patterns")?;
+            let tokens = guard::c_slice(trigger_tokens, num_trigger_tokens, "trigger_tokens")?;
+            init_grammar(vocab, grammar_str, grammar_root, Some((patterns, tokens)))
+        }
+    },)
 }
 
 #[no_mangle]
@@ -876,18 +865,12 @@ pub extern "C" fn llama_sampler_init_adaptive_p(
     _decay: f32,
     _seed: u32,
 ) -> *mut llama_sampler {
-    refuse(
-        "llama_sampler_init_adaptive_p",
-        "the adaptive-p sampler is not supported yet",
-    )
+    refuse!("the adaptive-p sampler is not supported yet",)
 }
 
 #[no_mangle]
 pub extern "C" fn llama_sampler_init_infill(_vocab: *const llama_vocab) -> *mut llama_sampler {
-    refuse(
-        "llama_sampler_init_infill",
-        "the infill sampler is not supported yet",
-    )
+    refuse!("the infill sampler is not supported yet",)
 }
 
 // ---- Sampler perf.
@@ -896,23 +879,19 @@ pub extern "C" fn llama_sampler_init_infill(_vocab: *const llama_vocab) -> *mut 
 pub unsafe extern "C" fn llama_perf_sampler(
     chain: *const llama_sampler,
 ) -> llama_perf_sampler_data {
-    ffi(
-        "llama_perf_sampler",
-        llama_perf_sampler_data::default(),
-        || {
-            // SAFETY: chain is NULL or live (llama.h contract).
-            let c = unsafe { chain_of(chain) }?;
-            Ok(llama_perf_sampler_data {
-                t_sample_ms: 1e-3 * c.t_sample_us as f64,
-                n_sample: c.n_sample.max(1),
-            })
-        },
-    )
+    ffi!(llama_perf_sampler_data::default(), || {
+        // SAFETY: chain is NULL or live (llama.h contract).
+        let c = unsafe { chain_of(chain) }?;
+        Ok(llama_perf_sampler_data {
+            t_sample_ms: 1e-3 * c.t_sample_us as f64,
+            n_sample: c.n_sample.max(1),
+        })
+    },)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_perf_sampler_print(chain: *const llama_sampler) {
-    ffi("llama_perf_sampler_print", (), || {
+    ffi!((), || {
         // SAFETY: chain is NULL or live (llama.h contract).
         unsafe { chain_of(chain) }?;
         // SAFETY: as above.
@@ -920,11 +899,11 @@ pub unsafe extern "C" fn llama_perf_sampler_print(chain: *const llama_sampler) {
         guard::log(
             LOG_INFO,
             &format!(
-                "llama_perf_sampler_print:    sampling time = {:10.2} ms / {:5} runs   ({:8.2} ms per token, {:8.2} tokens per second)",
+                "{}:    sampling time = {:10.2} ms / {:5} runs   {}",
+                guard::fn_name!(),
                 d.t_sample_ms,
                 d.n_sample,
-                d.t_sample_ms / d.n_sample as f64,
-                1e3 / d.t_sample_ms * d.n_sample as f64
+                guard::per_token(d.t_sample_ms, d.n_sample)
             ),
         );
         Ok(())
@@ -933,7 +912,7 @@ pub unsafe extern "C" fn llama_perf_sampler_print(chain: *const llama_sampler) {
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_perf_sampler_reset(chain: *mut llama_sampler) {
-    ffi("llama_perf_sampler_reset", (), || {
+    ffi!((), || {
         // SAFETY: chain is NULL or live (llama.h contract).
         let c = unsafe { chain_of(chain) }?;
         c.t_sample_us = 0;

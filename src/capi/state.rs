@@ -9,8 +9,8 @@ use std::ffi::c_char;
 use std::fs::File;
 use std::io::{Read, Write};
 
-use super::context::{llama_context, with_ctx_mut};
-use super::guard::{c_slice, c_str, Fallible};
+use super::context::llama_context;
+use super::guard::{c_slice, c_str, with_handle, Fallible};
 use super::types::*;
 
 /// Most tokens a state file may list (a bound on what a hostile file can make us allocate).
@@ -39,12 +39,7 @@ fn state_bytes(c: &mut llama_context, seq: Option<i32>) -> Fallible<Vec<u8>> {
 /// Restores state bytes; returns the bytes read.
 fn restore(c: &mut llama_context, dest: Option<i32>, bytes: &[u8]) -> Fallible<usize> {
     let engine = c.engine_mut()?;
-    let read = engine.state_read(dest, bytes).map_err(|e| e.to_string())?;
-    if dest.is_none() {
-        let n = engine.n_entries();
-        c.copy_outputs(n);
-    }
-    Ok(read)
+    engine.state_read(dest, bytes).map_err(|e| e.to_string())
 }
 
 /// Copies `bytes` into C's buffer of `size` bytes, or fails when it is too small.
@@ -69,13 +64,10 @@ unsafe fn copy_out(bytes: &[u8], dst: *mut u8, size: usize) -> Fallible<usize> {
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_state_get_size(ctx: *mut llama_context) -> usize {
-    // SAFETY: forwarded handle (llama.h contract).
-    unsafe {
-        with_ctx_mut("llama_state_get_size", ctx, 0, |c| {
-            let engine = c.engine_mut()?;
-            Ok(engine.state_size(None))
-        })
-    }
+    with_handle!(&mut ctx, 0, |c| {
+        let engine = c.engine_mut()?;
+        Ok(engine.state_size(None))
+    })
 }
 
 #[no_mangle]
@@ -90,25 +82,21 @@ pub unsafe extern "C" fn llama_state_get_data(
     dst: *mut u8,
     size: usize,
 ) -> usize {
-    // SAFETY: forwarded handle; dst holds `size` bytes (llama.h contract).
-    unsafe {
-        with_ctx_mut("llama_state_get_data", ctx, 0, |c| {
-            copy_out(&state_bytes(c, None)?, dst, size)
-        })
-    }
+    with_handle!(&mut ctx, 0, |c| {
+        // SAFETY: dst holds `size` writable bytes (llama.h contract).
+        unsafe { copy_out(&state_bytes(c, None)?, dst, size) }
+    })
 }
 
 /// The deprecated form without a size: llama.h says the buffer must hold
 /// llama_state_get_size bytes.
 #[no_mangle]
 pub unsafe extern "C" fn llama_copy_state_data(ctx: *mut llama_context, dst: *mut u8) -> usize {
-    // SAFETY: forwarded handle; dst holds llama_state_get_size bytes (llama.h contract).
-    unsafe {
-        with_ctx_mut("llama_copy_state_data", ctx, 0, |c| {
-            let bytes = state_bytes(c, None)?;
-            copy_out(&bytes, dst, bytes.len())
-        })
-    }
+    with_handle!(&mut ctx, 0, |c| {
+        let bytes = state_bytes(c, None)?;
+        // SAFETY: dst holds llama_state_get_size bytes (llama.h contract).
+        unsafe { copy_out(&bytes, dst, bytes.len()) }
+    })
 }
 
 #[no_mangle]
@@ -117,13 +105,11 @@ pub unsafe extern "C" fn llama_state_set_data(
     src: *const u8,
     size: usize,
 ) -> usize {
-    // SAFETY: forwarded handle; src holds `size` bytes (llama.h contract).
-    unsafe {
-        with_ctx_mut("llama_state_set_data", ctx, 0, |c| {
-            let bytes = c_slice(src, size, "src")?;
-            restore(c, None, bytes)
-        })
-    }
+    with_handle!(&mut ctx, 0, |c| {
+        // SAFETY: src holds `size` readable bytes (llama.h contract).
+        let bytes = unsafe { c_slice(src, size, "src") }?;
+        restore(c, None, bytes)
+    })
 }
 
 /// The deprecated form without a size: the state's own counts say how long it is (peeked
@@ -146,8 +132,7 @@ pub unsafe extern "C" fn llama_set_state_data(ctx: *mut llama_context, src: *con
         let bytes = unsafe { std::slice::from_raw_parts(src, len) };
         restore(c, None, bytes)
     };
-    // SAFETY: forwarded handle (llama.h contract).
-    unsafe { with_ctx_mut("llama_set_state_data", ctx, 0, body) }
+    with_handle!(&mut ctx, 0, body)
 }
 
 // ---- Files: magic u32 | version u32 | n_tokens u32 | tokens [i32] | state bytes.
@@ -242,22 +227,24 @@ pub unsafe extern "C" fn llama_state_save_file(
     tokens: *const llama_token,
     n_token_count: usize,
 ) -> bool {
-    // SAFETY: forwarded handle; path is a C string; tokens holds n_token_count tokens.
-    unsafe {
-        with_ctx_mut("llama_state_save_file", ctx, false, |c| {
-            let path = c_str(path_session, "path_session")?;
-            let tokens = c_slice(tokens, n_token_count, "tokens")?;
-            let state = state_bytes(c, None)?;
-            write_file(
-                path,
-                LLAMA_SESSION_MAGIC,
-                LLAMA_SESSION_VERSION as u32,
-                tokens,
-                &state,
-            )?;
-            Ok(true)
-        })
-    }
+    with_handle!(&mut ctx, false, |c| {
+        // SAFETY: a C string and an array of n_token_count tokens (llama.h contract).
+        let (path, tokens) = unsafe {
+            (
+                c_str(path_session, "path_session")?,
+                c_slice(tokens, n_token_count, "tokens")?,
+            )
+        };
+        let state = state_bytes(c, None)?;
+        write_file(
+            path,
+            LLAMA_SESSION_MAGIC,
+            LLAMA_SESSION_VERSION as u32,
+            tokens,
+            &state,
+        )?;
+        Ok(true)
+    })
 }
 
 #[no_mangle]
@@ -279,23 +266,22 @@ pub unsafe extern "C" fn llama_state_load_file(
     n_token_capacity: usize,
     n_token_count_out: *mut usize,
 ) -> bool {
-    // SAFETY: forwarded handle; C strings and buffers as llama.h describes.
-    unsafe {
-        with_ctx_mut("llama_state_load_file", ctx, false, |c| {
-            let path = c_str(path_session, "path_session")?;
-            let (tokens, state) =
-                read_file(path, LLAMA_SESSION_MAGIC, LLAMA_SESSION_VERSION as u32)?;
-            tokens_out(&tokens, tokens_out_p, n_token_capacity, n_token_count_out)?;
-            let read = restore(c, None, &state)?;
-            if read != state.len() {
-                return Err(format!(
-                    "{path}: {} bytes after the state",
-                    state.len() - read
-                ));
-            }
-            Ok(true)
-        })
-    }
+    with_handle!(&mut ctx, false, |c| {
+        // SAFETY: path_session is NULL or a C string (llama.h contract).
+        let path = unsafe { c_str(path_session, "path_session") }?;
+        let (tokens, state) = read_file(path, LLAMA_SESSION_MAGIC, LLAMA_SESSION_VERSION as u32)?;
+        // SAFETY: the token buffer holds n_token_capacity tokens, the count is NULL or
+        // a size_t (llama.h contract).
+        unsafe { tokens_out(&tokens, tokens_out_p, n_token_capacity, n_token_count_out) }?;
+        let read = restore(c, None, &state)?;
+        if read != state.len() {
+            return Err(format!(
+                "{path}: {} bytes after the state",
+                state.len() - read
+            ));
+        }
+        Ok(true)
+    })
 }
 
 #[no_mangle]
@@ -318,15 +304,44 @@ pub unsafe extern "C" fn llama_load_session_file(
     }
 }
 
-// ---- One sequence.
+// ---- One sequence. The `_ext` forms have their own bodies so that their log lines carry
+// their own names.
+
+/// Copies the state of sequence `seq` into C's buffer.
+///
+/// # Safety
+/// `dst` is NULL or points to `size` writable bytes.
+unsafe fn seq_get_data(
+    c: &mut llama_context,
+    dst: *mut u8,
+    size: usize,
+    seq: i32,
+) -> Fallible<usize> {
+    // SAFETY: per this function's contract.
+    unsafe { copy_out(&state_bytes(c, seq_arg(seq))?, dst, size) }
+}
+
+/// Restores a sequence state from C's buffer into sequence `dest`.
+///
+/// # Safety
+/// `src` is NULL or points to `size` readable bytes.
+unsafe fn seq_set_data(
+    c: &mut llama_context,
+    src: *const u8,
+    size: usize,
+    dest: i32,
+) -> Fallible<usize> {
+    // SAFETY: per this function's contract.
+    let bytes = unsafe { c_slice(src, size, "src") }?;
+    restore(c, Some(dest), bytes)
+}
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_state_seq_get_size(
     ctx: *mut llama_context,
     seq_id: llama_seq_id,
 ) -> usize {
-    // SAFETY: forwarded handle.
-    unsafe { llama_state_seq_get_size_ext(ctx, seq_id, 0) }
+    with_handle!(&mut ctx, 0, |c| Ok(state_bytes(c, seq_arg(seq_id))?.len()))
 }
 
 #[no_mangle]
@@ -336,8 +351,10 @@ pub unsafe extern "C" fn llama_state_seq_get_data(
     size: usize,
     seq_id: llama_seq_id,
 ) -> usize {
-    // SAFETY: forwarded C arguments.
-    unsafe { llama_state_seq_get_data_ext(ctx, dst, size, seq_id, 0) }
+    // SAFETY: dst holds `size` writable bytes (llama.h contract).
+    with_handle!(&mut ctx, 0, |c| unsafe {
+        seq_get_data(c, dst, size, seq_id)
+    })
 }
 
 #[no_mangle]
@@ -347,8 +364,10 @@ pub unsafe extern "C" fn llama_state_seq_set_data(
     size: usize,
     dest_seq_id: llama_seq_id,
 ) -> usize {
-    // SAFETY: forwarded C arguments.
-    unsafe { llama_state_seq_set_data_ext(ctx, src, size, dest_seq_id, 0) }
+    // SAFETY: src holds `size` readable bytes (llama.h contract).
+    with_handle!(&mut ctx, 0, |c| unsafe {
+        seq_set_data(c, src, size, dest_seq_id)
+    })
 }
 
 /// The flags change nothing here: this cache has no sliding-window or recurrent part (the
@@ -359,12 +378,7 @@ pub unsafe extern "C" fn llama_state_seq_get_size_ext(
     seq_id: llama_seq_id,
     _flags: llama_state_seq_flags,
 ) -> usize {
-    // SAFETY: forwarded handle.
-    unsafe {
-        with_ctx_mut("llama_state_seq_get_size", ctx, 0, |c| {
-            Ok(state_bytes(c, seq_arg(seq_id))?.len())
-        })
-    }
+    with_handle!(&mut ctx, 0, |c| Ok(state_bytes(c, seq_arg(seq_id))?.len()))
 }
 
 #[no_mangle]
@@ -375,12 +389,10 @@ pub unsafe extern "C" fn llama_state_seq_get_data_ext(
     seq_id: llama_seq_id,
     _flags: llama_state_seq_flags,
 ) -> usize {
-    // SAFETY: forwarded handle; dst holds `size` bytes.
-    unsafe {
-        with_ctx_mut("llama_state_seq_get_data", ctx, 0, |c| {
-            copy_out(&state_bytes(c, seq_arg(seq_id))?, dst, size)
-        })
-    }
+    // SAFETY: dst holds `size` writable bytes (llama.h contract).
+    with_handle!(&mut ctx, 0, |c| unsafe {
+        seq_get_data(c, dst, size, seq_id)
+    })
 }
 
 #[no_mangle]
@@ -391,13 +403,10 @@ pub unsafe extern "C" fn llama_state_seq_set_data_ext(
     dest_seq_id: llama_seq_id,
     _flags: llama_state_seq_flags,
 ) -> usize {
-    // SAFETY: forwarded handle; src holds `size` bytes.
-    unsafe {
-        with_ctx_mut("llama_state_seq_set_data", ctx, 0, |c| {
-            let bytes = c_slice(src, size, "src")?;
-            restore(c, Some(dest_seq_id), bytes)
-        })
-    }
+    // SAFETY: src holds `size` readable bytes (llama.h contract).
+    with_handle!(&mut ctx, 0, |c| unsafe {
+        seq_set_data(c, src, size, dest_seq_id)
+    })
 }
 
 #[no_mangle]
@@ -408,21 +417,23 @@ pub unsafe extern "C" fn llama_state_seq_save_file(
     tokens: *const llama_token,
     n_token_count: usize,
 ) -> usize {
-    // SAFETY: forwarded handle; C string and token array as llama.h describes.
-    unsafe {
-        with_ctx_mut("llama_state_seq_save_file", ctx, 0, |c| {
-            let path = c_str(filepath, "filepath")?;
-            let tokens = c_slice(tokens, n_token_count, "tokens")?;
-            let state = state_bytes(c, seq_arg(seq_id))?;
-            write_file(
-                path,
-                LLAMA_STATE_SEQ_MAGIC,
-                LLAMA_STATE_SEQ_VERSION as u32,
-                tokens,
-                &state,
+    with_handle!(&mut ctx, 0, |c| {
+        // SAFETY: a C string and an array of n_token_count tokens (llama.h contract).
+        let (path, tokens) = unsafe {
+            (
+                c_str(filepath, "filepath")?,
+                c_slice(tokens, n_token_count, "tokens")?,
             )
-        })
-    }
+        };
+        let state = state_bytes(c, seq_arg(seq_id))?;
+        write_file(
+            path,
+            LLAMA_STATE_SEQ_MAGIC,
+            LLAMA_STATE_SEQ_VERSION as u32,
+            tokens,
+            &state,
+        )
+    })
 }
 
 #[no_mangle]
@@ -434,22 +445,23 @@ pub unsafe extern "C" fn llama_state_seq_load_file(
     n_token_capacity: usize,
     n_token_count_out: *mut usize,
 ) -> usize {
-    // SAFETY: forwarded handle; C string and buffers as llama.h describes.
-    unsafe {
-        with_ctx_mut("llama_state_seq_load_file", ctx, 0, |c| {
-            let path = c_str(filepath, "filepath")?;
-            let (tokens, state) =
-                read_file(path, LLAMA_STATE_SEQ_MAGIC, LLAMA_STATE_SEQ_VERSION as u32)?;
-            if tokens_out_p.is_null() {
-                // Only the count is asked for; no state is loaded (llama.h).
-                if let Some(n) = n_token_count_out.as_mut() {
-                    *n = tokens.len();
-                }
-                return Ok(12 + 4 * tokens.len() + state.len());
+    with_handle!(&mut ctx, 0, |c| {
+        // SAFETY: filepath is NULL or a C string (llama.h contract).
+        let path = unsafe { c_str(filepath, "filepath") }?;
+        let (tokens, state) =
+            read_file(path, LLAMA_STATE_SEQ_MAGIC, LLAMA_STATE_SEQ_VERSION as u32)?;
+        if tokens_out_p.is_null() {
+            // Only the count is asked for; no state is loaded (llama.h).
+            // SAFETY: n_token_count_out is NULL or points to a size_t (llama.h contract).
+            if let Some(n) = unsafe { n_token_count_out.as_mut() } {
+                *n = tokens.len();
             }
-            tokens_out(&tokens, tokens_out_p, n_token_capacity, n_token_count_out)?;
-            let read = restore(c, Some(dest_seq_id), &state)?;
-            Ok(12 + 4 * tokens.len() + read)
-        })
-    }
+            return Ok(12 + 4 * tokens.len() + state.len());
+        }
+        // SAFETY: the token buffer holds n_token_capacity tokens, the count is NULL or
+        // a size_t (llama.h contract).
+        unsafe { tokens_out(&tokens, tokens_out_p, n_token_capacity, n_token_count_out) }?;
+        let read = restore(c, Some(dest_seq_id), &state)?;
+        Ok(12 + 4 * tokens.len() + read)
+    })
 }

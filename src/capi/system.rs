@@ -130,7 +130,7 @@ pub extern "C" fn llama_attach_threadpool(
     _threadpool: ggml_threadpool_t,
     _threadpool_batch: ggml_threadpool_t,
 ) {
-    ffi("llama_attach_threadpool", (), || {
+    ffi!((), || {
         Err("ggml threadpools are not used: the context keeps its own worker threads".into())
     })
 }
@@ -238,7 +238,7 @@ pub fn system_info() -> String {
 #[no_mangle]
 pub extern "C" fn llama_print_system_info() -> *const c_char {
     static INFO: Mutex<Option<CString>> = Mutex::new(None);
-    ffi("llama_print_system_info", c"".as_ptr(), || {
+    ffi!(c"".as_ptr(), || {
         let mut info = INFO.lock().unwrap_or_else(|e| e.into_inner());
         // Made once: the pointer stays valid for the process, as the reference's static string.
         let s = info.get_or_insert_with(|| CString::new(system_info()).unwrap_or_default());
@@ -277,7 +277,7 @@ pub unsafe extern "C" fn llama_split_path(
     split_no: i32,
     split_count: i32,
 ) -> i32 {
-    ffi("llama_split_path", 0, || {
+    ffi!(0, || {
         // SAFETY: path_prefix is a C string (contract).
         let prefix = unsafe { guard::c_bytes(path_prefix, "path_prefix") }?;
         let text = [
@@ -305,7 +305,7 @@ pub unsafe extern "C" fn llama_split_prefix(
     split_no: i32,
     split_count: i32,
 ) -> i32 {
-    ffi("llama_split_prefix", 0, || {
+    ffi!(0, || {
         // SAFETY: split_path is a C string (contract).
         let path = unsafe { guard::c_bytes(split_path, "split_path") }?;
         let postfix = format!(
@@ -354,17 +354,13 @@ pub extern "C" fn llama_load_mode_name(load_mode: enum_llama_load_mode) -> *cons
 /// The mode a name stands for; AUTO for an unknown name or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn llama_load_mode_from_str(s: *const c_char) -> enum_llama_load_mode {
-    ffi(
-        "llama_load_mode_from_str",
-        llama_load_mode::LLAMA_LOAD_MODE_AUTO as c_int,
-        || {
-            // SAFETY: s is NULL or a C string (contract).
-            let s = unsafe { guard::c_bytes(s, "str") }?;
-            LOAD_MODES
-                .iter()
-                .find(|(_, n)| n.to_bytes() == s)
-                .map(|(m, _)| *m as c_int)
-                .ok_or_else(|| format!("unknown load mode {:?}", String::from_utf8_lossy(s)))
-        },
-    )
+    ffi!(llama_load_mode::LLAMA_LOAD_MODE_AUTO as c_int, || {
+        // SAFETY: s is NULL or a C string (contract).
+        let s = unsafe { guard::c_bytes(s, "str") }?;
+        LOAD_MODES
+            .iter()
+            .find(|(_, n)| n.to_bytes() == s)
+            .map(|(m, _)| *m as c_int)
+            .ok_or_else(|| format!("unknown load mode {:?}", String::from_utf8_lossy(s)))
+    },)
 }

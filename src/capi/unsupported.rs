@@ -11,9 +11,18 @@ use super::guard::{self, ffi};
 use super::model::llama_model;
 use super::types::*;
 
-/// Logs `name: why` and returns `value`.
-fn refuse<T>(name: &str, value: T, why: &str) -> T {
-    ffi(name, value, || Err(why.to_string()))
+/// `refuse!(value, why)`: logs `<export>: why` and returns `value`.
+macro_rules! refuse {
+    ($value:expr, $why:expr $(,)?) => {
+        ffi!($value, || Err($why.to_string()))
+    };
+    // The meta getters clear C's buffer first, as the reference does on failure.
+    ($value:expr, $why:expr, clearing $buf:ident[$size:ident]) => {{
+        let (buf, size) = ($buf, $size);
+        // SAFETY: the export's `buf` has `size` writable bytes (llama.h contract).
+        unsafe { guard::clear_buf(buf, size) };
+        refuse!($value, $why)
+    }};
 }
 
 const NO_LORA: &str = "LoRA adapters are not supported";
@@ -30,8 +39,7 @@ pub extern "C" fn llama_model_init_from_user(
     _set_tensor_data_ud: *mut c_void,
     _params: llama_model_params,
 ) -> *mut llama_model {
-    refuse(
-        "llama_model_init_from_user",
+    refuse!(
         std::ptr::null_mut(),
         "models built from user metadata are not supported (load a GGUF file)",
     )
@@ -42,8 +50,7 @@ pub extern "C" fn llama_model_load_from_file_ptr(
     _file: *mut FILE,
     _params: llama_model_params,
 ) -> *mut llama_model {
-    refuse(
-        "llama_model_load_from_file_ptr",
+    refuse!(
         std::ptr::null_mut(),
         "loading from a FILE pointer is not supported (use llama_model_load_from_file)",
     )
@@ -51,11 +58,7 @@ pub extern "C" fn llama_model_load_from_file_ptr(
 
 #[no_mangle]
 pub extern "C" fn llama_model_save_to_file(_model: *const llama_model, _path_model: *const c_char) {
-    refuse(
-        "llama_model_save_to_file",
-        (),
-        "saving models is not supported: nothing written",
-    )
+    refuse!((), "saving models is not supported: nothing written",)
 }
 
 /// Returns non-zero (failure); 0 would mean success.
@@ -65,11 +68,7 @@ pub extern "C" fn llama_model_quantize(
     _fname_out: *const c_char,
     _params: *const llama_model_quantize_params,
 ) -> u32 {
-    refuse(
-        "llama_model_quantize",
-        1,
-        "model quantization is not supported: nothing written",
-    )
+    refuse!(1, "model quantization is not supported: nothing written",)
 }
 
 // ---- LoRA adapters and control vectors.
@@ -79,7 +78,7 @@ pub extern "C" fn llama_adapter_lora_init(
     _model: *mut llama_model,
     _path_lora: *const c_char,
 ) -> *mut llama_adapter_lora {
-    refuse("llama_adapter_lora_init", std::ptr::null_mut(), NO_LORA)
+    refuse!(std::ptr::null_mut(), NO_LORA)
 }
 
 #[no_mangle]
@@ -87,11 +86,7 @@ pub extern "C" fn llama_adapter_lora_init_from_file_ptr(
     _model: *mut llama_model,
     _file: *mut FILE,
 ) -> *mut llama_adapter_lora {
-    refuse(
-        "llama_adapter_lora_init_from_file_ptr",
-        std::ptr::null_mut(),
-        NO_LORA,
-    )
+    refuse!(std::ptr::null_mut(), NO_LORA,)
 }
 
 #[no_mangle]
@@ -101,14 +96,12 @@ pub unsafe extern "C" fn llama_adapter_meta_val_str(
     buf: *mut c_char,
     buf_size: usize,
 ) -> i32 {
-    // SAFETY: buf has buf_size writable bytes (llama.h contract); cleared on failure.
-    unsafe { guard::clear_buf(buf, buf_size) };
-    refuse("llama_adapter_meta_val_str", -1, NO_LORA)
+    refuse!(-1, NO_LORA, clearing buf[buf_size])
 }
 
 #[no_mangle]
 pub extern "C" fn llama_adapter_meta_count(_adapter: *const llama_adapter_lora) -> i32 {
-    refuse("llama_adapter_meta_count", -1, NO_LORA)
+    refuse!(-1, NO_LORA)
 }
 
 #[no_mangle]
@@ -118,9 +111,7 @@ pub unsafe extern "C" fn llama_adapter_meta_key_by_index(
     buf: *mut c_char,
     buf_size: usize,
 ) -> i32 {
-    // SAFETY: buf has buf_size writable bytes (llama.h contract); cleared on failure.
-    unsafe { guard::clear_buf(buf, buf_size) };
-    refuse("llama_adapter_meta_key_by_index", -1, NO_LORA)
+    refuse!(-1, NO_LORA, clearing buf[buf_size])
 }
 
 #[no_mangle]
@@ -130,20 +121,14 @@ pub unsafe extern "C" fn llama_adapter_meta_val_str_by_index(
     buf: *mut c_char,
     buf_size: usize,
 ) -> i32 {
-    // SAFETY: buf has buf_size writable bytes (llama.h contract); cleared on failure.
-    unsafe { guard::clear_buf(buf, buf_size) };
-    refuse("llama_adapter_meta_val_str_by_index", -1, NO_LORA)
+    refuse!(-1, NO_LORA, clearing buf[buf_size])
 }
 
 /// No adapter is ever made, so there is nothing to free (NULL is accepted silently).
 #[no_mangle]
 pub extern "C" fn llama_adapter_lora_free(adapter: *mut llama_adapter_lora) {
     if !adapter.is_null() {
-        refuse(
-            "llama_adapter_lora_free",
-            (),
-            "not an adapter made by this library: left as it is",
-        )
+        refuse!((), "not an adapter made by this library: left as it is",)
     }
 }
 
@@ -151,18 +136,14 @@ pub extern "C" fn llama_adapter_lora_free(adapter: *mut llama_adapter_lora) {
 pub extern "C" fn llama_adapter_get_alora_n_invocation_tokens(
     _adapter: *const llama_adapter_lora,
 ) -> u64 {
-    refuse("llama_adapter_get_alora_n_invocation_tokens", 0, NO_LORA)
+    refuse!(0, NO_LORA)
 }
 
 #[no_mangle]
 pub extern "C" fn llama_adapter_get_alora_invocation_tokens(
     _adapter: *const llama_adapter_lora,
 ) -> *const llama_token {
-    refuse(
-        "llama_adapter_get_alora_invocation_tokens",
-        std::ptr::null(),
-        NO_LORA,
-    )
+    refuse!(std::ptr::null(), NO_LORA,)
 }
 
 /// Setting no adapters (n_adapters == 0) succeeds: that is the state we are always in.
@@ -173,7 +154,7 @@ pub extern "C" fn llama_set_adapters_lora(
     n_adapters: usize,
     _scales: *mut f32,
 ) -> i32 {
-    ffi("llama_set_adapters_lora", -1, || {
+    ffi!(-1, || {
         if ctx.is_null() {
             return Err("ctx is NULL".into());
         }
@@ -194,7 +175,7 @@ pub extern "C" fn llama_set_adapter_cvec(
     _il_start: i32,
     _il_end: i32,
 ) -> i32 {
-    ffi("llama_set_adapter_cvec", -1, || {
+    ffi!(-1, || {
         if ctx.is_null() {
             return Err("ctx is NULL".into());
         }
@@ -213,7 +194,7 @@ pub extern "C" fn llama_set_sampler(
     _seq_id: llama_seq_id,
     _smpl: *mut llama_sampler,
 ) -> bool {
-    refuse("llama_set_sampler", false, NO_BACKEND_SAMPLING)
+    refuse!(false, NO_BACKEND_SAMPLING)
 }
 
 /// No backend sampler is ever attached, so there is never a sampled token (no log: this is
@@ -273,7 +254,7 @@ pub extern "C" fn llama_opt_init(
     _model: *mut llama_model,
     _lopt_params: llama_opt_params,
 ) {
-    refuse("llama_opt_init", (), NO_TRAINING)
+    refuse!((), NO_TRAINING)
 }
 
 #[no_mangle]
@@ -286,5 +267,5 @@ pub extern "C" fn llama_opt_epoch(
     _callback_train: ggml_opt_epoch_callback,
     _callback_eval: ggml_opt_epoch_callback,
 ) {
-    refuse("llama_opt_epoch", (), NO_TRAINING)
+    refuse!((), NO_TRAINING)
 }

@@ -5,7 +5,7 @@ use crate::sampling::grammar::GrammarVocab;
 use std::ffi::{c_char, c_int, CString};
 use std::sync::OnceLock;
 
-use super::guard::{self, ffi, handle, Fallible};
+use super::guard::{self, ffi, handle, with_handle, Fallible};
 use super::types::*;
 use crate::tokenizer::{attr, Kind, Tokenizer};
 
@@ -55,55 +55,28 @@ fn or_null(t: Option<u32>) -> llama_token {
     t.map_or(LLAMA_TOKEN_NULL, |t| t as llama_token)
 }
 
-/// Runs a query on a vocab handle; NULL gives `on_error` and a log line.
-unsafe fn query<T>(
-    name: &str,
-    vocab: *const llama_vocab,
-    on_error: T,
-    f: impl FnOnce(&llama_vocab) -> Fallible<T>,
-) -> T {
-    ffi(name, on_error, || {
-        // SAFETY: vocab is NULL or from llama_model_get_vocab of a live model (llama.h contract).
-        let v = unsafe { handle(vocab, "vocab") }?;
-        f(v)
-    })
-}
-
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_type(vocab: *const llama_vocab) -> enum_llama_vocab_type {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query(
-            "llama_vocab_type",
-            vocab,
-            llama_vocab_type::LLAMA_VOCAB_TYPE_NONE as c_int,
-            |v| {
-                Ok(match v.tok.kind() {
-                    Kind::Spm => llama_vocab_type::LLAMA_VOCAB_TYPE_SPM as c_int,
-                    Kind::Bpe => llama_vocab_type::LLAMA_VOCAB_TYPE_BPE as c_int,
-                })
-            },
-        )
-    }
+    with_handle!(
+        &vocab,
+        llama_vocab_type::LLAMA_VOCAB_TYPE_NONE as c_int,
+        |v| {
+            Ok(match v.tok.kind() {
+                Kind::Spm => llama_vocab_type::LLAMA_VOCAB_TYPE_SPM as c_int,
+                Kind::Bpe => llama_vocab_type::LLAMA_VOCAB_TYPE_BPE as c_int,
+            })
+        },
+    )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_n_tokens(vocab: *const llama_vocab) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query(
-            "llama_vocab_n_tokens",
-            vocab,
-            0,
-            |v| Ok(v.n_tokens() as i32),
-        )
-    }
+    with_handle!(&vocab, 0, |v| Ok(v.n_tokens() as i32),)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_vocab(vocab: *const llama_vocab) -> i32 {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_n_vocab", vocab, 0, |v| Ok(v.n_tokens() as i32)) }
+    with_handle!(&vocab, 0, |v| Ok(v.n_tokens() as i32))
 }
 
 #[no_mangle]
@@ -111,22 +84,19 @@ pub unsafe extern "C" fn llama_vocab_get_text(
     vocab: *const llama_vocab,
     token: llama_token,
 ) -> *const c_char {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_get_text", vocab, std::ptr::null(), |v| {
-            let id = v.id(token)?;
-            let texts = v.texts.get_or_init(|| {
-                (0..v.n_tokens() as u32)
-                    .map(|i| {
-                        let mut t = v.tok.token_text(i).unwrap_or_default().to_vec();
-                        t.retain(|&b| b != 0);
-                        CString::new(t).unwrap_or_default()
-                    })
-                    .collect()
-            });
-            Ok(texts[id as usize].as_ptr())
-        })
-    }
+    with_handle!(&vocab, std::ptr::null(), |v| {
+        let id = v.id(token)?;
+        let texts = v.texts.get_or_init(|| {
+            (0..v.n_tokens() as u32)
+                .map(|i| {
+                    let mut t = v.tok.token_text(i).unwrap_or_default().to_vec();
+                    t.retain(|&b| b != 0);
+                    CString::new(t).unwrap_or_default()
+                })
+                .collect()
+        });
+        Ok(texts[id as usize].as_ptr())
+    })
 }
 
 #[no_mangle]
@@ -134,12 +104,9 @@ pub unsafe extern "C" fn llama_vocab_get_score(
     vocab: *const llama_vocab,
     token: llama_token,
 ) -> f32 {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_get_score", vocab, 0.0, |v| {
-            Ok(v.tok.token_score(v.id(token)?).unwrap_or(0.0))
-        })
-    }
+    with_handle!(&vocab, 0.0, |v| {
+        Ok(v.tok.token_score(v.id(token)?).unwrap_or(0.0))
+    })
 }
 
 #[no_mangle]
@@ -147,22 +114,16 @@ pub unsafe extern "C" fn llama_vocab_get_attr(
     vocab: *const llama_vocab,
     token: llama_token,
 ) -> enum_llama_token_attr {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_get_attr", vocab, 0, |v| {
-            Ok(v.tok.token_attr(v.id(token)?).unwrap_or(0) as c_int)
-        })
-    }
+    with_handle!(&vocab, 0, |v| {
+        Ok(v.tok.token_attr(v.id(token)?).unwrap_or(0) as c_int)
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_is_eog(vocab: *const llama_vocab, token: llama_token) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_is_eog", vocab, false, |v| {
-            Ok(token >= 0 && v.tok.is_eog(token as u32))
-        })
-    }
+    with_handle!(&vocab, false, |v| {
+        Ok(token >= 0 && v.tok.is_eog(token as u32))
+    })
 }
 
 #[no_mangle]
@@ -170,309 +131,214 @@ pub unsafe extern "C" fn llama_vocab_is_control(
     vocab: *const llama_vocab,
     token: llama_token,
 ) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_is_control", vocab, false, |v| {
-            let a = u32::try_from(token).ok().and_then(|t| v.tok.token_attr(t));
-            Ok(a.is_some_and(|a| a & attr::CONTROL != 0))
-        })
-    }
+    with_handle!(&vocab, false, |v| {
+        let a = u32::try_from(token).ok().and_then(|t| v.tok.token_attr(t));
+        Ok(a.is_some_and(|a| a & attr::CONTROL != 0))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_bos(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_bos", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().bos))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().bos))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_eos(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_eos", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().eos))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().eos))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_eot(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_eot", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().eot))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().eot))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_sep(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_sep", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().sep))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().sep))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_nl(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_nl", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().nl))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().nl))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_pad(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_pad", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().pad))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().pad))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_mask(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_mask", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().mask))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().mask))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_cls(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_cls", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().bos))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().bos))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_fim_pre(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_fim_pre", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_pre))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_pre))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_fim_suf(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_fim_suf", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_suf))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_suf))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_fim_mid(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_fim_mid", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_mid))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_mid))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_fim_pad(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_fim_pad", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_pad))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_pad))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_fim_rep(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_fim_rep", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_rep))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_rep))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_fim_sep(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_fim_sep", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_sep))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_sep))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_bos(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_bos", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().bos))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().bos))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_eos(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_eos", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().eos))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().eos))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_eot(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_eot", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().eot))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().eot))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_cls(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_cls", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().bos))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().bos))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_sep(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_sep", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().sep))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().sep))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_nl(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_nl", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().nl))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().nl))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_pad(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_pad", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().pad))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().pad))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_fim_pre(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_fim_pre", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_pre))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_pre))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_fim_suf(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_fim_suf", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_suf))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_suf))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_fim_mid(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_fim_mid", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_mid))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_mid))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_fim_pad(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_fim_pad", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_pad))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_pad))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_fim_rep(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_fim_rep", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_rep))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_rep))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_token_fim_sep(vocab: *const llama_vocab) -> llama_token {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_token_fim_sep", vocab, LLAMA_TOKEN_NULL, |v| {
-            Ok(or_null(v.tok.special_tokens().fim_sep))
-        })
-    }
+    with_handle!(&vocab, LLAMA_TOKEN_NULL, |v| {
+        Ok(or_null(v.tok.special_tokens().fim_sep))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_get_add_bos(vocab: *const llama_vocab) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_get_add_bos", vocab, false, |v| {
-            Ok(v.tok.add_bos())
-        })
-    }
+    with_handle!(&vocab, false, |v| { Ok(v.tok.add_bos()) })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_get_add_eos(vocab: *const llama_vocab) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe {
-        query("llama_vocab_get_add_eos", vocab, false, |v| {
-            Ok(v.tok.add_eos())
-        })
-    }
+    with_handle!(&vocab, false, |v| { Ok(v.tok.add_eos()) })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_vocab_get_add_sep(vocab: *const llama_vocab) -> bool {
-    // SAFETY: forwarded C argument.
-    unsafe { query("llama_vocab_get_add_sep", vocab, false, |_| Ok(false)) }
+    with_handle!(&vocab, false, |_| Ok(false))
 }
 
 #[no_mangle]
@@ -492,7 +358,7 @@ pub unsafe extern "C" fn llama_vocab_get_suppress_tokens(
     vocab: *const llama_vocab,
     n_suppress_tokens: *mut i32,
 ) -> *const llama_token {
-    ffi("llama_vocab_get_suppress_tokens", std::ptr::null(), || {
+    ffi!(std::ptr::null(), || {
         // SAFETY: n_suppress_tokens is NULL or writable (llama.h contract).
         if let Some(n) = unsafe { n_suppress_tokens.as_mut() } {
             *n = 0;
@@ -559,9 +425,7 @@ pub unsafe extern "C" fn llama_tokenize(
     add_special: bool,
     parse_special: bool,
 ) -> i32 {
-    ffi("llama_tokenize", i32::MIN, || {
-        // SAFETY: vocab is NULL or a live handle (llama.h contract).
-        let v = unsafe { handle(vocab, "vocab") }?;
+    with_handle!(&vocab, i32::MIN, |v| {
         let len =
             usize::try_from(text_len).map_err(|_| format!("text_len {text_len} is negative"))?;
         // SAFETY: text points to text_len bytes (llama.h contract).
@@ -596,9 +460,7 @@ pub unsafe extern "C" fn llama_token_to_piece(
     lstrip: i32,
     special: bool,
 ) -> i32 {
-    ffi("llama_token_to_piece", 0, || {
-        // SAFETY: vocab is NULL or a live handle (llama.h contract).
-        let v = unsafe { handle(vocab, "vocab") }?;
+    with_handle!(&vocab, 0, |v| {
         let piece = v
             .tok
             .token_to_piece(v.id(token)?, lstrip, special)
@@ -620,9 +482,7 @@ pub unsafe extern "C" fn llama_detokenize(
     remove_special: bool,
     unparse_special: bool,
 ) -> i32 {
-    ffi("llama_detokenize", 0, || {
-        // SAFETY: vocab is NULL or a live handle (llama.h contract).
-        let v = unsafe { handle(vocab, "vocab") }?;
+    with_handle!(&vocab, 0, |v| {
         let n =
             usize::try_from(n_tokens).map_err(|_| format!("n_tokens {n_tokens} is negative"))?;
         // SAFETY: tokens points to n_tokens values (llama.h contract).

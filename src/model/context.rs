@@ -568,3 +568,26 @@ impl Context {
         stored.map(|()| read)
     }
 }
+
+// Outputs lent to the C layer (src/capi)
+impl Context {
+    /// The logits of the last `decode` (as `all_logits`), writable: llama.h lets C write into
+    /// the array llama_get_logits returns.
+    pub fn all_logits_mut(&mut self) -> &mut [f32] {
+        &mut self.logits
+    }
+
+    /// The hidden states of the last `decode` (as `all_embeddings`), writable for C.
+    pub fn all_embeddings_mut(&mut self) -> &mut [f32] {
+        &mut self.embd
+    }
+
+    /// The pooled embedding of sequence `seq` (as `embeddings_seq`), writable for C.
+    pub fn embeddings_seq_mut(&mut self, seq: i32) -> Option<&mut [f32]> {
+        let seq = usize::try_from(seq).ok()?;
+        self.embd_seq
+            .iter_mut()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, e)| &mut e[..])
+    }
+}
