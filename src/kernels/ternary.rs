@@ -19,17 +19,13 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::isa::Isa;
+use super::isa::{best_isa, Isa};
 use super::pool::{self, SendPtr};
 use crate::quant::float::f16_to_f32;
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
 use crate::quant::{i2_s, q8_k, tq1_0, tq2_0};
-
-// temporary: model/context is being split (it imports `best_isa` from here); it moves to
-// `kernels::isa::best_isa` and this re-export goes.
-pub use super::isa::best_isa;
 
 pub const GROUP: usize = 128;
 pub const GROUP_BYTES: usize = 32;

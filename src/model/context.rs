@@ -242,7 +242,7 @@ impl Context {
         &self.params
     }
 
-    // --- Outputs of the last decode ---
+    // --- Outputs of the last decode (the C layer lends these, writable as llama.h allows) ---
 
     /// Number of rows of logits the last `decode` produced.
     pub fn n_outputs(&self) -> usize {
@@ -291,6 +291,26 @@ impl Context {
             .iter()
             .find(|(s, _)| *s == seq)
             .map(|(_, e)| &e[..])
+    }
+
+    /// The logits of the last `decode` (as `all_logits`), writable: llama.h lets C write into
+    /// the array llama_get_logits returns.
+    pub fn all_logits_mut(&mut self) -> &mut [f32] {
+        &mut self.logits
+    }
+
+    /// The hidden states of the last `decode` (as `all_embeddings`), writable for C.
+    pub fn all_embeddings_mut(&mut self) -> &mut [f32] {
+        &mut self.embd
+    }
+
+    /// The pooled embedding of sequence `seq` (as `embeddings_seq`), writable for C.
+    pub fn embeddings_seq_mut(&mut self, seq: i32) -> Option<&mut [f32]> {
+        let seq = usize::try_from(seq).ok()?;
+        self.embd_seq
+            .iter_mut()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, e)| &mut e[..])
     }
 
     // --- The KV cache (llama.h's memory functions) ---
@@ -566,28 +586,5 @@ impl Context {
             self.logits_row = restore.rows;
         }
         stored.map(|()| read)
-    }
-}
-
-// Outputs lent to the C layer (src/capi)
-impl Context {
-    /// The logits of the last `decode` (as `all_logits`), writable: llama.h lets C write into
-    /// the array llama_get_logits returns.
-    pub fn all_logits_mut(&mut self) -> &mut [f32] {
-        &mut self.logits
-    }
-
-    /// The hidden states of the last `decode` (as `all_embeddings`), writable for C.
-    pub fn all_embeddings_mut(&mut self) -> &mut [f32] {
-        &mut self.embd
-    }
-
-    /// The pooled embedding of sequence `seq` (as `embeddings_seq`), writable for C.
-    pub fn embeddings_seq_mut(&mut self, seq: i32) -> Option<&mut [f32]> {
-        let seq = usize::try_from(seq).ok()?;
-        self.embd_seq
-            .iter_mut()
-            .find(|(s, _)| *s == seq)
-            .map(|(_, e)| &mut e[..])
     }
 }

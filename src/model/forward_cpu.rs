@@ -19,7 +19,8 @@ use super::weights::{Model, Proj};
 use super::Batch;
 use crate::error::Result;
 use crate::kernels::attention::{self, AttnScratch, AttnShape};
-use crate::kernels::ternary::{best_isa, ActBuf};
+use crate::kernels::isa::best_isa;
+use crate::kernels::ternary::ActBuf;
 use crate::kernels::{exp, norm, pool, rope, Activations};
 
 /// Tokens per forward pass: a longer batch runs in chunks of this many (`Context::decode`),
