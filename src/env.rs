@@ -8,8 +8,8 @@
 //! | `BITNET_NO_AMX` | library (`kernels::isa`) | set (to anything): the AMX tile path is not used | AMX where the CPU and kernel allow it |
 //! | `BITNET_POOL_THREADS` | library (`kernels::pool`) | threads of the process-wide kernel pool (1..=256) | one per available core |
 //! | `BITNET_NVRTC_LIB` | library, feature `cuda` (`kernels::cuda`) | path of a `libnvrtc.so.*` loaded before NVRTC is looked up by name | the system's search path |
-//! | `BITNET_CACHE_DIR` | `bitnet` program | where the demo model and the C++ reference build live | `$HOME/.cache/bitnet-rs` |
-//! | `BITNET_CPP_REF_DIR` | `bitnet verify` | the C++ reference's install (`dist/lib` below it) | `$BITNET_CACHE_DIR/cpp_ref` |
+//! | `BITNET_CACHE_DIR` | library (`cache::dir`: the `bitnet` program, the tests) | where the demo model and the C++ reference build live | `$HOME/.cache/bitnet-rs` |
+//! | `BITNET_CPP_REF_DIR` | library (`cpp_ref`: `bitnet verify`, crossval, the tests) | the C++ reference's install (`dist/lib` below it) | `$BITNET_CACHE_DIR/cpp_ref` |
 //!
 //! The crossval harness and the tests read a few more (`BITNET_MODELS_DIR`,
 //! `BITNET_CROSSVAL_NO_REF`, ...); README.md's "Environment variables" lists those too.
@@ -24,9 +24,9 @@ pub const NO_AMX: &str = "BITNET_NO_AMX";
 pub const POOL_THREADS: &str = "BITNET_POOL_THREADS";
 /// A path to libnvrtc, loaded before cudarc looks for NVRTC by name (feature `cuda`).
 pub const NVRTC_LIB: &str = "BITNET_NVRTC_LIB";
-/// The `bitnet` program's cache directory (demo model, C++ reference build).
+/// The cache directory (demo model, C++ reference build): `cache::dir`.
 pub const CACHE_DIR: &str = "BITNET_CACHE_DIR";
-/// The C++ reference's install directory, for `bitnet verify`.
+/// The C++ reference's install directory: `cpp_ref::dist_dir`.
 pub const CPP_REF_DIR: &str = "BITNET_CPP_REF_DIR";
 
 /// The variable's value if it is set (to anything, even empty or not UTF-8).

@@ -4,7 +4,9 @@
 //! `gguf` (zero-copy file view) -> `quant` (tensor formats) -> `kernels` (matmul) -> `model`
 //! (hyperparameters, weights, forward pass).
 
+pub mod cache;
 pub mod capi;
+pub mod cpp_ref;
 pub mod env;
 pub mod error;
 pub mod gguf;

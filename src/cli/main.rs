@@ -11,7 +11,6 @@ mod run;
 mod tokenize;
 mod verify;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bitnet::{Error, Result};
@@ -60,13 +59,9 @@ $BITNET_CACHE_DIR/models/demo (default ~/.cache/bitnet-rs); its weights are synt
 /// The demo model's path (`$BITNET_CACHE_DIR/models/demo/bitnet-demo-i2_s.gguf`), made on
 /// first use by `demo::write` (in-process: no network, no Python).
 fn default_model() -> Result<String> {
-    let cache = std::env::var_os(bitnet::env::CACHE_DIR)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bitnet-rs")))
-        .ok_or_else(|| {
-            Error::bad_input("no MODEL given and neither BITNET_CACHE_DIR nor HOME is set")
-        })?;
+    let cache = bitnet::cache::dir().ok_or_else(|| {
+        Error::bad_input("no MODEL given and neither BITNET_CACHE_DIR nor HOME is set")
+    })?;
     let model = cache.join("models/demo/bitnet-demo-i2_s.gguf");
     if !model.exists() {
         eprintln!(

@@ -1,50 +1,18 @@
-//! The C++ reference libllama (cpp_ref/build.sh's build), loaded at run time for `bitnet verify`.
-//!
-//! Symbol trap (docs/reference.md): this process has `llama_*` functions of its own, so the
-//! reference is opened with `dlopen(RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)` (its symbols stay out
-//! of the global scope and its own calls bind inside its own libraries first), every function is
-//! looked up on that handle, and a canary (`dladdr`) checks that the pointers lie in the
-//! reference's libllama.so and differ from ours. The reference's llama.h is ABI-identical to ours
-//! (tests/capi.rs), so our `#[repr(C)]` structs describe its parameters; its handles stay opaque.
-//! The library is never closed (llama.cpp's static state and threads make dlclose unsafe).
+//! The C++ reference libllama (cpp_ref/build.sh's build), loaded at run time for `bitnet verify`:
+//! opened and checked by `bitnet::cpp_ref` (the symbol trap and its canary), and the few
+//! functions the greedy check needs looked up on its handle. The reference's llama.h is
+//! ABI-identical to ours (tests/capi.rs), so our `#[repr(C)]` structs describe its parameters;
+//! its handles stay opaque.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::path::{Path, PathBuf};
+use std::ffi::{c_char, c_void, CString};
+use std::path::Path;
 
 use bitnet::capi::{
     enum_ggml_log_level, ggml_log_callback, llama_batch, llama_context_params, llama_model_params,
 };
+use bitnet::cpp_ref::{self, Library};
 
-/// The reference's lib directory: `$BITNET_CPP_REF_DIR/dist/lib`, else
-/// `$BITNET_CACHE_DIR/cpp_ref/dist/lib` (default cache ~/.cache/bitnet-rs).
-pub fn lib_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os(bitnet::env::CPP_REF_DIR) {
-        return Some(PathBuf::from(d).join("dist/lib"));
-    }
-    let cache = std::env::var_os(bitnet::env::CACHE_DIR)
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bitnet-rs")))?;
-    Some(cache.join("cpp_ref/dist/lib"))
-}
-
-const RTLD_NOW: c_int = 2;
-const RTLD_LOCAL: c_int = 0;
-const RTLD_DEEPBIND: c_int = 8;
-
-#[repr(C)]
-struct DlInfo {
-    dli_fname: *const c_char,
-    dli_fbase: *mut c_void,
-    dli_sname: *const c_char,
-    dli_saddr: *mut c_void,
-}
-
-extern "C" {
-    fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
-    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-    fn dlerror() -> *const c_char;
-    fn dladdr(addr: *const c_void, info: *mut DlInfo) -> c_int;
-}
+pub use bitnet::cpp_ref::lib_dir;
 
 type Handle = *mut c_void;
 
@@ -82,35 +50,6 @@ pub struct RefApi {
     pub get_logits_ith: FnGetLogitsIth,
 }
 
-fn dl_error() -> String {
-    // SAFETY: dlerror returns NULL or a NUL-terminated string valid until the next dl* call.
-    let p = unsafe { dlerror() };
-    if p.is_null() {
-        "unknown error".into()
-    } else {
-        // SAFETY: non-NULL, NUL-terminated (above); copied at once.
-        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-    }
-}
-
-/// The file that holds `addr` (dladdr), if the loader knows it.
-fn file_of(addr: *const c_void) -> Option<PathBuf> {
-    let mut info = DlInfo {
-        dli_fname: std::ptr::null(),
-        dli_fbase: std::ptr::null_mut(),
-        dli_sname: std::ptr::null(),
-        dli_saddr: std::ptr::null_mut(),
-    };
-    // SAFETY: dladdr only reads the loader's tables and fills `info`.
-    let ok = unsafe { dladdr(addr, &mut info) };
-    if ok == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: dli_fname is a NUL-terminated string owned by the loader; copied at once.
-    let name = unsafe { CStr::from_ptr(info.dli_fname) };
-    Some(PathBuf::from(name.to_string_lossy().into_owned()))
-}
-
 unsafe extern "C" fn silent_log(
     _level: enum_ggml_log_level,
     _text: *const c_char,
@@ -118,35 +57,15 @@ unsafe extern "C" fn silent_log(
 ) {
 }
 
-/// Loads the reference (once per call; the process keeps it) and checks the canary.
+/// Loads the reference (the process keeps it), binds the functions and checks the canary.
 pub fn load(dir: &Path) -> Result<RefApi, String> {
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let path = dir.join("libllama.so");
-    let c_path = CString::new(path.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
-    // SAFETY: loading runs the reference's static initialisers, which only set up its own
-    // tables; RTLD_LOCAL | RTLD_DEEPBIND keep its symbols away from ours (module comment).
-    let handle = unsafe { dlopen(c_path.as_ptr(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND) };
-    if handle.is_null() {
-        return Err(format!("cannot dlopen {}: {}", path.display(), dl_error()));
-    }
-    let sym = |name: &str| -> Result<*mut c_void, String> {
-        let c_name = CString::new(name).map_err(|e| e.to_string())?;
-        // SAFETY: handle is the live library; c_name is NUL-terminated.
-        let p = unsafe { dlsym(handle, c_name.as_ptr()) };
-        if p.is_null() {
-            Err(format!("reference symbol {name} missing"))
-        } else {
-            Ok(p)
-        }
-    };
+    let lib = Library::open(dir)?;
     macro_rules! bind {
         ($name:literal, $ty:ty) => {
             // SAFETY: the symbol is the pinned llama.h function of that name, whose signature
             // the field's type spells (ABI-identical headers); a data pointer and a function
             // pointer have the same size here.
-            unsafe { std::mem::transmute::<*mut c_void, $ty>(sym($name)?) }
+            unsafe { std::mem::transmute::<*mut c_void, $ty>(lib.symbol($name)?) }
         };
     }
     let api = RefApi {
@@ -165,20 +84,13 @@ pub fn load(dir: &Path) -> Result<RefApi, String> {
         decode: bind!("llama_decode", FnDecode),
         get_logits_ith: bind!("llama_get_logits_ith", FnGetLogitsIth),
     };
-
-    // Canary: the reference's load function lives in its libllama.so, not in this process's
-    // own code (which exports a llama_model_load_from_file too).
-    let theirs = api.model_load_from_file as *const c_void;
-    let ours = bitnet::capi::llama_model_load_from_file as *const c_void;
-    let file = file_of(theirs)
-        .ok_or("canary: dladdr cannot place the reference's llama_model_load_from_file")?;
-    let file = file.canonicalize().unwrap_or(file);
-    if theirs == ours || file.parent() != Some(dir.as_path()) {
-        return Err(format!(
-            "canary: SYMBOL INTERPOSITION: the reference's llama_model_load_from_file resolved to {}",
-            file.display()
-        ));
-    }
+    cpp_ref::canary(
+        &lib,
+        &[(
+            "llama_model_load_from_file",
+            api.model_load_from_file as usize,
+        )],
+    )?;
     // SAFETY: plain calls into the loaded reference with a no-op callback of the right type.
     unsafe {
         (api.log_set)(Some(silent_log), std::ptr::null_mut());

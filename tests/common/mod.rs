@@ -147,16 +147,7 @@ pub fn sdist_vocab(name: &str) -> PathBuf {
 
 /// The reference build tree (cpp_ref/build.sh's `dist`), or why it is unusable.
 pub fn reference_dist() -> Result<PathBuf, String> {
-    let env_dir = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let cache = env_dir("BITNET_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/bitnet-rs")
-        });
-    let root = env_dir("BITNET_CPP_REF_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("cpp_ref"));
-    let dist = root.join("dist");
+    let dist = bitnet::cpp_ref::dist_dir().ok_or("neither BITNET_CACHE_DIR nor HOME is set")?;
     for needed in [
         ".bitnet-cpp-ref.stamp",
         "lib/libllama.so",
