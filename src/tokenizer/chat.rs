@@ -355,662 +355,806 @@ fn trim(s: &[u8]) -> &[u8] {
     &s[start..end.max(start)]
 }
 
-/// Renders the messages in one format.
+/// The rendered conversation, appended to in pieces.
+struct Out(Vec<u8>);
+
+impl Out {
+    fn put(&mut self, parts: &[&[u8]]) {
+        for p in parts {
+            self.0.extend_from_slice(p);
+        }
+    }
+}
+
+/// A string literal (or a `&str`) as bytes, for `Out::put`'s lists.
+macro_rules! s {
+    ($e:expr) => {
+        AsRef::<[u8]>::as_ref($e)
+    };
+}
+
+/// Renders the messages in one format: one function per family below.
 pub fn format(t: Template, msgs: &[(&[u8], &[u8])], add_ass: bool) -> Vec<u8> {
     use Template::*;
-    let mut out: Vec<u8> = Vec::new();
-    let mut put = |parts: &[&[u8]]| {
-        for p in parts {
-            out.extend_from_slice(p);
-        }
-    };
-    macro_rules! s {
-        ($e:expr) => {
-            AsRef::<[u8]>::as_ref($e)
-        };
-    }
+    let mut out = Out(Vec::new());
     match t {
-        Chatml => {
-            for &(role, content) in msgs {
-                put(&[
-                    s!("<|im_start|>"),
-                    role,
-                    s!("\n"),
-                    content,
-                    s!("<|im_end|>\n"),
-                ]);
-            }
-            if add_ass {
-                put(&[s!("<|im_start|>assistant\n")]);
-            }
+        Chatml => chatml(&mut out, msgs, add_ass),
+        MistralV7 | MistralV7Tekken => mistral_v7(t, &mut out, msgs),
+        MistralV1 | MistralV3 | MistralV3Tekken => mistral_v1_v3(t, &mut out, msgs),
+        Llama2 | Llama2Sys | Llama2SysBos | Llama2SysStrip => llama2(t, &mut out, msgs),
+        Phi3 => phi3(&mut out, msgs, add_ass),
+        Phi4 => phi4(&mut out, msgs, add_ass),
+        Falcon3 => falcon3(&mut out, msgs, add_ass),
+        Zephyr => zephyr(&mut out, msgs, add_ass),
+        Monarch => monarch(&mut out, msgs, add_ass),
+        Gemma => gemma(&mut out, msgs, add_ass),
+        Orion => orion(&mut out, msgs),
+        Openchat => openchat(&mut out, msgs, add_ass),
+        Vicuna | VicunaOrca => vicuna(t, &mut out, msgs, add_ass),
+        Deepseek => deepseek(&mut out, msgs, add_ass),
+        CommandR => command_r(&mut out, msgs, add_ass),
+        Llama3 => llama3(&mut out, msgs, add_ass),
+        Chatglm3 => chatglm3(&mut out, msgs, add_ass),
+        Chatglm4 => chatglm4(&mut out, msgs, add_ass),
+        Glmedge => glmedge(&mut out, msgs, add_ass),
+        Minicpm => minicpm(&mut out, msgs),
+        Deepseek2 => deepseek2(&mut out, msgs, add_ass),
+        Deepseek3 => deepseek3(&mut out, msgs, add_ass),
+        DeepseekOcr => deepseek_ocr(&mut out, msgs),
+        Exaone3 | Exaone4 => exaone(t, &mut out, msgs, add_ass),
+        ExaoneMoe => exaone_moe(&mut out, msgs, add_ass),
+        RwkvWorld => rwkv_world(&mut out, msgs),
+        Granite3X => granite3x(&mut out, msgs, add_ass),
+        Granite40 | Granite41 => granite4(&mut out, msgs, add_ass),
+        Gigachat => gigachat(&mut out, msgs, add_ass),
+        Megrez => megrez(&mut out, msgs, add_ass),
+        Yandex => yandex(&mut out, msgs, add_ass),
+        Bailing | BailingThink | Bailing2 => bailing(t, &mut out, msgs, add_ass),
+        Llama4 => llama4(&mut out, msgs, add_ass),
+        Smolvlm => smolvlm(&mut out, msgs, add_ass),
+        Dots1 => dots1(&mut out, msgs, add_ass),
+        HunyuanMoe => hunyuan_moe(&mut out, msgs),
+        OpenaiMoe => openai_moe(&mut out, msgs, add_ass),
+        HunyuanDense => hunyuan_dense(&mut out, msgs),
+        HunyuanVl => hunyuan_vl(&mut out, msgs),
+        KimiK2 => kimi_k2(&mut out, msgs, add_ass),
+        SeedOss => seed_oss(&mut out, msgs, add_ass),
+        Grok2 => grok2(&mut out, msgs, add_ass),
+        PanguEmbed => pangu_embed(&mut out, msgs, add_ass),
+        SolarOpen => solar_open(&mut out, msgs, add_ass),
+        Bitnet => bitnet(&mut out, msgs, add_ass),
+    }
+    out.0
+}
+
+/// [`Template::Chatml`].
+fn chatml(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[
+            s!("<|im_start|>"),
+            role,
+            s!("\n"),
+            content,
+            s!("<|im_end|>\n"),
+        ]);
+    }
+    if add_ass {
+        out.put(&[s!("<|im_start|>assistant\n")]);
+    }
+}
+
+/// [`Template::MistralV7`], [`Template::MistralV7Tekken`].
+fn mistral_v7(t: Template, out: &mut Out, msgs: &[(&[u8], &[u8])]) {
+    use Template::*;
+    let space = s!(if t == MistralV7 { " " } else { "" });
+    for &(role, content) in msgs {
+        match role {
+            b"system" => out.put(&[
+                s!("[SYSTEM_PROMPT]"),
+                space,
+                content,
+                s!("[/SYSTEM_PROMPT]"),
+            ]),
+            b"user" => out.put(&[s!("[INST]"), space, content, s!("[/INST]")]),
+            _ => out.put(&[space, content, s!("</s>")]),
         }
-        MistralV7 | MistralV7Tekken => {
-            let space = s!(if t == MistralV7 { " " } else { "" });
-            for &(role, content) in msgs {
-                match role {
-                    b"system" => put(&[
-                        s!("[SYSTEM_PROMPT]"),
-                        space,
-                        content,
-                        s!("[/SYSTEM_PROMPT]"),
-                    ]),
-                    b"user" => put(&[s!("[INST]"), space, content, s!("[/INST]")]),
-                    _ => put(&[space, content, s!("</s>")]),
-                }
-            }
+    }
+}
+
+/// [`Template::MistralV1`], [`Template::MistralV3`], [`Template::MistralV3Tekken`].
+fn mistral_v1_v3(t: Template, out: &mut Out, msgs: &[(&[u8], &[u8])]) {
+    use Template::*;
+    let leading = s!(if t == MistralV1 { " " } else { "" });
+    let trailing = s!(if t == MistralV3Tekken { "" } else { " " });
+    let trim_assistant = t == MistralV3;
+    let mut inside_turn = false;
+    for &(role, content) in msgs {
+        if !inside_turn {
+            out.put(&[leading, s!("[INST]"), trailing]);
+            inside_turn = true;
         }
-        MistralV1 | MistralV3 | MistralV3Tekken => {
-            let leading = s!(if t == MistralV1 { " " } else { "" });
-            let trailing = s!(if t == MistralV3Tekken { "" } else { " " });
-            let trim_assistant = t == MistralV3;
-            let mut inside_turn = false;
-            for &(role, content) in msgs {
-                if !inside_turn {
-                    put(&[leading, s!("[INST]"), trailing]);
-                    inside_turn = true;
-                }
-                match role {
-                    b"system" => put(&[content, s!("\n\n")]),
-                    b"user" => put(&[content, leading, s!("[/INST]")]),
-                    _ => {
-                        let c = if trim_assistant {
-                            trim(content)
-                        } else {
-                            content
-                        };
-                        put(&[trailing, c, s!("</s>")]);
-                        inside_turn = false;
-                    }
-                }
-            }
-        }
-        Llama2 | Llama2Sys | Llama2SysBos | Llama2SysStrip => {
-            let support_system = t != Llama2;
-            let bos_inside_history = t == Llama2SysBos;
-            let strip = t == Llama2SysStrip;
-            let mut inside_turn = true;
-            put(&[s!("[INST] ")]);
-            for &(role, content) in msgs {
-                let content = if strip { trim(content) } else { content };
-                if !inside_turn {
-                    inside_turn = true;
-                    put(&[s!(if bos_inside_history {
-                        "<s>[INST] "
-                    } else {
-                        "[INST] "
-                    })]);
-                }
-                match role {
-                    b"system" if support_system => {
-                        put(&[s!("<<SYS>>\n"), content, s!("\n<</SYS>>\n\n")])
-                    }
-                    b"system" => put(&[content, s!("\n")]),
-                    b"user" => put(&[content, s!(" [/INST]")]),
-                    _ => {
-                        put(&[content, s!("</s>")]);
-                        inside_turn = false;
-                    }
-                }
-            }
-        }
-        Phi3 => {
-            for &(role, content) in msgs {
-                put(&[s!("<|"), role, s!("|>\n"), content, s!("<|end|>\n")]);
-            }
-            if add_ass {
-                put(&[s!("<|assistant|>\n")]);
-            }
-        }
-        Phi4 => {
-            for &(role, content) in msgs {
-                put(&[
-                    s!("<|im_start|>"),
-                    role,
-                    s!("<|im_sep|>"),
-                    content,
-                    s!("<|im_end|>"),
-                ]);
-            }
-            if add_ass {
-                put(&[s!("<|im_start|>assistant<|im_sep|>")]);
-            }
-        }
-        Falcon3 => {
-            for &(role, content) in msgs {
-                put(&[s!("<|"), role, s!("|>\n"), content, s!("\n")]);
-            }
-            if add_ass {
-                put(&[s!("<|assistant|>\n")]);
-            }
-        }
-        Zephyr => {
-            for &(role, content) in msgs {
-                put(&[s!("<|"), role, s!("|>\n"), content, s!("<|endoftext|>\n")]);
-            }
-            if add_ass {
-                put(&[s!("<|assistant|>\n")]);
-            }
-        }
-        Monarch => {
-            for (i, &(role, content)) in msgs.iter().enumerate() {
-                let bos = s!(if i == 0 { "" } else { "<s>" });
-                put(&[bos, role, s!("\n"), content, s!("</s>\n")]);
-            }
-            if add_ass {
-                put(&[s!("<s>assistant\n")]);
-            }
-        }
-        Gemma => {
-            let mut system_prompt: Vec<u8> = Vec::new();
-            for &(role, content) in msgs {
-                if role == b"system" {
-                    system_prompt.extend_from_slice(trim(content));
-                    continue;
-                }
-                let role = if role == b"assistant" {
-                    s!("model")
-                } else {
-                    role
-                };
-                put(&[s!("<start_of_turn>"), role, s!("\n")]);
-                if !system_prompt.is_empty() && role != b"model" {
-                    put(&[&system_prompt, s!("\n\n")]);
-                    system_prompt.clear();
-                }
-                put(&[trim(content), s!("<end_of_turn>\n")]);
-            }
-            if add_ass {
-                put(&[s!("<start_of_turn>model\n")]);
-            }
-        }
-        Orion => {
-            let mut system_prompt: Vec<u8> = Vec::new();
-            for &(role, content) in msgs {
-                match role {
-                    b"system" => system_prompt.extend_from_slice(content),
-                    b"user" => {
-                        put(&[s!("Human: ")]);
-                        if !system_prompt.is_empty() {
-                            put(&[&system_prompt, s!("\n\n")]);
-                            system_prompt.clear();
-                        }
-                        put(&[content, s!("\n\nAssistant: </s>")]);
-                    }
-                    _ => put(&[content, s!("</s>")]),
-                }
-            }
-        }
-        Openchat => {
-            for &(role, content) in msgs {
-                if role == b"system" {
-                    put(&[content, s!("<|end_of_turn|>")]);
-                } else {
-                    let mut role = role.to_vec();
-                    if let Some(first) = role.first_mut() {
-                        *first = first.to_ascii_uppercase();
-                    }
-                    put(&[
-                        s!("GPT4 Correct "),
-                        &role,
-                        s!(": "),
-                        content,
-                        s!("<|end_of_turn|>"),
-                    ]);
-                }
-            }
-            if add_ass {
-                put(&[s!("GPT4 Correct Assistant:")]);
-            }
-        }
-        Vicuna | VicunaOrca => {
-            for &(role, content) in msgs {
-                match role {
-                    b"system" if t == VicunaOrca => put(&[s!("SYSTEM: "), content, s!("\n")]),
-                    b"system" => put(&[content, s!("\n\n")]),
-                    b"user" => put(&[s!("USER: "), content, s!("\n")]),
-                    b"assistant" => put(&[s!("ASSISTANT: "), content, s!("</s>\n")]),
-                    _ => {}
-                }
-            }
-            if add_ass {
-                put(&[s!("ASSISTANT:")]);
-            }
-        }
-        Deepseek => {
-            for &(role, content) in msgs {
-                match role {
-                    b"system" => put(&[content]),
-                    b"user" => put(&[s!("### Instruction:\n"), content, s!("\n")]),
-                    b"assistant" => put(&[s!("### Response:\n"), content, s!("\n<|EOT|>\n")]),
-                    _ => {}
-                }
-            }
-            if add_ass {
-                put(&[s!("### Response:\n")]);
-            }
-        }
-        CommandR => {
-            for &(role, content) in msgs {
-                let head = match role {
-                    b"system" => "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>",
-                    b"user" => "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>",
-                    b"assistant" => "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
-                    _ => continue,
-                };
-                put(&[s!(head), trim(content), s!("<|END_OF_TURN_TOKEN|>")]);
-            }
-            if add_ass {
-                put(&[s!("<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")]);
-            }
-        }
-        Llama3 => {
-            for &(role, content) in msgs {
-                put(&[
-                    s!("<|start_header_id|>"),
-                    role,
-                    s!("<|end_header_id|>\n\n"),
-                    trim(content),
-                    s!("<|eot_id|>"),
-                ]);
-            }
-            if add_ass {
-                put(&[s!("<|start_header_id|>assistant<|end_header_id|>\n\n")]);
-            }
-        }
-        Chatglm3 => {
-            put(&[s!("[gMASK]sop")]);
-            for &(role, content) in msgs {
-                put(&[s!("<|"), role, s!("|>\n "), content]);
-            }
-            if add_ass {
-                put(&[s!("<|assistant|>")]);
-            }
-        }
-        Chatglm4 => {
-            put(&[s!("[gMASK]<sop>")]);
-            for &(role, content) in msgs {
-                put(&[s!("<|"), role, s!("|>\n"), content]);
-            }
-            if add_ass {
-                put(&[s!("<|assistant|>\n")]);
-            }
-        }
-        Glmedge => {
-            for &(role, content) in msgs {
-                put(&[s!("<|"), role, s!("|>\n"), content]);
-            }
-            if add_ass {
-                put(&[s!("<|assistant|>")]);
-            }
-        }
-        Minicpm => {
-            for &(role, content) in msgs {
-                if role == b"user" {
-                    put(&[s!("<用户>"), trim(content), s!("<AI>")]);
-                } else {
-                    put(&[trim(content)]);
-                }
-            }
-        }
-        Deepseek2 => {
-            for &(role, content) in msgs {
-                match role {
-                    b"system" => put(&[content, s!("\n\n")]),
-                    b"user" => put(&[s!("User: "), content, s!("\n\n")]),
-                    b"assistant" => put(&[s!("Assistant: "), content, s!("<｜end▁of▁sentence｜>")]),
-                    _ => {}
-                }
-            }
-            if add_ass {
-                put(&[s!("Assistant:")]);
-            }
-        }
-        Deepseek3 => {
-            for &(role, content) in msgs {
-                match role {
-                    b"system" => put(&[content, s!("\n\n")]),
-                    b"user" => put(&[s!("<｜User｜>"), content]),
-                    b"assistant" => {
-                        put(&[s!("<｜Assistant｜>"), content, s!("<｜end▁of▁sentence｜>")])
-                    }
-                    _ => {}
-                }
-            }
-            if add_ass {
-                put(&[s!("<｜Assistant｜>")]);
-            }
-        }
-        DeepseekOcr => {
-            for &(_, content) in msgs {
-                put(&[content]);
-            }
-        }
-        Exaone3 | Exaone4 => {
-            for &(role, content) in msgs {
-                match role {
-                    b"system" => put(&[s!("[|system|]"), trim(content), s!("[|endofturn|]\n")]),
-                    b"user" => put(&[s!("[|user|]"), trim(content), s!("\n")]),
-                    b"assistant" => {
-                        put(&[s!("[|assistant|]"), trim(content), s!("[|endofturn|]\n")])
-                    }
-                    b"tool" if t == Exaone4 => {
-                        put(&[s!("[|tool|]"), trim(content), s!("[|endofturn|]\n")])
-                    }
-                    _ => {}
-                }
-            }
-            if add_ass {
-                put(&[s!("[|assistant|]")]);
-            }
-        }
-        ExaoneMoe => {
-            for &(role, content) in msgs {
-                let head = match role {
-                    b"system" => "<|system|>\n",
-                    b"user" => "<|user|>\n",
-                    b"assistant" => "<|assistant|>\n",
-                    b"tool" => "<|tool|>\n",
-                    _ => continue,
-                };
-                put(&[s!(head), trim(content), s!("<|endofturn|>\n")]);
-            }
-            if add_ass {
-                put(&[s!("<|assistant|>\n")]);
-            }
-        }
-        RwkvWorld => {
-            for (i, &(role, content)) in msgs.iter().enumerate() {
-                match role {
-                    b"system" => put(&[s!("System: "), trim(content), s!("\n\n")]),
-                    b"user" => {
-                        put(&[s!("User: "), trim(content), s!("\n\n")]);
-                        if i == msgs.len() - 1 {
-                            put(&[s!("Assistant:")]);
-                        }
-                    }
-                    b"assistant" => put(&[s!("Assistant: "), trim(content), s!("\n\n")]),
-                    _ => {}
-                }
-            }
-        }
-        Granite3X => {
-            for &(role, content) in msgs {
-                put(&[s!("<|start_of_role|>"), role, s!("<|end_of_role|>")]);
-                if role == b"assistant_tool_call" {
-                    put(&[s!("<|tool_call|>")]);
-                }
-                put(&[content, s!("<|end_of_text|>\n")]);
-            }
-            if add_ass {
-                put(&[s!("<|start_of_role|>assistant<|end_of_role|>")]);
-            }
-        }
-        Granite40 | Granite41 => {
-            for &(role, content) in msgs {
-                if role == b"assistant_tool_call" {
-                    put(&[s!("<|start_of_role|>assistant<|end_of_role|><|tool_call|>")]);
-                } else {
-                    put(&[s!("<|start_of_role|>"), role, s!("<|end_of_role|>")]);
-                }
-                put(&[content, s!("<|end_of_text|>\n")]);
-            }
-            if add_ass {
-                put(&[s!("<|start_of_role|>assistant<|end_of_role|>")]);
-            }
-        }
-        Gigachat => {
-            let has_system = msgs.first().is_some_and(|m| m.0 == b"system");
-            if has_system {
-                put(&[s!("<s>"), msgs[0].1, s!("<|message_sep|>")]);
-            } else {
-                put(&[s!("<s>")]);
-            }
-            for &(role, content) in &msgs[usize::from(has_system)..] {
-                match role {
-                    b"user" => put(&[
-                        s!("user<|role_sep|>"),
-                        content,
-                        s!("<|message_sep|>available functions<|role_sep|>[]<|message_sep|>"),
-                    ]),
-                    b"assistant" => {
-                        put(&[s!("assistant<|role_sep|>"), content, s!("<|message_sep|>")])
-                    }
-                    _ => {}
-                }
-            }
-            if add_ass {
-                put(&[s!("assistant<|role_sep|>")]);
-            }
-        }
-        Megrez => {
-            for &(role, content) in msgs {
-                put(&[
-                    s!("<|role_start|>"),
-                    role,
-                    s!("<|role_end|>"),
-                    content,
-                    s!("<|turn_end|>"),
-                ]);
-            }
-            if add_ass {
-                put(&[s!("<|role_start|>assistant<|role_end|>")]);
-            }
-        }
-        Yandex => {
-            for &(role, content) in msgs {
-                match role {
-                    b"user" => put(&[s!(" Пользователь: "), content, s!("\n\n")]),
-                    b"assistant" => put(&[s!(" Ассистент: "), content, s!("\n\n")]),
-                    _ => {}
-                }
-            }
-            if add_ass {
-                put(&[s!(" Ассистент:[SEP]")]);
-            }
-        }
-        Bailing | BailingThink | Bailing2 => {
-            let has_system = msgs.first().is_some_and(|m| m.0 == b"system");
-            if t == Bailing2 && !has_system {
-                put(&[s!("<role>SYSTEM</role>detailed thinking off<|role_end|>")]);
-            }
-            for &(role, content) in msgs {
-                let role = if role == b"user" {
-                    b"HUMAN".to_vec()
-                } else {
-                    role.to_ascii_uppercase()
-                };
-                put(&[s!("<role>"), &role, s!("</role>"), content]);
-                if t == Bailing2 {
-                    put(&[s!("<|role_end|>")]);
-                }
-            }
-            if add_ass {
-                put(&[s!("<role>ASSISTANT</role>")]);
-                if t == BailingThink {
-                    put(&[s!("<think>")]);
-                }
-            }
-        }
-        Llama4 => {
-            for &(role, content) in msgs {
-                put(&[
-                    s!("<|header_start|>"),
-                    role,
-                    s!("<|header_end|>\n\n"),
-                    trim(content),
-                    s!("<|eot|>"),
-                ]);
-            }
-            if add_ass {
-                put(&[s!("<|header_start|>assistant<|header_end|>\n\n")]);
-            }
-        }
-        Smolvlm => {
-            put(&[s!("<|im_start|>")]);
-            for &(role, content) in msgs {
-                match role {
-                    b"system" => put(&[content, s!("\n\n")]),
-                    b"user" => put(&[s!("User: "), content, s!("<end_of_utterance>\n")]),
-                    _ => put(&[s!("Assistant: "), content, s!("<end_of_utterance>\n")]),
-                }
-            }
-            if add_ass {
-                put(&[s!("Assistant:")]);
-            }
-        }
-        Dots1 => {
-            for &(role, content) in msgs {
-                match role {
-                    b"system" => put(&[s!("<|system|>"), content, s!("<|endofsystem|>")]),
-                    b"user" => put(&[s!("<|userprompt|>"), content, s!("<|endofuserprompt|>")]),
-                    _ => put(&[s!("<|response|>"), content, s!("<|endofresponse|>")]),
-                }
-            }
-            if add_ass {
-                put(&[s!("<|response|>")]);
-            }
-        }
-        HunyuanMoe => {
-            for &(role, content) in msgs {
-                match role {
-                    b"system" => put(&[s!("<|startoftext|>"), content, s!("<|extra_4|>")]),
-                    b"assistant" => put(&[content, s!("<|eos|>")]),
-                    _ => put(&[s!("<|startoftext|>"), content, s!("<|extra_0|>")]),
-                }
-            }
-        }
-        OpenaiMoe => {
-            for &(role, content) in msgs {
-                put(&[s!("<|start|>"), role, s!("<|message|>"), content]);
-                put(&[s!(if role == b"assistant" {
-                    "<|return|>"
-                } else {
-                    "<|end|>"
-                })]);
-            }
-            if add_ass {
-                put(&[s!("<|start|>assistant")]);
-            }
-        }
-        HunyuanDense => {
-            for (i, &(role, content)) in msgs.iter().enumerate() {
-                if i == 0 && role == b"system" {
-                    put(&[content, s!("<｜hy_place▁holder▁no▁3｜>")]);
-                }
-                match role {
-                    b"assistant" => put(&[
-                        s!("<｜hy_Assistant｜>"),
-                        content,
-                        s!("<｜hy_place▁holder▁no▁2｜>"),
-                    ]),
-                    b"user" => put(&[s!("<｜hy_User｜>"), content, s!("<｜hy_Assistant｜>")]),
-                    _ => {}
-                }
-            }
-        }
-        HunyuanVl => {
-            put(&[s!("<｜hy_begin▁of▁sentence｜>")]);
-            for (i, &(role, content)) in msgs.iter().enumerate() {
-                if i == 0 && role == b"system" {
-                    put(&[content, s!("<｜hy_place▁holder▁no▁3｜>")]);
-                    continue;
-                }
-                match role {
-                    b"user" => put(&[content, s!("<｜hy_User｜>")]),
-                    b"assistant" => put(&[content, s!("<｜hy_Assistant｜>")]),
-                    _ => {}
-                }
-            }
-        }
-        KimiK2 => {
-            for &(role, content) in msgs {
-                let head = match role {
-                    b"system" => "<|im_system|>system<|im_middle|>",
-                    b"user" => "<|im_user|>user<|im_middle|>",
-                    b"assistant" => "<|im_assistant|>assistant<|im_middle|>",
-                    b"tool" => "<|im_system|>tool<|im_middle|>",
-                    _ => "",
-                };
-                put(&[s!(head), content, s!("<|im_end|>")]);
-            }
-            if add_ass {
-                put(&[s!("<|im_assistant|>assistant<|im_middle|>")]);
-            }
-        }
-        SeedOss => {
-            for &(role, content) in msgs {
-                let c = if role == b"assistant" {
+        match role {
+            b"system" => out.put(&[content, s!("\n\n")]),
+            b"user" => out.put(&[content, leading, s!("[/INST]")]),
+            _ => {
+                let c = if trim_assistant {
                     trim(content)
                 } else {
                     content
                 };
-                put(&[s!("<seed:bos>"), role, s!("\n"), c, s!("<seed:eos>")]);
-            }
-            if add_ass {
-                put(&[s!("<seed:bos>assistant\n")]);
-            }
-        }
-        Grok2 => {
-            for &(role, content) in msgs {
-                match role {
-                    b"system" => put(&[s!("System: "), trim(content), s!("<|separator|>\n\n")]),
-                    b"user" => put(&[s!("Human: "), trim(content), s!("<|separator|>\n\n")]),
-                    b"assistant" => put(&[s!("Assistant: "), content, s!("<|separator|>\n\n")]),
-                    _ => {}
-                }
-            }
-            if add_ass {
-                put(&[s!("Assistant:")]);
-            }
-        }
-        PanguEmbed => {
-            for (i, &(role, content)) in msgs.iter().enumerate() {
-                if i == 0 && role != b"system" {
-                    put(&[s!("[unused9]系统：[unused10]")]);
-                }
-                let head = match role {
-                    b"system" => "[unused9]系统：",
-                    b"user" => "[unused9]用户：",
-                    b"assistant" => "[unused9]助手：",
-                    b"tool" => "[unused9]工具：",
-                    b"function" => "[unused9]方法：",
-                    _ => continue,
-                };
-                put(&[s!(head), content, s!("[unused10]")]);
-            }
-            if add_ass {
-                put(&[s!("[unused9]助手：")]);
-            }
-        }
-        SolarOpen => {
-            for &(role, content) in msgs {
-                put(&[
-                    s!("<|begin|>"),
-                    role,
-                    s!("<|content|>"),
-                    content,
-                    s!("<|end|>"),
-                ]);
-            }
-            if add_ass {
-                put(&[s!("<|begin|>assistant")]);
-            }
-        }
-        Bitnet => {
-            for &(role, content) in msgs {
-                // Jinja's `capitalize`: first letter upper, the rest lower (ASCII here).
-                let mut role = role.to_ascii_lowercase();
-                if let Some(first) = role.first_mut() {
-                    *first = first.to_ascii_uppercase();
-                }
-                put(&[&role, s!(": "), trim(content), s!("<|eot_id|>")]);
-            }
-            if add_ass {
-                put(&[s!("Assistant: ")]);
+                out.put(&[trailing, c, s!("</s>")]);
+                inside_turn = false;
             }
         }
     }
-    out
+}
+
+/// [`Template::Llama2`], [`Template::Llama2Sys`], [`Template::Llama2SysBos`],
+/// [`Template::Llama2SysStrip`].
+fn llama2(t: Template, out: &mut Out, msgs: &[(&[u8], &[u8])]) {
+    use Template::*;
+    let support_system = t != Llama2;
+    let bos_inside_history = t == Llama2SysBos;
+    let strip = t == Llama2SysStrip;
+    let mut inside_turn = true;
+    out.put(&[s!("[INST] ")]);
+    for &(role, content) in msgs {
+        let content = if strip { trim(content) } else { content };
+        if !inside_turn {
+            inside_turn = true;
+            out.put(&[s!(if bos_inside_history {
+                "<s>[INST] "
+            } else {
+                "[INST] "
+            })]);
+        }
+        match role {
+            b"system" if support_system => {
+                out.put(&[s!("<<SYS>>\n"), content, s!("\n<</SYS>>\n\n")])
+            }
+            b"system" => out.put(&[content, s!("\n")]),
+            b"user" => out.put(&[content, s!(" [/INST]")]),
+            _ => {
+                out.put(&[content, s!("</s>")]);
+                inside_turn = false;
+            }
+        }
+    }
+}
+
+/// [`Template::Phi3`].
+fn phi3(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[s!("<|"), role, s!("|>\n"), content, s!("<|end|>\n")]);
+    }
+    if add_ass {
+        out.put(&[s!("<|assistant|>\n")]);
+    }
+}
+
+/// [`Template::Phi4`].
+fn phi4(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[
+            s!("<|im_start|>"),
+            role,
+            s!("<|im_sep|>"),
+            content,
+            s!("<|im_end|>"),
+        ]);
+    }
+    if add_ass {
+        out.put(&[s!("<|im_start|>assistant<|im_sep|>")]);
+    }
+}
+
+/// [`Template::Falcon3`].
+fn falcon3(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[s!("<|"), role, s!("|>\n"), content, s!("\n")]);
+    }
+    if add_ass {
+        out.put(&[s!("<|assistant|>\n")]);
+    }
+}
+
+/// [`Template::Zephyr`].
+fn zephyr(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[s!("<|"), role, s!("|>\n"), content, s!("<|endoftext|>\n")]);
+    }
+    if add_ass {
+        out.put(&[s!("<|assistant|>\n")]);
+    }
+}
+
+/// [`Template::Monarch`].
+fn monarch(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for (i, &(role, content)) in msgs.iter().enumerate() {
+        let bos = s!(if i == 0 { "" } else { "<s>" });
+        out.put(&[bos, role, s!("\n"), content, s!("</s>\n")]);
+    }
+    if add_ass {
+        out.put(&[s!("<s>assistant\n")]);
+    }
+}
+
+/// [`Template::Gemma`].
+fn gemma(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    let mut system_prompt: Vec<u8> = Vec::new();
+    for &(role, content) in msgs {
+        if role == b"system" {
+            system_prompt.extend_from_slice(trim(content));
+            continue;
+        }
+        let role = if role == b"assistant" {
+            s!("model")
+        } else {
+            role
+        };
+        out.put(&[s!("<start_of_turn>"), role, s!("\n")]);
+        if !system_prompt.is_empty() && role != b"model" {
+            out.put(&[&system_prompt, s!("\n\n")]);
+            system_prompt.clear();
+        }
+        out.put(&[trim(content), s!("<end_of_turn>\n")]);
+    }
+    if add_ass {
+        out.put(&[s!("<start_of_turn>model\n")]);
+    }
+}
+
+/// [`Template::Orion`].
+fn orion(out: &mut Out, msgs: &[(&[u8], &[u8])]) {
+    let mut system_prompt: Vec<u8> = Vec::new();
+    for &(role, content) in msgs {
+        match role {
+            b"system" => system_prompt.extend_from_slice(content),
+            b"user" => {
+                out.put(&[s!("Human: ")]);
+                if !system_prompt.is_empty() {
+                    out.put(&[&system_prompt, s!("\n\n")]);
+                    system_prompt.clear();
+                }
+                out.put(&[content, s!("\n\nAssistant: </s>")]);
+            }
+            _ => out.put(&[content, s!("</s>")]),
+        }
+    }
+}
+
+/// [`Template::Openchat`].
+fn openchat(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        if role == b"system" {
+            out.put(&[content, s!("<|end_of_turn|>")]);
+        } else {
+            let mut role = role.to_vec();
+            if let Some(first) = role.first_mut() {
+                *first = first.to_ascii_uppercase();
+            }
+            out.put(&[
+                s!("GPT4 Correct "),
+                &role,
+                s!(": "),
+                content,
+                s!("<|end_of_turn|>"),
+            ]);
+        }
+    }
+    if add_ass {
+        out.put(&[s!("GPT4 Correct Assistant:")]);
+    }
+}
+
+/// [`Template::Vicuna`], [`Template::VicunaOrca`].
+fn vicuna(t: Template, out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    use Template::*;
+    for &(role, content) in msgs {
+        match role {
+            b"system" if t == VicunaOrca => out.put(&[s!("SYSTEM: "), content, s!("\n")]),
+            b"system" => out.put(&[content, s!("\n\n")]),
+            b"user" => out.put(&[s!("USER: "), content, s!("\n")]),
+            b"assistant" => out.put(&[s!("ASSISTANT: "), content, s!("</s>\n")]),
+            _ => {}
+        }
+    }
+    if add_ass {
+        out.put(&[s!("ASSISTANT:")]);
+    }
+}
+
+/// [`Template::Deepseek`].
+fn deepseek(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        match role {
+            b"system" => out.put(&[content]),
+            b"user" => out.put(&[s!("### Instruction:\n"), content, s!("\n")]),
+            b"assistant" => out.put(&[s!("### Response:\n"), content, s!("\n<|EOT|>\n")]),
+            _ => {}
+        }
+    }
+    if add_ass {
+        out.put(&[s!("### Response:\n")]);
+    }
+}
+
+/// [`Template::CommandR`].
+fn command_r(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        let head = match role {
+            b"system" => "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>",
+            b"user" => "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>",
+            b"assistant" => "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
+            _ => continue,
+        };
+        out.put(&[s!(head), trim(content), s!("<|END_OF_TURN_TOKEN|>")]);
+    }
+    if add_ass {
+        out.put(&[s!("<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")]);
+    }
+}
+
+/// [`Template::Llama3`].
+fn llama3(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[
+            s!("<|start_header_id|>"),
+            role,
+            s!("<|end_header_id|>\n\n"),
+            trim(content),
+            s!("<|eot_id|>"),
+        ]);
+    }
+    if add_ass {
+        out.put(&[s!("<|start_header_id|>assistant<|end_header_id|>\n\n")]);
+    }
+}
+
+/// [`Template::Chatglm3`].
+fn chatglm3(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    out.put(&[s!("[gMASK]sop")]);
+    for &(role, content) in msgs {
+        out.put(&[s!("<|"), role, s!("|>\n "), content]);
+    }
+    if add_ass {
+        out.put(&[s!("<|assistant|>")]);
+    }
+}
+
+/// [`Template::Chatglm4`].
+fn chatglm4(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    out.put(&[s!("[gMASK]<sop>")]);
+    for &(role, content) in msgs {
+        out.put(&[s!("<|"), role, s!("|>\n"), content]);
+    }
+    if add_ass {
+        out.put(&[s!("<|assistant|>\n")]);
+    }
+}
+
+/// [`Template::Glmedge`].
+fn glmedge(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[s!("<|"), role, s!("|>\n"), content]);
+    }
+    if add_ass {
+        out.put(&[s!("<|assistant|>")]);
+    }
+}
+
+/// [`Template::Minicpm`].
+fn minicpm(out: &mut Out, msgs: &[(&[u8], &[u8])]) {
+    for &(role, content) in msgs {
+        if role == b"user" {
+            out.put(&[s!("<用户>"), trim(content), s!("<AI>")]);
+        } else {
+            out.put(&[trim(content)]);
+        }
+    }
+}
+
+/// [`Template::Deepseek2`].
+fn deepseek2(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        match role {
+            b"system" => out.put(&[content, s!("\n\n")]),
+            b"user" => out.put(&[s!("User: "), content, s!("\n\n")]),
+            b"assistant" => out.put(&[s!("Assistant: "), content, s!("<｜end▁of▁sentence｜>")]),
+            _ => {}
+        }
+    }
+    if add_ass {
+        out.put(&[s!("Assistant:")]);
+    }
+}
+
+/// [`Template::Deepseek3`].
+fn deepseek3(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        match role {
+            b"system" => out.put(&[content, s!("\n\n")]),
+            b"user" => out.put(&[s!("<｜User｜>"), content]),
+            b"assistant" => out.put(&[s!("<｜Assistant｜>"), content, s!("<｜end▁of▁sentence｜>")]),
+            _ => {}
+        }
+    }
+    if add_ass {
+        out.put(&[s!("<｜Assistant｜>")]);
+    }
+}
+
+/// [`Template::DeepseekOcr`].
+fn deepseek_ocr(out: &mut Out, msgs: &[(&[u8], &[u8])]) {
+    for &(_, content) in msgs {
+        out.put(&[content]);
+    }
+}
+
+/// [`Template::Exaone3`], [`Template::Exaone4`].
+fn exaone(t: Template, out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    use Template::*;
+    for &(role, content) in msgs {
+        match role {
+            b"system" => out.put(&[s!("[|system|]"), trim(content), s!("[|endofturn|]\n")]),
+            b"user" => out.put(&[s!("[|user|]"), trim(content), s!("\n")]),
+            b"assistant" => out.put(&[s!("[|assistant|]"), trim(content), s!("[|endofturn|]\n")]),
+            b"tool" if t == Exaone4 => {
+                out.put(&[s!("[|tool|]"), trim(content), s!("[|endofturn|]\n")])
+            }
+            _ => {}
+        }
+    }
+    if add_ass {
+        out.put(&[s!("[|assistant|]")]);
+    }
+}
+
+/// [`Template::ExaoneMoe`].
+fn exaone_moe(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        let head = match role {
+            b"system" => "<|system|>\n",
+            b"user" => "<|user|>\n",
+            b"assistant" => "<|assistant|>\n",
+            b"tool" => "<|tool|>\n",
+            _ => continue,
+        };
+        out.put(&[s!(head), trim(content), s!("<|endofturn|>\n")]);
+    }
+    if add_ass {
+        out.put(&[s!("<|assistant|>\n")]);
+    }
+}
+
+/// [`Template::RwkvWorld`].
+fn rwkv_world(out: &mut Out, msgs: &[(&[u8], &[u8])]) {
+    for (i, &(role, content)) in msgs.iter().enumerate() {
+        match role {
+            b"system" => out.put(&[s!("System: "), trim(content), s!("\n\n")]),
+            b"user" => {
+                out.put(&[s!("User: "), trim(content), s!("\n\n")]);
+                if i == msgs.len() - 1 {
+                    out.put(&[s!("Assistant:")]);
+                }
+            }
+            b"assistant" => out.put(&[s!("Assistant: "), trim(content), s!("\n\n")]),
+            _ => {}
+        }
+    }
+}
+
+/// [`Template::Granite3X`].
+fn granite3x(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[s!("<|start_of_role|>"), role, s!("<|end_of_role|>")]);
+        if role == b"assistant_tool_call" {
+            out.put(&[s!("<|tool_call|>")]);
+        }
+        out.put(&[content, s!("<|end_of_text|>\n")]);
+    }
+    if add_ass {
+        out.put(&[s!("<|start_of_role|>assistant<|end_of_role|>")]);
+    }
+}
+
+/// [`Template::Granite40`], [`Template::Granite41`].
+fn granite4(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        if role == b"assistant_tool_call" {
+            out.put(&[s!("<|start_of_role|>assistant<|end_of_role|><|tool_call|>")]);
+        } else {
+            out.put(&[s!("<|start_of_role|>"), role, s!("<|end_of_role|>")]);
+        }
+        out.put(&[content, s!("<|end_of_text|>\n")]);
+    }
+    if add_ass {
+        out.put(&[s!("<|start_of_role|>assistant<|end_of_role|>")]);
+    }
+}
+
+/// [`Template::Gigachat`].
+fn gigachat(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    let has_system = msgs.first().is_some_and(|m| m.0 == b"system");
+    if has_system {
+        out.put(&[s!("<s>"), msgs[0].1, s!("<|message_sep|>")]);
+    } else {
+        out.put(&[s!("<s>")]);
+    }
+    for &(role, content) in &msgs[usize::from(has_system)..] {
+        match role {
+            b"user" => out.put(&[
+                s!("user<|role_sep|>"),
+                content,
+                s!("<|message_sep|>available functions<|role_sep|>[]<|message_sep|>"),
+            ]),
+            b"assistant" => out.put(&[s!("assistant<|role_sep|>"), content, s!("<|message_sep|>")]),
+            _ => {}
+        }
+    }
+    if add_ass {
+        out.put(&[s!("assistant<|role_sep|>")]);
+    }
+}
+
+/// [`Template::Megrez`].
+fn megrez(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[
+            s!("<|role_start|>"),
+            role,
+            s!("<|role_end|>"),
+            content,
+            s!("<|turn_end|>"),
+        ]);
+    }
+    if add_ass {
+        out.put(&[s!("<|role_start|>assistant<|role_end|>")]);
+    }
+}
+
+/// [`Template::Yandex`].
+fn yandex(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        match role {
+            b"user" => out.put(&[s!(" Пользователь: "), content, s!("\n\n")]),
+            b"assistant" => out.put(&[s!(" Ассистент: "), content, s!("\n\n")]),
+            _ => {}
+        }
+    }
+    if add_ass {
+        out.put(&[s!(" Ассистент:[SEP]")]);
+    }
+}
+
+/// [`Template::Bailing`], [`Template::BailingThink`], [`Template::Bailing2`].
+fn bailing(t: Template, out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    use Template::*;
+    let has_system = msgs.first().is_some_and(|m| m.0 == b"system");
+    if t == Bailing2 && !has_system {
+        out.put(&[s!("<role>SYSTEM</role>detailed thinking off<|role_end|>")]);
+    }
+    for &(role, content) in msgs {
+        let role = if role == b"user" {
+            b"HUMAN".to_vec()
+        } else {
+            role.to_ascii_uppercase()
+        };
+        out.put(&[s!("<role>"), &role, s!("</role>"), content]);
+        if t == Bailing2 {
+            out.put(&[s!("<|role_end|>")]);
+        }
+    }
+    if add_ass {
+        out.put(&[s!("<role>ASSISTANT</role>")]);
+        if t == BailingThink {
+            out.put(&[s!("<think>")]);
+        }
+    }
+}
+
+/// [`Template::Llama4`].
+fn llama4(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[
+            s!("<|header_start|>"),
+            role,
+            s!("<|header_end|>\n\n"),
+            trim(content),
+            s!("<|eot|>"),
+        ]);
+    }
+    if add_ass {
+        out.put(&[s!("<|header_start|>assistant<|header_end|>\n\n")]);
+    }
+}
+
+/// [`Template::Smolvlm`].
+fn smolvlm(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    out.put(&[s!("<|im_start|>")]);
+    for &(role, content) in msgs {
+        match role {
+            b"system" => out.put(&[content, s!("\n\n")]),
+            b"user" => out.put(&[s!("User: "), content, s!("<end_of_utterance>\n")]),
+            _ => out.put(&[s!("Assistant: "), content, s!("<end_of_utterance>\n")]),
+        }
+    }
+    if add_ass {
+        out.put(&[s!("Assistant:")]);
+    }
+}
+
+/// [`Template::Dots1`].
+fn dots1(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        match role {
+            b"system" => out.put(&[s!("<|system|>"), content, s!("<|endofsystem|>")]),
+            b"user" => out.put(&[s!("<|userprompt|>"), content, s!("<|endofuserprompt|>")]),
+            _ => out.put(&[s!("<|response|>"), content, s!("<|endofresponse|>")]),
+        }
+    }
+    if add_ass {
+        out.put(&[s!("<|response|>")]);
+    }
+}
+
+/// [`Template::HunyuanMoe`].
+fn hunyuan_moe(out: &mut Out, msgs: &[(&[u8], &[u8])]) {
+    for &(role, content) in msgs {
+        match role {
+            b"system" => out.put(&[s!("<|startoftext|>"), content, s!("<|extra_4|>")]),
+            b"assistant" => out.put(&[content, s!("<|eos|>")]),
+            _ => out.put(&[s!("<|startoftext|>"), content, s!("<|extra_0|>")]),
+        }
+    }
+}
+
+/// [`Template::OpenaiMoe`].
+fn openai_moe(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[s!("<|start|>"), role, s!("<|message|>"), content]);
+        out.put(&[s!(if role == b"assistant" {
+            "<|return|>"
+        } else {
+            "<|end|>"
+        })]);
+    }
+    if add_ass {
+        out.put(&[s!("<|start|>assistant")]);
+    }
+}
+
+/// [`Template::HunyuanDense`].
+fn hunyuan_dense(out: &mut Out, msgs: &[(&[u8], &[u8])]) {
+    for (i, &(role, content)) in msgs.iter().enumerate() {
+        if i == 0 && role == b"system" {
+            out.put(&[content, s!("<｜hy_place▁holder▁no▁3｜>")]);
+        }
+        match role {
+            b"assistant" => out.put(&[
+                s!("<｜hy_Assistant｜>"),
+                content,
+                s!("<｜hy_place▁holder▁no▁2｜>"),
+            ]),
+            b"user" => out.put(&[s!("<｜hy_User｜>"), content, s!("<｜hy_Assistant｜>")]),
+            _ => {}
+        }
+    }
+}
+
+/// [`Template::HunyuanVl`].
+fn hunyuan_vl(out: &mut Out, msgs: &[(&[u8], &[u8])]) {
+    out.put(&[s!("<｜hy_begin▁of▁sentence｜>")]);
+    for (i, &(role, content)) in msgs.iter().enumerate() {
+        if i == 0 && role == b"system" {
+            out.put(&[content, s!("<｜hy_place▁holder▁no▁3｜>")]);
+            continue;
+        }
+        match role {
+            b"user" => out.put(&[content, s!("<｜hy_User｜>")]),
+            b"assistant" => out.put(&[content, s!("<｜hy_Assistant｜>")]),
+            _ => {}
+        }
+    }
+}
+
+/// [`Template::KimiK2`].
+fn kimi_k2(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        let head = match role {
+            b"system" => "<|im_system|>system<|im_middle|>",
+            b"user" => "<|im_user|>user<|im_middle|>",
+            b"assistant" => "<|im_assistant|>assistant<|im_middle|>",
+            b"tool" => "<|im_system|>tool<|im_middle|>",
+            _ => "",
+        };
+        out.put(&[s!(head), content, s!("<|im_end|>")]);
+    }
+    if add_ass {
+        out.put(&[s!("<|im_assistant|>assistant<|im_middle|>")]);
+    }
+}
+
+/// [`Template::SeedOss`].
+fn seed_oss(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        let c = if role == b"assistant" {
+            trim(content)
+        } else {
+            content
+        };
+        out.put(&[s!("<seed:bos>"), role, s!("\n"), c, s!("<seed:eos>")]);
+    }
+    if add_ass {
+        out.put(&[s!("<seed:bos>assistant\n")]);
+    }
+}
+
+/// [`Template::Grok2`].
+fn grok2(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        match role {
+            b"system" => out.put(&[s!("System: "), trim(content), s!("<|separator|>\n\n")]),
+            b"user" => out.put(&[s!("Human: "), trim(content), s!("<|separator|>\n\n")]),
+            b"assistant" => out.put(&[s!("Assistant: "), content, s!("<|separator|>\n\n")]),
+            _ => {}
+        }
+    }
+    if add_ass {
+        out.put(&[s!("Assistant:")]);
+    }
+}
+
+/// [`Template::PanguEmbed`].
+fn pangu_embed(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for (i, &(role, content)) in msgs.iter().enumerate() {
+        if i == 0 && role != b"system" {
+            out.put(&[s!("[unused9]系统：[unused10]")]);
+        }
+        let head = match role {
+            b"system" => "[unused9]系统：",
+            b"user" => "[unused9]用户：",
+            b"assistant" => "[unused9]助手：",
+            b"tool" => "[unused9]工具：",
+            b"function" => "[unused9]方法：",
+            _ => continue,
+        };
+        out.put(&[s!(head), content, s!("[unused10]")]);
+    }
+    if add_ass {
+        out.put(&[s!("[unused9]助手：")]);
+    }
+}
+
+/// [`Template::SolarOpen`].
+fn solar_open(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        out.put(&[
+            s!("<|begin|>"),
+            role,
+            s!("<|content|>"),
+            content,
+            s!("<|end|>"),
+        ]);
+    }
+    if add_ass {
+        out.put(&[s!("<|begin|>assistant")]);
+    }
+}
+
+/// [`Template::Bitnet`].
+fn bitnet(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
+    for &(role, content) in msgs {
+        // Jinja's `capitalize`: first letter upper, the rest lower (ASCII here).
+        let mut role = role.to_ascii_lowercase();
+        if let Some(first) = role.first_mut() {
+            *first = first.to_ascii_uppercase();
+        }
+        out.put(&[&role, s!(": "), trim(content), s!("<|eot_id|>")]);
+    }
+    if add_ass {
+        out.put(&[s!("Assistant: ")]);
+    }
 }
 
 #[cfg(test)]
