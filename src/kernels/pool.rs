@@ -166,19 +166,9 @@ pub fn global() -> &'static Pool {
     })
 }
 
-/// The threads a matmul uses unless told otherwise: set by `set_default_threads` (a context's
-/// n_threads), else every core.
-static DEFAULT_THREADS: AtomicUsize = AtomicUsize::new(0);
-
-pub fn set_default_threads(n: usize) {
-    DEFAULT_THREADS.store(n, Ordering::Relaxed);
-}
-
+/// The threads a matmul uses unless told otherwise: every thread the pool has.
 pub fn default_threads() -> usize {
-    match DEFAULT_THREADS.load(Ordering::Relaxed) {
-        0 => global().max_threads(),
-        n => n,
-    }
+    global().max_threads()
 }
 
 /// A raw pointer that may cross to pool threads (each thread writes a disjoint part).
