@@ -3,10 +3,10 @@
 //! by `bitnet verify` (a few functions looked up with [`Library::symbol`]) and by crossval (its
 //! bindgen function table, built on [`Library::handle`]).
 //!
-//! The symbol trap (docs/reference.md): this library exports `llama_*` functions of its own. Were
-//! the reference loaded into the global symbol scope, or did it resolve its own calls through
-//! that scope, a call meant for the reference could land in our code, and a comparison would
-//! compare us with ourselves. So:
+//! The symbol trap (docs/reference.md, "The symbol-interposition trap"): this library exports
+//! `llama_*` functions of its own. Were the reference loaded into the global symbol scope, or did
+//! it resolve its own calls through that scope, a call meant for the reference could land in our
+//! code, and a comparison would compare us with ourselves. So:
 //!
 //! - `libllama.so` is opened with `RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND`: its symbols stay out
 //!   of the global scope, and its own references (and those of the libggml* it pulls in) bind

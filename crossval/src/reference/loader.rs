@@ -1,48 +1,25 @@
-//! Loading the reference `libllama.so` without symbol interposition, and the canary that proves
-//! it (docs/reference.md, "The symbol-interposition trap").
+//! The reference `libllama.so` for crossval: opened and checked by the engine's own loader
+//! (`bitnet::cpp_ref`: `dlopen` with `RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND`, never the global
+//! scope, and the `dladdr` canary), with bindgen's function table (`RefApi`) bound on its
+//! handle, once per process (docs/reference.md, "The symbol-interposition trap").
 //!
-//! The root crate exports `llama_*` symbols of its own. If the reference library were loaded into
-//! the global symbol scope, or resolved its own calls through it, a call meant for the reference
-//! could land in our code and the comparison would compare us with ourselves. So:
-//!
-//! - `libllama.so` is opened with `RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND`: its symbols stay out
-//!   of the global scope, and its own references (and those of the libggml* it pulls in) bind
-//!   inside its dependency tree first.
-//! - Every function pointer we call is looked up on that handle (bindgen's `RefApi`).
-//! - The canary, run every time the library is loaded: `dladdr` on the resolved
-//!   `llama_model_load_from_file`, `ggml_get_type_traits_cpu` (libggml-cpu) and `ggml_type_size`
-//!   (libggml-base) must name files inside the reference lib directory. Anything else is a hard
-//!   error.
+//! The canary runs every time the library is loaded: the resolved `llama_model_load_from_file`,
+//! `ggml_get_type_traits_cpu` (libggml-cpu) and `ggml_type_size` (libggml-base) must lie in
+//! files inside the reference lib directory, and the global scope must not see the reference's
+//! `llama_model_load_from_file`. Anything else is a hard error.
 
 // Most of this module is the real loader; a crossval_no_ref build keeps only the skip path.
 #![cfg_attr(crossval_no_ref, allow(unused_imports, dead_code))]
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_void, CStr};
 use std::os::raw::c_char;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+pub use bitnet::cpp_ref::{Canary, SymbolOrigin};
+
 use super::ffi::RefApi;
 use crate::Result;
-
-/// Where one symbol came from.
-#[derive(Clone, Debug)]
-pub struct SymbolOrigin {
-    pub symbol: String,
-    pub address: usize,
-    pub file: PathBuf,
-}
-
-/// The canary's findings, kept for the report.
-#[derive(Clone, Debug)]
-pub struct Canary {
-    pub lib_dir: PathBuf,
-    /// The resolved reference symbols and the files `dladdr` names for them (all in `lib_dir`).
-    pub resolved: Vec<SymbolOrigin>,
-    /// What the *global* scope resolves `llama_model_load_from_file` to, if anything (our own
-    /// export, once the root crate has one in this process). Never the reference's.
-    pub global_llama_symbol: Option<SymbolOrigin>,
-}
 
 /// The loaded reference: one per process, never unloaded (OpenMP worker threads and static
 /// destructors make `dlclose` of libllama unsafe while a process runs on).
@@ -81,10 +58,11 @@ pub fn unavailable_reason() -> Option<String> {
 /// The reference lib directory: `$BITNET_CPP_REF_DIR/dist/lib` when that variable is set at run
 /// time, else the directory `cpp_ref/build.sh` printed when crossval was built.
 pub fn lib_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("BITNET_CPP_REF_DIR") {
-        return PathBuf::from(d).join("dist/lib");
-    }
-    PathBuf::from(option_env!("CROSSVAL_REF_LIB_DIR").unwrap_or("/nonexistent/cpp_ref/dist/lib"))
+    bitnet::cpp_ref::lib_dir_from_env().unwrap_or_else(|| {
+        PathBuf::from(
+            option_env!("CROSSVAL_REF_LIB_DIR").unwrap_or("/nonexistent/cpp_ref/dist/lib"),
+        )
+    })
 }
 
 /// Loads the reference once per process (later calls return the same one, or the same error).
@@ -105,8 +83,6 @@ fn load(_dir: &Path) -> Result<RefLib> {
 
 #[cfg(not(crossval_no_ref))]
 fn load(dir: &Path) -> Result<RefLib> {
-    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-
     let dir = dir
         .canonicalize()
         .map_err(|e| format!("reference not built: {}: {e}", dir.display()))?;
@@ -127,19 +103,17 @@ fn load(dir: &Path) -> Result<RefLib> {
         .into());
     }
 
-    let path = dir.join("libllama.so");
-    let flags = RTLD_NOW | RTLD_LOCAL | libc::RTLD_DEEPBIND;
-    // SAFETY: loading libllama runs its (and libggml*'s) static initialisers, which only set up
-    // internal tables; the library is the one cpp_ref/build.sh built for these bindings (stamp
-    // checked above).
-    let lib = unsafe { Library::open(Some(&path), flags) }
-        .map_err(|e| format!("cannot dlopen {}: {e}", path.display()))?;
+    let lib = bitnet::cpp_ref::Library::open(&dir)?;
+    // SAFETY: the handle comes from dlopen (bitnet::cpp_ref::Library::open) and is never closed
+    // by anyone else; the RefApi that owns it lives in a process-wide static and is never
+    // dropped, so libloading never closes it either.
+    let handle = unsafe { libloading::os::unix::Library::from_raw(lib.handle()) };
     // SAFETY: bindgen's loader only looks symbols up (dlsym) on the handle; missing ones stay
     // `Err` and are reported when called.
-    let api = unsafe { RefApi::from_library(libloading::Library::from(lib)) }
-        .map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    let api = unsafe { RefApi::from_library(libloading::Library::from(handle)) }
+        .map_err(|e| format!("cannot bind {}: {e}", dir.join("libllama.so").display()))?;
 
-    let canary = run_canary(&api, &dir)?;
+    let canary = run_canary(&api, &lib)?;
     let bin_dir = dist.join("bin");
     let lib = RefLib {
         api,
@@ -152,97 +126,27 @@ fn load(dir: &Path) -> Result<RefLib> {
 }
 
 #[cfg(not(crossval_no_ref))]
-fn run_canary(api: &RefApi, dir: &Path) -> Result<Canary> {
+fn run_canary(api: &RefApi, lib: &bitnet::cpp_ref::Library) -> Result<Canary> {
     fn fn_addr<T: Copy>(
-        name: &str,
+        name: &'static str,
         f: &std::result::Result<T, libloading::Error>,
-    ) -> Result<*const c_void> {
+    ) -> Result<(&'static str, usize)> {
         match f {
             // SAFETY: `T` is an `unsafe extern "C" fn(...)`, pointer-sized; we only read its
             // address.
-            Ok(p) => Ok(unsafe { std::mem::transmute_copy::<T, *const c_void>(p) }),
+            Ok(p) => Ok((name, unsafe { std::mem::transmute_copy::<T, usize>(p) })),
             Err(e) => Err(format!("reference symbol {name} missing: {e}").into()),
         }
     }
     let checks = [
-        (
+        fn_addr(
             "llama_model_load_from_file",
-            fn_addr(
-                "llama_model_load_from_file",
-                &api.llama_model_load_from_file,
-            )?,
-        ),
-        (
-            "ggml_get_type_traits_cpu",
-            fn_addr("ggml_get_type_traits_cpu", &api.ggml_get_type_traits_cpu)?,
-        ),
-        (
-            "ggml_type_size",
-            fn_addr("ggml_type_size", &api.ggml_type_size)?,
-        ),
+            &api.llama_model_load_from_file,
+        )?,
+        fn_addr("ggml_get_type_traits_cpu", &api.ggml_get_type_traits_cpu)?,
+        fn_addr("ggml_type_size", &api.ggml_type_size)?,
     ];
-    let mut resolved = Vec::new();
-    for (name, addr) in checks {
-        let origin = symbol_origin(name, addr).ok_or_else(|| {
-            format!("canary: dladdr cannot place reference symbol {name} at {addr:p}")
-        })?;
-        let file = origin.file.canonicalize().unwrap_or(origin.file.clone());
-        if file.parent() != Some(dir) {
-            return Err(format!(
-                "canary: SYMBOL INTERPOSITION: reference symbol {name} resolved to {} (at {addr:p}), \
-                 not to a library in {}",
-                origin.file.display(),
-                dir.display()
-            )
-            .into());
-        }
-        resolved.push(SymbolOrigin { file, ..origin });
-    }
-    // What the global scope would give a plain dlsym(RTLD_DEFAULT): ours, or nothing; if it is the
-    // reference's own pointer, RTLD_LOCAL did not hold.
-    let global = {
-        let name = CString::new("llama_model_load_from_file").unwrap();
-        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only reads.
-        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-        if p.is_null() {
-            None
-        } else {
-            symbol_origin("llama_model_load_from_file", p as *const c_void)
-        }
-    };
-    if let Some(g) = &global {
-        if g.address == resolved[0].address {
-            return Err(format!(
-                "canary: the reference's llama_model_load_from_file is visible in the global \
-                 symbol scope ({}): RTLD_LOCAL did not hold",
-                g.file.display()
-            )
-            .into());
-        }
-    }
-    Ok(Canary {
-        lib_dir: dir.to_path_buf(),
-        resolved,
-        global_llama_symbol: global,
-    })
-}
-
-fn symbol_origin(name: &str, addr: *const c_void) -> Option<SymbolOrigin> {
-    // SAFETY: Dl_info is plain data; zeroed is a valid "nothing found" value.
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: dladdr only inspects the loader's tables for `addr` and fills `info`.
-    let ok = unsafe { libc::dladdr(addr, &mut info) };
-    if ok == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: dli_fname is a NUL-terminated string owned by the loader, valid while the object
-    // stays loaded (the reference is never unloaded; we copy it at once).
-    let file = unsafe { CStr::from_ptr(info.dli_fname) };
-    Some(SymbolOrigin {
-        symbol: name.to_string(),
-        address: addr as usize,
-        file: PathBuf::from(file.to_string_lossy().into_owned()),
-    })
+    Ok(bitnet::cpp_ref::canary(lib, &checks)?)
 }
 
 // --- Logging: llama.cpp's log goes to a buffer; errors are quoted from it. ---

@@ -427,7 +427,7 @@ impl GgmlCpuType {
             .traits
             .from_float
             .ok_or_else(|| format!("ggml type {} has no from_float", self.name))?;
-        if x.len() % self.block_size != 0 {
+        if !x.len().is_multiple_of(self.block_size) {
             return Err(format!("{} values are not whole {} blocks", x.len(), self.name).into());
         }
         let mut out = vec![0u8; x.len() / self.block_size * self.block_bytes];
@@ -451,7 +451,7 @@ impl GgmlCpuType {
             )
             .into());
         }
-        if n % self.block_size != 0
+        if !n.is_multiple_of(self.block_size)
             || w.len() != n / self.block_size * self.block_bytes
             || a.len() != n / a_type.block_size * a_type.block_bytes
         {
