@@ -9,6 +9,7 @@ pub mod capi;
 pub mod cpp_ref;
 pub mod env;
 pub mod error;
+pub mod fixture;
 pub mod gguf;
 pub mod kernels;
 pub mod model;

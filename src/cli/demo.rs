@@ -9,8 +9,7 @@
 
 use std::path::Path;
 
-use bitnet::gguf::writer::{GgufWriter, OwnedValue};
-use bitnet::gguf::ValueType;
+use bitnet::fixture::synthetic::{self, Projection, Shape, Vocab};
 use bitnet::quant::{i2_s, GgmlType};
 use bitnet::rng::SplitMix64;
 use bitnet::Result;
@@ -78,126 +77,44 @@ fn ternary_i2_s(rng: &mut SplitMix64, rows: usize, cols: usize) -> Vec<u8> {
     out
 }
 
-fn norm(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| 0.8 + rng.below(400) as f32 / 1000.0)
-        .collect()
-}
-
 /// Writes the demo model to `path` (atomically: a temporary file renamed into place).
 pub fn write(path: &Path) -> Result<()> {
-    let vocab = vocab();
-    let n_vocab = vocab.len();
-    let mut rng = SplitMix64(SEED);
-    let mut g = GgufWriter::default();
-    let arch = "bitnet-b1.58";
-    let u32v = |v: usize| OwnedValue::U32(v as u32);
-    g.kv("general.architecture", OwnedValue::str(arch))
-        .kv(
-            "general.name",
-            OwnedValue::str("bitnet-rs demo (synthetic weights)"),
-        )
-        .kv(&format!("{arch}.vocab_size"), u32v(n_vocab))
-        .kv(&format!("{arch}.context_length"), u32v(2048))
-        .kv(&format!("{arch}.embedding_length"), u32v(N_EMBD))
-        .kv(&format!("{arch}.block_count"), u32v(N_LAYER))
-        .kv(&format!("{arch}.feed_forward_length"), u32v(N_FF))
-        .kv(&format!("{arch}.attention.head_count"), u32v(N_HEAD))
-        .kv(&format!("{arch}.attention.head_count_kv"), u32v(N_HEAD_KV))
-        .kv(
-            &format!("{arch}.attention.layer_norm_rms_epsilon"),
-            OwnedValue::F32(1e-5),
-        )
-        .kv(&format!("{arch}.rope.freq_base"), OwnedValue::F32(10000.0))
-        .kv("tokenizer.ggml.model", OwnedValue::str("llama"))
-        .kv(
-            "tokenizer.ggml.tokens",
-            OwnedValue::Array(
-                ValueType::String,
-                vocab
-                    .iter()
-                    .map(|(p, _, _)| OwnedValue::String(p.clone()))
-                    .collect(),
-            ),
-        )
-        .kv(
-            "tokenizer.ggml.scores",
-            OwnedValue::Array(
-                ValueType::F32,
-                vocab.iter().map(|&(_, s, _)| OwnedValue::F32(s)).collect(),
-            ),
-        )
-        .kv(
-            "tokenizer.ggml.token_type",
-            OwnedValue::Array(
-                ValueType::I32,
-                vocab.iter().map(|&(_, _, t)| OwnedValue::I32(t)).collect(),
-            ),
-        )
-        .kv("tokenizer.ggml.bos_token_id", u32v(1))
-        .kv("tokenizer.ggml.eos_token_id", u32v(2))
-        .kv("tokenizer.ggml.unknown_token_id", u32v(0))
-        .kv("tokenizer.ggml.add_bos_token", OwnedValue::Bool(true))
-        .kv("tokenizer.ggml.add_eos_token", OwnedValue::Bool(false));
-
-    // Token embedding (also the head), F16 [n_vocab rows of n_embd].
-    let embd: Vec<u8> = (0..n_vocab * N_EMBD)
-        .flat_map(|_| {
-            let v = (rng.below(2001) as f32 - 1000.0) / 1000.0;
-            half::f16::from_f32(v).to_le_bytes()
-        })
-        .collect();
-    g.tensor(
-        "token_embd.weight",
-        &[N_EMBD as u64, n_vocab as u64],
-        GgmlType::F16,
-        embd,
-    )?;
-    g.tensor_f32(
-        "output_norm.weight",
-        &[N_EMBD as u64],
-        &norm(&mut rng, N_EMBD),
-    )?;
-    let n_kv = N_EMBD / N_HEAD * N_HEAD_KV;
-    for l in 0..N_LAYER {
-        let p = |s: &str| format!("blk.{l}.{s}");
-        let proj = [
-            ("attn_q", N_EMBD, N_EMBD),
-            ("attn_k", N_EMBD, n_kv),
-            ("attn_v", N_EMBD, n_kv),
-            ("attn_output", N_EMBD, N_EMBD),
-            ("ffn_gate", N_EMBD, N_FF),
-            ("ffn_up", N_EMBD, N_FF),
-            ("ffn_down", N_FF, N_EMBD),
-        ];
-        for (name, cols, rows) in proj {
-            let w = ternary_i2_s(&mut rng, rows, cols);
-            g.tensor(
-                &p(&format!("{name}.weight")),
-                &[cols as u64, rows as u64],
-                GgmlType::I2_S,
-                w,
-            )?;
-        }
-        for (name, n) in [
-            ("attn_norm", N_EMBD),
-            ("attn_sub_norm", N_EMBD),
-            ("ffn_norm", N_EMBD),
-            ("ffn_sub_norm", N_FF),
-        ] {
-            g.tensor_f32(
-                &p(&format!("{name}.weight")),
-                &[n as u64],
-                &norm(&mut rng, n),
-            )?;
-        }
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| bitnet::Error::io(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    g.write(&tmp)?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| bitnet::Error::io(format!("cannot move {} into place: {e}", tmp.display())))
+    let vocab = Vocab {
+        pieces: vocab(),
+        add_bos_eos: Some((true, false)),
+    };
+    let shape = Shape {
+        arch: "bitnet-b1.58",
+        name: "bitnet-rs demo (synthetic weights)",
+        context_length: 2048,
+        n_embd: N_EMBD,
+        n_ff: N_FF,
+        n_layer: N_LAYER,
+        n_head: N_HEAD,
+        n_head_kv: N_HEAD_KV,
+        n_vocab: vocab.pieces.len(),
+        rope_theta: 10000.0,
+    };
+    // Token embedding (also the head): F16 values in [-1, 1] in steps of 1/1000.
+    let embedding = |rng: &mut SplitMix64| {
+        (0..shape.n_vocab * N_EMBD)
+            .flat_map(|_| {
+                let v = (rng.below(2001) as f32 - 1000.0) / 1000.0;
+                half::f16::from_f32(v).to_le_bytes()
+            })
+            .collect()
+    };
+    let projection = |rng: &mut SplitMix64, rows, cols| Projection {
+        ty: GgmlType::I2_S,
+        data: ternary_i2_s(rng, rows, cols),
+        scale: None,
+    };
+    synthetic::write(
+        path,
+        &shape,
+        Some(&vocab),
+        &mut SplitMix64(SEED),
+        embedding,
+        projection,
+    )
 }

@@ -7,8 +7,7 @@
 
 use std::path::Path;
 
-use bitnet::gguf::writer::{GgufWriter, OwnedValue};
-use bitnet::gguf::ValueType;
+use bitnet::fixture::synthetic::{self, Projection, Shape, Vocab};
 use bitnet::quant::float::{f32_to_bf16, f32_to_f16};
 use bitnet::quant::GgmlType;
 use bitnet::rng::SplitMix64;
@@ -135,35 +134,22 @@ fn projection(rng: &mut SplitMix64, spec: &Spec, rows: usize, cols: usize) -> Ve
     out
 }
 
-fn norm(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| 0.8 + rng.below(400) as f32 / 1000.0)
-        .collect()
-}
-
 /// Writes the model to `path`.
 pub fn write(path: &Path, spec: &Spec, seed: u64) {
-    let mut rng = SplitMix64(seed);
     let s = spec;
-    let arch = s.arch;
-    let mut g = GgufWriter::default();
-    let u32v = |v: usize| OwnedValue::U32(v as u32);
-    let key = |k: &str| format!("{arch}.{k}");
-    g.kv("general.architecture", OwnedValue::str(arch))
-        .kv("general.name", OwnedValue::str("bitnet-rs GPU test model"))
-        .kv(&key("vocab_size"), u32v(s.n_vocab))
-        .kv(&key("context_length"), u32v(4096))
-        .kv(&key("embedding_length"), u32v(s.n_embd))
-        .kv(&key("block_count"), u32v(s.n_layer))
-        .kv(&key("feed_forward_length"), u32v(s.n_ff))
-        .kv(&key("attention.head_count"), u32v(s.n_head))
-        .kv(&key("attention.head_count_kv"), u32v(s.n_head_kv))
-        .kv(
-            &key("attention.layer_norm_rms_epsilon"),
-            OwnedValue::F32(1e-5),
-        )
-        .kv(&key("rope.freq_base"), OwnedValue::F32(s.rope_theta));
-    if s.vocab {
+    let shape = Shape {
+        arch: s.arch,
+        name: "bitnet-rs GPU test model",
+        context_length: 4096,
+        n_embd: s.n_embd,
+        n_ff: s.n_ff,
+        n_layer: s.n_layer,
+        n_head: s.n_head,
+        n_head_kv: s.n_head_kv,
+        n_vocab: s.n_vocab,
+        rope_theta: s.rope_theta,
+    };
+    let vocab = s.vocab.then(|| {
         let mut pieces: Vec<(String, i32)> =
             vec![("<unk>".into(), 2), ("<s>".into(), 3), ("</s>".into(), 3)];
         pieces.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>"), 6)));
@@ -172,95 +158,36 @@ pub fn write(path: &Path, spec: &Spec, seed: u64) {
             pieces.push((format!("\u{2581}w{i}"), 1));
             i += 1;
         }
-        g.kv("tokenizer.ggml.model", OwnedValue::str("llama"))
-            .kv(
-                "tokenizer.ggml.tokens",
-                OwnedValue::Array(
-                    ValueType::String,
-                    pieces
-                        .iter()
-                        .map(|(p, _)| OwnedValue::String(p.clone().into_bytes()))
-                        .collect(),
-                ),
-            )
-            .kv(
-                "tokenizer.ggml.scores",
-                OwnedValue::Array(
-                    ValueType::F32,
-                    (0..pieces.len())
-                        .map(|i| OwnedValue::F32(-(i as f32)))
-                        .collect(),
-                ),
-            )
-            .kv(
-                "tokenizer.ggml.token_type",
-                OwnedValue::Array(
-                    ValueType::I32,
-                    pieces.iter().map(|&(_, t)| OwnedValue::I32(t)).collect(),
-                ),
-            )
-            .kv("tokenizer.ggml.bos_token_id", u32v(1))
-            .kv("tokenizer.ggml.eos_token_id", u32v(2))
-            .kv("tokenizer.ggml.unknown_token_id", u32v(0));
-    }
-    let embd: Vec<u8> = (0..s.n_vocab * s.n_embd)
-        .flat_map(|_| f32_to_f16((rng.unit() - 0.5) * 0.2).to_le_bytes())
-        .collect();
-    g.tensor(
-        "token_embd.weight",
-        &[s.n_embd as u64, s.n_vocab as u64],
-        GgmlType::F16,
-        embd,
+        // Scores fall with the id.
+        let pieces = pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, (p, ty))| (p.into_bytes(), -(i as f32), ty))
+            .collect();
+        Vocab {
+            pieces,
+            add_bos_eos: None,
+        }
+    });
+    let embedding = |rng: &mut SplitMix64| {
+        (0..s.n_vocab * s.n_embd)
+            .flat_map(|_| f32_to_f16((rng.unit() - 0.5) * 0.2).to_le_bytes())
+            .collect()
+    };
+    let weights = |rng: &mut SplitMix64, rows, cols| Projection {
+        ty: s.wty,
+        data: projection(rng, s, rows, cols),
+        scale: s
+            .scale_tensors
+            .then(|| 0.5 + rng.below(1000) as f32 / 1000.0),
+    };
+    synthetic::write(
+        path,
+        &shape,
+        vocab.as_ref(),
+        &mut SplitMix64(seed),
+        embedding,
+        weights,
     )
     .unwrap();
-    g.tensor_f32(
-        "output_norm.weight",
-        &[s.n_embd as u64],
-        &norm(&mut rng, s.n_embd),
-    )
-    .unwrap();
-    let hd = s.n_embd / s.n_head;
-    let n_kv = hd * s.n_head_kv;
-    for l in 0..s.n_layer {
-        let p = |x: &str| format!("blk.{l}.{x}");
-        let projs = [
-            ("attn_q", s.n_embd, s.n_embd),
-            ("attn_k", s.n_embd, n_kv),
-            ("attn_v", s.n_embd, n_kv),
-            ("attn_output", s.n_embd, s.n_embd),
-            ("ffn_gate", s.n_embd, s.n_ff),
-            ("ffn_up", s.n_embd, s.n_ff),
-            ("ffn_down", s.n_ff, s.n_embd),
-        ];
-        for (name, cols, rows) in projs {
-            let w = projection(&mut rng, s, rows, cols);
-            let dims = [cols as u64, rows as u64];
-            g.tensor(&p(&format!("{name}.weight")), &dims, s.wty, w)
-                .unwrap();
-            if s.scale_tensors {
-                let sc = 0.5 + rng.below(1000) as f32 / 1000.0;
-                g.tensor_f32(&p(&format!("{name}.scale")), &[1], &[sc])
-                    .unwrap();
-            }
-        }
-        for (name, n) in [
-            ("attn_norm", s.n_embd),
-            ("attn_sub_norm", s.n_embd),
-            ("ffn_norm", s.n_embd),
-            ("ffn_sub_norm", s.n_ff),
-        ] {
-            g.tensor_f32(
-                &p(&format!("{name}.weight")),
-                &[n as u64],
-                &norm(&mut rng, n),
-            )
-            .unwrap();
-        }
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    let tmp = path.with_extension("tmp");
-    g.write(&tmp).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
