@@ -6,7 +6,7 @@
 pub mod synthetic;
 
 use crate::model::{Batch, Context, SeqSet};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Decodes `tokens` for sequence `seq` at positions `pos0..` in one batch, asking for the last
 /// token's logits only, or for every token's when `all_logits`.
@@ -27,6 +27,24 @@ pub fn decode(
         seqs: &seqs,
         want_logits: &want,
     })
+}
+
+/// Decodes `tokens` like [`decode`], with every token's logits, and returns them: one row per
+/// token.
+pub fn decode_rows(
+    ctx: &mut Context,
+    tokens: &[u32],
+    pos0: i32,
+    seq: usize,
+) -> Result<Vec<Vec<f32>>> {
+    decode(ctx, tokens, pos0, seq, true)?;
+    (0..tokens.len())
+        .map(|i| {
+            ctx.logits(i).map(<[f32]>::to_vec).ok_or_else(|| {
+                Error::bad_input(format!("the engine returned no logits for batch index {i}"))
+            })
+        })
+        .collect()
 }
 
 /// First index of the largest value (ties: the lowest index, like a greedy sampler that scans

@@ -19,7 +19,6 @@
 //! Without the reference, the comparisons are skipped with a message (a failure when
 //! BITNET_CROSSVAL_REQUIRE_REF=1, as in CI); what needs only our library still runs.
 
-#[allow(unused_imports)] // tests/common re-exports helpers this file does not use
 mod common;
 
 use std::io::Write;

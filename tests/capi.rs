@@ -2,7 +2,6 @@
 //! reference header, load/free, metadata, tokenization conventions, decode and logits against
 //! the Rust API, misuse (NULL, bad sizes, bad ids) returning the documented values, samplers.
 
-#[allow(unused_imports)] // tests/common re-exports helpers this file does not use
 mod common;
 
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -690,19 +689,7 @@ fn rust_logits(tokens: &[i32]) -> Vec<Vec<f32>> {
     let m = Arc::new(Model::load(model(F32_MODEL)).unwrap());
     let mut c = Context::new(m, ContextParams::new(256, 64)).unwrap();
     let toks: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
-    let pos: Vec<i32> = (0..toks.len() as i32).collect();
-    let seqs = vec![SeqSet::one(0); toks.len()];
-    let want = vec![true; toks.len()];
-    c.decode(&Batch {
-        tokens: &toks,
-        positions: &pos,
-        seqs: &seqs,
-        want_logits: &want,
-    })
-    .unwrap();
-    (0..toks.len())
-        .map(|i| c.logits(i).unwrap().to_vec())
-        .collect()
+    bitnet::fixture::decode_rows(&mut c, &toks, 0, 0).unwrap()
 }
 
 #[test]

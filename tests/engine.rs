@@ -310,19 +310,7 @@ fn bad_input_is_refused_and_the_context_stays_usable() {
 
 /// Decodes `tokens` for sequence `seq` from position `pos0`, returning each position's logits.
 fn run_seq(c: &mut Context, seq: usize, pos0: i32, tokens: &[u32]) -> Vec<Vec<f32>> {
-    let positions: Vec<i32> = (0..tokens.len() as i32).map(|i| pos0 + i).collect();
-    let seqs = vec![SeqSet::one(seq); tokens.len()];
-    let want = vec![true; tokens.len()];
-    c.decode(&Batch {
-        tokens,
-        positions: &positions,
-        seqs: &seqs,
-        want_logits: &want,
-    })
-    .unwrap();
-    (0..tokens.len())
-        .map(|i| c.logits(i).unwrap().to_vec())
-        .collect()
+    bitnet::fixture::decode_rows(c, tokens, pos0, seq).unwrap()
 }
 
 fn multi_ctx(m: &Arc<Model>, n_ctx: usize, n_seq_max: usize) -> Context {

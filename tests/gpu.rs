@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use bitnet::capi::*;
+use bitnet::fixture::{argmax, cosine};
 use bitnet::kernels::cuda::{self, CudaDevice, Device, OpenError};
 use bitnet::model::gpu::GpuModel;
-use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
+use bitnet::model::{Context, ContextParams, Model};
 use bitnet::quant::GgmlType;
 use gpu_models::Spec;
 
@@ -57,35 +58,12 @@ fn tmp() -> PathBuf {
 fn tiny_models() -> &'static Vec<(String, PathBuf, bool)> {
     static M: OnceLock<Vec<(String, PathBuf, bool)>> = OnceLock::new();
     M.get_or_init(|| {
-        let mut specs = vec![];
-        for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
-            specs.push((Spec::tiny("bitnet", ty), true));
-        }
-        for (arch, ty, uniform) in [
-            ("bitnet-b1.58", GgmlType::I2_S, true),
-            ("bitnet", GgmlType::I2_S, true),
-            ("bitnet", GgmlType::TQ2_0, false),
-            ("bitnet", GgmlType::TQ1_0, true),
-            ("bitnet-b1.58", GgmlType::TQ2_0, false),
-            ("bitnet-b1.58", GgmlType::TQ2_0, true),
-            ("bitnet-b1.58", GgmlType::F32, true),
-        ] {
-            let mut s = Spec::tiny(arch, ty);
-            s.uniform = uniform;
-            specs.push((s, false));
-        }
-        specs
+        gpu_models::write_tiny_set(&tmp())
             .into_iter()
-            .enumerate()
-            .map(|(i, (s, float))| {
-                let name = format!(
-                    "{}-{}{}",
-                    s.arch,
-                    s.wty.name().to_lowercase(),
-                    if s.uniform { "-uniform" } else { "" }
-                );
-                let path = tmp().join(format!("{name}.gguf"));
-                gpu_models::write(&path, &s, 1000 + i as u64);
+            .map(|(name, path, s)| {
+                // Float weights and float activations: the strict checks (same greedy tokens).
+                let float = s.arch == "bitnet"
+                    && matches!(s.wty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
                 (name, path, float)
             })
             .collect()
@@ -93,28 +71,7 @@ fn tiny_models() -> &'static Vec<(String, PathBuf, bool)> {
 }
 
 fn decode(c: &mut Context, tokens: &[u32], pos0: usize, all: bool) {
-    let n = tokens.len();
-    let positions: Vec<i32> = (pos0..pos0 + n).map(|p| p as i32).collect();
-    let seqs = vec![SeqSet::one(0); n];
-    let want: Vec<bool> = (0..n).map(|i| all || i + 1 == n).collect();
-    c.decode(&Batch {
-        tokens,
-        positions: &positions,
-        seqs: &seqs,
-        want_logits: &want,
-    })
-    .unwrap();
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
-    let na: f64 = a.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
-
-fn argmax(x: &[f32]) -> usize {
-    (0..x.len()).fold(0, |best, i| if x[i] > x[best] { i } else { best })
+    bitnet::fixture::decode(c, tokens, pos0 as i32, 0, all).unwrap();
 }
 
 const PROMPT: [u32; 8] = [1, 300, 301, 512, 7, 999, 42, 640];

@@ -22,7 +22,7 @@ use bitnet::kernels::{self, Activations, MatRef};
 use bitnet::model::gpu::{ternary_block_scales, ternary_pack, GpuModel};
 use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
 use bitnet::quant::{self, q8_k, GgmlType};
-use common::SplitMix64;
+use common::{argmax, cosine, SplitMix64};
 use cuda_emu::EmuDevice;
 
 fn up<T: Copy>(d: &dyn Device, v: &[T]) -> DevBuf {
@@ -631,21 +631,7 @@ fn attention_matches_the_cpu() {
 // Whole models on the emulated device.
 
 fn decode(c: &mut Context, tokens: &[u32], pos0: i32, seq: usize, all: bool) {
-    let n = tokens.len();
-    let positions: Vec<i32> = (0..n as i32).map(|i| pos0 + i).collect();
-    let seqs = vec![SeqSet::one(seq); n];
-    let want: Vec<bool> = (0..n).map(|i| all || i + 1 == n).collect();
-    c.decode(&Batch {
-        tokens,
-        positions: &positions,
-        seqs: &seqs,
-        want_logits: &want,
-    })
-    .unwrap();
-}
-
-fn argmax(x: &[f32]) -> usize {
-    common::argmax(x)
+    bitnet::fixture::decode(c, tokens, pos0, seq, all).unwrap();
 }
 
 /// Float-weight models: the same logits (cosine >= 0.99999 at every position, in practice
@@ -688,7 +674,7 @@ fn models_match_the_cpu() {
         let mut steps = 0;
         for i in 0..prompt.len() {
             let (a, b) = (cpu.logits(i).unwrap(), gpu.logits(i).unwrap());
-            worst = worst.min(common::cosine(a, b));
+            worst = worst.min(cosine(a, b));
             same += (argmax(a) == argmax(b)) as usize;
             steps += 1;
         }
@@ -704,7 +690,7 @@ fn models_match_the_cpu() {
             decode(&mut gpu, &[tg as u32], pos, 0, true);
             let (a, b) = (cpu.logits(0).unwrap(), gpu.logits(0).unwrap());
             if tc == tg {
-                worst = worst.min(common::cosine(a, b));
+                worst = worst.min(cosine(a, b));
             }
             same += (tc == tg) as usize;
             steps += 1;
@@ -756,7 +742,7 @@ fn sequences_and_state_follow_the_cpu() {
     let check = |a: &Context, b: &Context, what: &str| {
         for i in 0..a.n_entries() {
             if let (Some(x), Some(y)) = (a.logits(i), b.logits(i)) {
-                let c = common::cosine(x, y);
+                let c = cosine(x, y);
                 assert!(c >= 0.99999, "{what}: entry {i} cosine {c}");
             }
         }
@@ -812,23 +798,8 @@ fn sequences_and_state_follow_the_cpu() {
 fn generated_models_match_the_cpu_and_prefill_equals_decode() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gpu_emu_models");
     let dev: Arc<dyn Device> = EmuDevice::new();
-    let cases = [
-        ("bitnet", GgmlType::F32, false),
-        ("bitnet", GgmlType::F16, false),
-        ("bitnet", GgmlType::BF16, false),
-        ("bitnet-b1.58", GgmlType::I2_S, true),
-        ("bitnet", GgmlType::I2_S, true),
-        ("bitnet", GgmlType::TQ2_0, false),
-        ("bitnet", GgmlType::TQ1_0, true),
-        ("bitnet-b1.58", GgmlType::TQ2_0, false),
-        ("bitnet-b1.58", GgmlType::TQ2_0, true),
-        ("bitnet-b1.58", GgmlType::F32, true),
-    ];
-    for (i, (arch, ty, uniform)) in cases.into_iter().enumerate() {
-        let mut spec = gpu_models::Spec::tiny(arch, ty);
-        spec.uniform = uniform;
-        let path = dir.join(format!("{arch}-{}-{uniform}.gguf", ty.name()));
-        gpu_models::write(&path, &spec, 1000 + i as u64);
+    for (_, path, spec) in gpu_models::write_tiny_set(&dir) {
+        let (arch, ty, uniform) = (spec.arch, spec.wty, spec.uniform);
         let model = Arc::new(Model::load(&path).unwrap());
         let gm = Arc::new(GpuModel::upload(Arc::clone(&dev), Arc::clone(&model)).unwrap());
         let params = ContextParams::new(64, 32);
@@ -840,7 +811,7 @@ fn generated_models_match_the_cpu_and_prefill_equals_decode() {
         let mut identical = 0;
         for t in 0..toks.len() {
             let (a, b) = (cpu.logits(t).unwrap(), gpu.logits(t).unwrap());
-            let c = common::cosine(a, b);
+            let c = cosine(a, b);
             assert!(c >= 0.99999, "{arch} {ty}: position {t} cosine {c}");
             identical += (a == b) as usize;
         }

@@ -1,7 +1,6 @@
 //! The GBNF grammar sampler (src/sampling/grammar.rs) on small hand-made vocabularies and on
 //! the reference's own grammars (grammars/*.gbnf read from the sdist at test time).
 
-#[allow(unused_imports)] // tests/common re-exports helpers this file does not use
 mod common;
 
 use bitnet::sampling::grammar::{self, GrammarSampler, GrammarVocab};

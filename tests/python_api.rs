@@ -15,7 +15,6 @@
 //! Skipped with a message when the reference is not built (a failure under
 //! BITNET_CROSSVAL_REQUIRE_REF=1, as in CI).
 
-#[allow(unused_imports)] // tests/common re-exports helpers this file does not use
 mod common;
 
 use std::path::PathBuf;

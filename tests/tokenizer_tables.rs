@@ -5,7 +5,6 @@
 //! `BITNET_REGEN_UNICODE_TABLES=1 cargo test --test tokenizer_tables` rewrites
 //! `src/tokenizer/unicode_tables.rs` from that file (then rebuild and rerun to check).
 
-#[allow(unused_imports)] // common re-exports helpers this test does not use
 mod common;
 
 use std::fmt::Write as _;

@@ -4,7 +4,6 @@
 //! input). Same call as llama.cpp's tests/test-tokenizer-0.cpp: no BOS/EOS, no special-token
 //! parsing. Nothing from the sdist is copied into the repository; it is read at test time.
 
-#[allow(unused_imports)] // common re-exports helpers this test does not use
 mod common;
 
 use std::collections::BTreeMap;

@@ -21,36 +21,7 @@ impl PositionMetrics {
     }
 }
 
-/// First index of the largest value (ties: the lowest index, like a greedy sampler that scans
-/// in order and keeps strict improvements). NaN never wins.
-pub fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    let mut best_v = f32::NEG_INFINITY;
-    for (i, &v) in row.iter().enumerate() {
-        if v > best_v {
-            best = i;
-            best_v = v;
-        }
-    }
-    best
-}
-
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64, y as f64);
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 && nb == 0.0 {
-        return 1.0;
-    }
-    if na == 0.0 || nb == 0.0 {
-        return 0.0;
-    }
-    dot / (na.sqrt() * nb.sqrt())
-}
+pub use bitnet::fixture::{argmax, cosine};
 
 /// log-softmax in f64.
 fn log_softmax(row: &[f32]) -> Vec<f64> {
@@ -210,10 +181,5 @@ mod tests {
         assert!(s.worst_cosine.is_nan());
         assert_eq!(s.worst_cosine_pos, 1);
         assert!(s.mean_kl.is_infinite());
-    }
-
-    #[test]
-    fn argmax_first_of_ties() {
-        assert_eq!(argmax(&[1.0, 3.0, 3.0, f32::NAN]), 1);
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
+use bitnet::model::{Context, ContextParams, Model};
 
 use crate::metrics::argmax;
 use crate::reference::{RefContext, RefModel};
@@ -117,22 +117,12 @@ impl Evaluator for Ours {
         Ok(())
     }
     fn eval(&mut self, tokens: &[u32], pos0: usize) -> Result<Vec<Vec<f32>>> {
-        let positions: Vec<i32> = (0..tokens.len()).map(|i| (pos0 + i) as i32).collect();
-        let want = vec![true; tokens.len()];
-        let seqs = vec![SeqSet::one(0); tokens.len()];
-        self.ctx.decode(&Batch {
+        Ok(bitnet::fixture::decode_rows(
+            &mut self.ctx,
             tokens,
-            positions: &positions,
-            seqs: &seqs,
-            want_logits: &want,
-        })?;
-        (0..tokens.len())
-            .map(|i| {
-                self.ctx.logits(i).map(<[f32]>::to_vec).ok_or_else(|| {
-                    format!("our engine returned no logits for batch index {i}").into()
-                })
-            })
-            .collect()
+            pos0 as i32,
+            0,
+        )?)
     }
 }
 

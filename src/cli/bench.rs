@@ -7,9 +7,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bitnet::fixture;
 use bitnet::kernels::isa::best_isa;
 use bitnet::model::weights::{HeadType, LoadOptions};
-use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
+use bitnet::model::{Context, ContextParams, Model};
 use bitnet::rng::SplitMix64;
 use bitnet::{Error, Result};
 
@@ -134,16 +135,7 @@ fn random_tokens(rng: &mut SplitMix64, n: usize, n_vocab: usize) -> Vec<u32> {
 
 /// Decodes `tokens` from position `pos0` in one batch; logits for the last only, or for all.
 fn decode(ctx: &mut Context, tokens: &[u32], pos0: usize, all_logits: bool) -> Result<()> {
-    let n = tokens.len();
-    let positions: Vec<i32> = (pos0..pos0 + n).map(|p| p as i32).collect();
-    let seqs = vec![SeqSet::one(0); n];
-    let want: Vec<bool> = (0..n).map(|i| all_logits || i + 1 == n).collect();
-    ctx.decode(&Batch {
-        tokens,
-        positions: &positions,
-        seqs: &seqs,
-        want_logits: &want,
-    })
+    fixture::decode(ctx, tokens, pos0 as i32, 0, all_logits)
 }
 
 /// Reads `path` through once (8 MiB at a time, the bytes dropped) so that its pages are in the
@@ -406,17 +398,8 @@ fn head_agreement(a: &Args, model: &Arc<Model>, rng: &mut SplitMix64) -> Result<
         decode(&mut c8, std::slice::from_ref(tok), i, true)?;
         decode(&mut c16, std::slice::from_ref(tok), i, true)?;
         let (x, y) = (c8.logits(0).unwrap_or(&[]), c16.logits(0).unwrap_or(&[]));
-        let dot: f64 = x.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum();
-        let nx: f64 = x.iter().map(|&a| a as f64 * a as f64).sum();
-        let ny: f64 = y.iter().map(|&a| a as f64 * a as f64).sum();
-        cos_sum += dot / (nx.sqrt() * ny.sqrt()).max(f64::MIN_POSITIVE);
-        let argmax = |v: &[f32]| {
-            v.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, _)| i)
-        };
-        agree += (argmax(x) == argmax(y)) as usize;
+        cos_sum += fixture::cosine(x, y);
+        agree += (fixture::argmax(x) == fixture::argmax(y)) as usize;
     }
     Ok((cos_sum / n as f64, agree as f64 / n as f64))
 }

@@ -1,7 +1,8 @@
 //! Shared by the integration tests: the generated fixture models (made once per machine by
 //! tests/models/prepare.sh, cached outside the repo), the `bitnet` binary and the gguf-py oracle.
 
-#![allow(dead_code)]
+// Each test binary uses a part of this module (functions and re-exports alike).
+#![allow(dead_code, unused_imports)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -108,30 +109,11 @@ pub fn scratch(name: &str) -> PathBuf {
 
 pub use bitnet::rng::SplitMix64;
 
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
-    let na: f64 = a.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
-
-/// Index of the largest value (the first of equals), as greedy sampling picks it.
-pub fn argmax(x: &[f32]) -> usize {
-    (0..x.len()).fold(0, |best, i| if x[i] > x[best] { i } else { best })
-}
+pub use bitnet::fixture::{argmax, cosine};
 
 /// Decodes `tokens` at positions 0.. in one batch, asking for every position's logits.
 pub fn prefill(c: &mut bitnet::model::Context, tokens: &[u32]) {
-    let positions: Vec<i32> = (0..tokens.len() as i32).collect();
-    let want = vec![true; tokens.len()];
-    let seqs = vec![bitnet::model::SeqSet::one(0); tokens.len()];
-    let batch = bitnet::model::Batch {
-        tokens,
-        positions: &positions,
-        seqs: &seqs,
-        want_logits: &want,
-    };
-    c.decode(&batch).unwrap();
+    bitnet::fixture::decode(c, tokens, 0, 0, true).unwrap();
 }
 
 /// A vocabulary of llama.cpp's tokenizer tests: `models/ggml-vocab-NAME.gguf` in the sdist

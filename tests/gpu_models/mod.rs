@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bitnet::fixture::synthetic::{self, Projection, Shape, Vocab};
 use bitnet::quant::float::{f32_to_bf16, f32_to_f16};
@@ -69,6 +69,40 @@ impl Spec {
             rope_theta: 500000.0,
         }
     }
+}
+
+/// The small models both GPU suites check: every weight type, both architectures, per-row and
+/// uniform scales. Written into `dir` (each with seed 1000 + its index) as `NAME.gguf`; returns
+/// (NAME, path, spec).
+pub fn write_tiny_set(dir: &Path) -> Vec<(String, PathBuf, Spec)> {
+    let cases = [
+        ("bitnet", GgmlType::F32, false),
+        ("bitnet", GgmlType::F16, false),
+        ("bitnet", GgmlType::BF16, false),
+        ("bitnet-b1.58", GgmlType::I2_S, true),
+        ("bitnet", GgmlType::I2_S, true),
+        ("bitnet", GgmlType::TQ2_0, false),
+        ("bitnet", GgmlType::TQ1_0, true),
+        ("bitnet-b1.58", GgmlType::TQ2_0, false),
+        ("bitnet-b1.58", GgmlType::TQ2_0, true),
+        ("bitnet-b1.58", GgmlType::F32, true),
+    ];
+    cases
+        .into_iter()
+        .enumerate()
+        .map(|(i, (arch, ty, uniform))| {
+            let mut s = Spec::tiny(arch, ty);
+            s.uniform = uniform;
+            let name = format!(
+                "{arch}-{}{}",
+                ty.name().to_lowercase(),
+                if uniform { "-uniform" } else { "" }
+            );
+            let path = dir.join(format!("{name}.gguf"));
+            write(&path, &s, 1000 + i as u64);
+            (name, path, s)
+        })
+        .collect()
 }
 
 /// The 81 bytes whose four 2-bit fields are all valid ternary codes (0..=2).
