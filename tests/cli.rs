@@ -4,15 +4,15 @@
 //! its KV cache across turns, `verify` passes good files and fails a damaged one, bad flags give
 //! one error line.
 
-#[allow(unused_imports)]
 mod common;
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use bitnet::gguf::MappedFile;
-use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
+use bitnet::model::{Context, ContextParams, Model};
 use bitnet::tokenizer::Tokenizer;
 use common::*;
 
@@ -39,17 +39,19 @@ fn engine_greedy_text(name: &str, n: usize) -> (Vec<u8>, usize) {
         }
         text.extend(tokenizer.token_to_piece(next, 0, false).unwrap());
         n_made += 1;
-        c.decode(&Batch {
-            tokens: &[next],
-            positions: &[pos],
-            seqs: &[SeqSet::one(0)],
-            want_logits: &[true],
-        })
-        .unwrap();
+        bitnet::fixture::decode(&mut c, &[next], pos, 0, true).unwrap();
         last_row = 0;
         pos += 1;
     }
     (text, n_made)
+}
+
+/// `bitnet run -m PATH -p PROMPT -n N` with `extra` options.
+fn run_prompt(path: &Path, n: usize, extra: &[&str]) -> Output {
+    let n = n.to_string();
+    let mut args = vec!["run", "-m", path.to_str().unwrap(), "-p", PROMPT, "-n", &n];
+    args.extend_from_slice(extra);
+    bitnet(&args)
 }
 
 fn stderr(out: &Output) -> String {
@@ -77,21 +79,11 @@ fn greedy_run_prints_what_the_engine_makes() {
         "bitnet-spm-tq2_0.gguf",
         "bitnet-b1.58-i2_s.gguf",
     ] {
-        let path = model(name);
-        let out = bitnet(&[
-            "run",
-            "-m",
-            path.to_str().unwrap(),
-            "-p",
-            PROMPT,
-            "-n",
-            "12",
-            "--temp",
-            "0",
-            "-c",
-            "64",
-            "--no-display-prompt",
-        ]);
+        let out = run_prompt(
+            &model(name),
+            12,
+            &["--temp", "0", "-c", "64", "--no-display-prompt"],
+        );
         assert_ok(name, &out);
         let (expected, n_made) = engine_greedy_text(name, 12);
         let mut want = expected.clone();
@@ -113,19 +105,7 @@ fn greedy_run_prints_what_the_engine_makes() {
 fn run_respects_n_and_reports_speed() {
     let path = model("bitnet-spm-tq1_0.gguf");
     for n in [0usize, 1, 5] {
-        let out = bitnet(&[
-            "run",
-            "-m",
-            path.to_str().unwrap(),
-            "-p",
-            PROMPT,
-            "-n",
-            &n.to_string(),
-            "--temp",
-            "0.7",
-            "--seed",
-            "42",
-        ]);
+        let out = run_prompt(&path, n, &["--temp", "0.7", "--seed", "42"]);
         let stdout = assert_ok("run", &out);
         assert!(
             stdout.starts_with(PROMPT),
@@ -144,31 +124,11 @@ fn run_respects_n_and_reports_speed() {
         assert!(err.contains(" ms, "), "{err}");
     }
     // A fixed seed gives the same sampled text twice; the sampling flags change it.
-    let args = |seed: &'static str| {
-        vec![
-            "run".to_string(),
-            "-m".into(),
-            path.to_str().unwrap().into(),
-            "-p".into(),
-            PROMPT.into(),
-            "-n".into(),
-            "16".into(),
-            "--temp".into(),
-            "1.5".into(),
-            "--top-k".into(),
-            "1000".into(),
-            "--top-p".into(),
-            "1".into(),
-            "--min-p".into(),
-            "0".into(),
-            "-s".into(),
-            seed.into(),
-        ]
-    };
     let run = |seed| {
-        let a = args(seed);
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        let out = bitnet(&a);
+        let sampling = [
+            "--temp", "1.5", "--top-k", "1000", "--top-p", "1", "--min-p", "0", "-s", seed,
+        ];
+        let out = run_prompt(&path, 16, &sampling);
         assert_ok("run", &out);
         out.stdout
     };
