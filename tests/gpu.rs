@@ -62,7 +62,7 @@ fn tiny_models() -> &'static Vec<(String, PathBuf, bool)> {
             .into_iter()
             .map(|(name, path, s)| {
                 // Float weights and float activations: the strict checks (same greedy tokens).
-                let float = s.arch == "bitnet"
+                let float = s.shape.arch == "bitnet"
                     && matches!(s.wty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
                 (name, path, float)
             })

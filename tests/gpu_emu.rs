@@ -799,7 +799,7 @@ fn generated_models_match_the_cpu_and_prefill_equals_decode() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gpu_emu_models");
     let dev: Arc<dyn Device> = EmuDevice::new();
     for (_, path, spec) in gpu_models::write_tiny_set(&dir) {
-        let (arch, ty, uniform) = (spec.arch, spec.wty, spec.uniform);
+        let (arch, ty, uniform) = (spec.shape.arch, spec.wty, spec.uniform);
         let model = Arc::new(Model::load(&path).unwrap());
         let gm = Arc::new(GpuModel::upload(Arc::clone(&dev), Arc::clone(&model)).unwrap());
         let params = ContextParams::new(64, 32);

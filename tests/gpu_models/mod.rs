@@ -14,40 +14,40 @@ use bitnet::rng::SplitMix64;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Spec {
-    pub arch: &'static str,
+    /// Architecture and hyperparameters.
+    pub shape: Shape,
     pub wty: GgmlType,
     /// `blk.N.<proj>.scale` tensors (upstream `bitnet` files).
     pub scale_tensors: bool,
     /// One scale for all rows of a TQ matrix (else a scale per row).
     pub uniform: bool,
-    pub n_embd: usize,
-    pub n_ff: usize,
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub n_head_kv: usize,
-    pub n_vocab: usize,
     /// Write a tokenizer (else only `vocab_size`).
     pub vocab: bool,
-    pub rope_theta: f32,
 }
+
+const NAME: &str = "bitnet-rs GPU test model";
 
 impl Spec {
     /// A small model: 2 layers, 256 / 768 (three 256-blocks, an odd count), GQA 4 / 2 heads of
     /// 64, 1000 tokens (not a multiple of the kernels' row tiles).
     pub fn tiny(arch: &'static str, wty: GgmlType) -> Spec {
         Spec {
-            arch,
+            shape: Shape {
+                arch,
+                name: NAME,
+                context_length: 4096,
+                n_embd: 256,
+                n_ff: 768,
+                n_layer: 2,
+                n_head: 4,
+                n_head_kv: 2,
+                n_vocab: 1000,
+                rope_theta: 10000.0,
+            },
             wty,
             scale_tensors: arch == "bitnet",
             uniform: false,
-            n_embd: 256,
-            n_ff: 768,
-            n_layer: 2,
-            n_head: 4,
-            n_head_kv: 2,
-            n_vocab: 1000,
             vocab: true,
-            rope_theta: 10000.0,
         }
     }
 
@@ -55,18 +55,22 @@ impl Spec {
     /// 128256 tokens, F16 tied embedding), without a tokenizer.
     pub fn b2b4t(arch: &'static str, wty: GgmlType) -> Spec {
         Spec {
-            arch,
+            shape: Shape {
+                arch,
+                name: NAME,
+                context_length: 4096,
+                n_embd: 2560,
+                n_ff: 6912,
+                n_layer: 30,
+                n_head: 20,
+                n_head_kv: 5,
+                n_vocab: 128256,
+                rope_theta: 500000.0,
+            },
             wty,
             scale_tensors: false,
             uniform: false,
-            n_embd: 2560,
-            n_ff: 6912,
-            n_layer: 30,
-            n_head: 20,
-            n_head_kv: 5,
-            n_vocab: 128256,
             vocab: false,
-            rope_theta: 500000.0,
         }
     }
 }
@@ -171,24 +175,13 @@ fn projection(rng: &mut SplitMix64, spec: &Spec, rows: usize, cols: usize) -> Ve
 /// Writes the model to `path`.
 pub fn write(path: &Path, spec: &Spec, seed: u64) {
     let s = spec;
-    let shape = Shape {
-        arch: s.arch,
-        name: "bitnet-rs GPU test model",
-        context_length: 4096,
-        n_embd: s.n_embd,
-        n_ff: s.n_ff,
-        n_layer: s.n_layer,
-        n_head: s.n_head,
-        n_head_kv: s.n_head_kv,
-        n_vocab: s.n_vocab,
-        rope_theta: s.rope_theta,
-    };
+    let n_vocab = s.shape.n_vocab;
     let vocab = s.vocab.then(|| {
         let mut pieces: Vec<(String, i32)> =
             vec![("<unk>".into(), 2), ("<s>".into(), 3), ("</s>".into(), 3)];
         pieces.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>"), 6)));
         let mut i = 0;
-        while pieces.len() < s.n_vocab {
+        while pieces.len() < n_vocab {
             pieces.push((format!("\u{2581}w{i}"), 1));
             i += 1;
         }
@@ -204,7 +197,7 @@ pub fn write(path: &Path, spec: &Spec, seed: u64) {
         }
     });
     let embedding = |rng: &mut SplitMix64| {
-        (0..s.n_vocab * s.n_embd)
+        (0..n_vocab * s.shape.n_embd)
             .flat_map(|_| f32_to_f16((rng.unit() - 0.5) * 0.2).to_le_bytes())
             .collect()
     };
@@ -217,7 +210,7 @@ pub fn write(path: &Path, spec: &Spec, seed: u64) {
     };
     synthetic::write(
         path,
-        &shape,
+        &s.shape,
         vocab.as_ref(),
         &mut SplitMix64(seed),
         embedding,
