@@ -373,6 +373,23 @@ macro_rules! s {
     };
 }
 
+/// The plain tagged formats: every message as `open role sep content close`, then `generation`
+/// when the assistant's turn is asked for.
+fn tagged(
+    out: &mut Out,
+    msgs: &[(&[u8], &[u8])],
+    add_ass: bool,
+    [open, sep, close]: [&str; 3],
+    generation: &str,
+) {
+    for &(role, content) in msgs {
+        out.put(&[s!(open), role, s!(sep), content, s!(close)]);
+    }
+    if add_ass {
+        out.put(&[s!(generation)]);
+    }
+}
+
 /// Renders the messages in one format: one function per family below.
 pub fn format(t: Template, msgs: &[(&[u8], &[u8])], add_ass: bool) -> Vec<u8> {
     use Template::*;
@@ -429,18 +446,13 @@ pub fn format(t: Template, msgs: &[(&[u8], &[u8])], add_ass: bool) -> Vec<u8> {
 
 /// [`Template::Chatml`].
 fn chatml(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
-    for &(role, content) in msgs {
-        out.put(&[
-            s!("<|im_start|>"),
-            role,
-            s!("\n"),
-            content,
-            s!("<|im_end|>\n"),
-        ]);
-    }
-    if add_ass {
-        out.put(&[s!("<|im_start|>assistant\n")]);
-    }
+    tagged(
+        out,
+        msgs,
+        add_ass,
+        ["<|im_start|>", "\n", "<|im_end|>\n"],
+        "<|im_start|>assistant\n",
+    );
 }
 
 /// [`Template::MistralV7`], [`Template::MistralV7Tekken`].
@@ -524,48 +536,40 @@ fn llama2(t: Template, out: &mut Out, msgs: &[(&[u8], &[u8])]) {
 
 /// [`Template::Phi3`].
 fn phi3(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
-    for &(role, content) in msgs {
-        out.put(&[s!("<|"), role, s!("|>\n"), content, s!("<|end|>\n")]);
-    }
-    if add_ass {
-        out.put(&[s!("<|assistant|>\n")]);
-    }
+    tagged(
+        out,
+        msgs,
+        add_ass,
+        ["<|", "|>\n", "<|end|>\n"],
+        "<|assistant|>\n",
+    );
 }
 
 /// [`Template::Phi4`].
 fn phi4(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
-    for &(role, content) in msgs {
-        out.put(&[
-            s!("<|im_start|>"),
-            role,
-            s!("<|im_sep|>"),
-            content,
-            s!("<|im_end|>"),
-        ]);
-    }
-    if add_ass {
-        out.put(&[s!("<|im_start|>assistant<|im_sep|>")]);
-    }
+    tagged(
+        out,
+        msgs,
+        add_ass,
+        ["<|im_start|>", "<|im_sep|>", "<|im_end|>"],
+        "<|im_start|>assistant<|im_sep|>",
+    );
 }
 
 /// [`Template::Falcon3`].
 fn falcon3(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
-    for &(role, content) in msgs {
-        out.put(&[s!("<|"), role, s!("|>\n"), content, s!("\n")]);
-    }
-    if add_ass {
-        out.put(&[s!("<|assistant|>\n")]);
-    }
+    tagged(out, msgs, add_ass, ["<|", "|>\n", "\n"], "<|assistant|>\n");
 }
 
 /// [`Template::Zephyr`].
 fn zephyr(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
-    for &(role, content) in msgs {
-        out.put(&[s!("<|"), role, s!("|>\n"), content, s!("<|endoftext|>\n")]);
-    }
-    if add_ass {
-        out.put(&[s!("<|assistant|>\n")]);
-    }
+    tagged(
+        out,
+        msgs,
+        add_ass,
+        ["<|", "|>\n", "<|endoftext|>\n"],
+        "<|assistant|>\n",
+    );
 }
 
 /// [`Template::Monarch`].
@@ -899,18 +903,13 @@ fn gigachat(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
 
 /// [`Template::Megrez`].
 fn megrez(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
-    for &(role, content) in msgs {
-        out.put(&[
-            s!("<|role_start|>"),
-            role,
-            s!("<|role_end|>"),
-            content,
-            s!("<|turn_end|>"),
-        ]);
-    }
-    if add_ass {
-        out.put(&[s!("<|role_start|>assistant<|role_end|>")]);
-    }
+    tagged(
+        out,
+        msgs,
+        add_ass,
+        ["<|role_start|>", "<|role_end|>", "<|turn_end|>"],
+        "<|role_start|>assistant<|role_end|>",
+    );
 }
 
 /// [`Template::Yandex`].
@@ -1128,18 +1127,13 @@ fn pangu_embed(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
 
 /// [`Template::SolarOpen`].
 fn solar_open(out: &mut Out, msgs: &[(&[u8], &[u8])], add_ass: bool) {
-    for &(role, content) in msgs {
-        out.put(&[
-            s!("<|begin|>"),
-            role,
-            s!("<|content|>"),
-            content,
-            s!("<|end|>"),
-        ]);
-    }
-    if add_ass {
-        out.put(&[s!("<|begin|>assistant")]);
-    }
+    tagged(
+        out,
+        msgs,
+        add_ass,
+        ["<|begin|>", "<|content|>", "<|end|>"],
+        "<|begin|>assistant",
+    );
 }
 
 /// [`Template::Bitnet`].
