@@ -1,7 +1,7 @@
 //! Generates run-time-loading bindings for the C++ reference (llama.cpp as built by
 //! `cpp_ref/build.sh`): bindgen over `llama.h` and `ggml-cpu.h`, with `dynamic_library_name`, so
 //! nothing links against `libllama` at build time. The reference is loaded with `dlopen` when
-//! crossval runs (see `src/reference/loader.rs`).
+//! crossval runs (`src/reference/loader.rs`, through the engine's `bitnet::cpp_ref`).
 //!
 //! `cpp_ref/build.sh` is idempotent (about 0.1 s when the reference is up to date), so it is run
 //! every time this script runs: it builds the reference on the first run (about 10 minutes on
@@ -35,6 +35,8 @@ fn main() {
         "cargo:rerun-if-changed={}",
         repo.join("cpp_ref/fetch_sdist.sh").display()
     );
+    // Where the reference lives (bitnet::cpp_ref::dist_dir's rule) is build.sh's to work out: a
+    // build script cannot call the library, so it only reruns when those variables change.
     for var in [
         "BITNET_CPP_REF_DIR",
         "BITNET_CACHE_DIR",
