@@ -40,6 +40,17 @@ pub fn tiny_models_dir() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("BITNET_MODELS_DIR") {
         return Ok(PathBuf::from(d));
     }
+    prepared("models")
+}
+
+/// The llama.cpp tree of the pinned llama-cpp-python sdist (its `models/ggml-vocab-*.gguf`,
+/// grammars, ...), unpacked by `tests/models/prepare.sh`.
+pub fn sdist_llama_cpp() -> Result<PathBuf> {
+    Ok(prepared("sdist")?.join("vendor/llama.cpp"))
+}
+
+/// Runs `tests/models/prepare.sh` (idempotent, locked) and returns its `NAME=` line's path.
+fn prepared(name: &str) -> Result<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/models/prepare.sh");
     let out = Command::new("bash")
         .arg(&script)
@@ -51,9 +62,9 @@ pub fn tiny_models_dir() -> Result<PathBuf> {
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find_map(|l| l.strip_prefix("models="))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
         .map(PathBuf::from)
-        .ok_or_else(|| format!("{} printed no models= line", script.display()).into())
+        .ok_or_else(|| format!("{} printed no {name}= line", script.display()).into())
 }
 
 /// The `bitnet-*.gguf` files of a directory, sorted.

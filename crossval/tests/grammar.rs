@@ -9,7 +9,7 @@
 mod common;
 
 use std::ffi::CString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bitnet::gguf::MappedFile;
@@ -18,25 +18,6 @@ use bitnet::sampling::grammar::{self, GrammarVocab};
 use bitnet::sampling::{Candidates, Sampler, TokenData};
 use bitnet::tokenizer::Tokenizer;
 use crossval::reference::{ffi, load_library, RefLib};
-
-fn sdist() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/models/prepare.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let sdist = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("sdist="))
-        .unwrap();
-    PathBuf::from(sdist).join("vendor/llama.cpp")
-}
 
 /// One of the sdist's vocabularies on both sides: our tokenizer and grammar pieces, and the
 /// reference's vocab-only model (`model`, to free once) and its vocab.
@@ -174,7 +155,7 @@ fn grammar_sampler_matches_the_reference() {
     }
     let lib = load_library().expect("load the reference");
     let api = &lib.api;
-    let root = sdist();
+    let root = common::llama_cpp_dir();
     let mut files: Vec<(String, String)> = [
         "json.gbnf",
         "json_arr.gbnf",
@@ -319,7 +300,7 @@ fn bad_grammars_are_refused_by_both() {
     }
     let lib = load_library().expect("load the reference");
     let api = &lib.api;
-    let path = sdist().join("models/ggml-vocab-llama-spm.gguf");
+    let path = common::llama_cpp_dir().join("models/ggml-vocab-llama-spm.gguf");
     let BothVocabs {
         gv, model, vocab, ..
     } = both_vocabs(lib, &path);
@@ -356,7 +337,7 @@ fn lazy_grammar_matches_the_reference() {
     }
     let lib = load_library().expect("load the reference");
     let api = &lib.api;
-    let root = sdist();
+    let root = common::llama_cpp_dir();
     let json = std::fs::read_to_string(root.join("grammars/json.gbnf")).unwrap();
     let mut times = [Duration::ZERO; 2];
     let mut constrained_steps = 0;

@@ -8,7 +8,6 @@
 mod common;
 
 use std::ffi::{CStr, CString};
-use std::path::{Path, PathBuf};
 
 use bitnet::gguf::MappedFile;
 use bitnet::rng::SplitMix64;
@@ -462,25 +461,6 @@ fn penalties_match_the_reference() {
     }
 }
 
-fn sdist_models() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/models/prepare.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let sdist = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("sdist="))
-        .unwrap();
-    PathBuf::from(sdist).join("vendor/llama.cpp/models")
-}
-
 /// DRY with string sequence breakers, turned into token sequences through the vocabulary on
 /// both sides (our tokenizer vs the reference's), then the same history and candidates.
 #[test]
@@ -489,7 +469,9 @@ fn dry_matches_the_reference() {
     let api = &lib.api;
     let mut dry_penalised = 0;
     for vocab_name in ["gpt-2", "llama-spm"] {
-        let path = sdist_models().join(format!("ggml-vocab-{vocab_name}.gguf"));
+        let path = common::llama_cpp_dir()
+            .join("models")
+            .join(format!("ggml-vocab-{vocab_name}.gguf"));
         let file = MappedFile::open(&path).unwrap();
         let tok = Tokenizer::from_gguf(&file.gguf().unwrap()).unwrap();
         let cpath = CString::new(path.to_str().unwrap()).unwrap();

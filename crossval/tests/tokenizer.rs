@@ -6,31 +6,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bitnet::gguf::MappedFile;
 use bitnet::rng::SplitMix64;
 use bitnet::tokenizer::Tokenizer;
 use crossval::reference::RefModel;
-
-fn sdist_models() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/models/prepare.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let sdist = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("sdist="))
-        .unwrap();
-    PathBuf::from(sdist).join("vendor/llama.cpp/models")
-}
 
 /// Pieces random strings are built from: several scripts, emoji, digits, whitespace runs,
 /// control characters, contractions and text that looks like special tokens.
@@ -158,7 +139,7 @@ fn tokenizers_agree_with_the_reference() {
     if !common::reference_available() {
         return;
     }
-    let dir = sdist_models();
+    let dir = common::llama_cpp_dir().join("models");
     for vocab in [
         "llama-spm",
         "llama-bpe",
@@ -179,7 +160,9 @@ fn missing_pre_tokenizer_agrees_with_the_reference() {
     if !common::reference_available() {
         return;
     }
-    let src = sdist_models().join("ggml-vocab-llama-bpe.gguf");
+    let src = common::llama_cpp_dir()
+        .join("models")
+        .join("ggml-vocab-llama-bpe.gguf");
     let mut bytes = std::fs::read(&src).unwrap();
     let key = b"tokenizer.ggml.pre";
     let at = bytes

@@ -32,3 +32,12 @@ pub fn models_dir() -> PathBuf {
     })
     .clone()
 }
+
+/// The llama.cpp tree of the pinned sdist (tests/models/prepare.sh, run once per test binary).
+pub fn llama_cpp_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        crossval::suite::sdist_llama_cpp().expect("tests/models/prepare.sh (the pinned sdist)")
+    })
+    .clone()
+}
