@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bitnet::model::{Context, ContextParams, Model};
 
 use crate::metrics::argmax;
-use crate::reference::{RefContext, RefModel};
+use crate::reference::RefContext;
 use crate::Result;
 
 /// Something that decodes tokens of one sequence into logits.
@@ -124,9 +124,4 @@ impl Evaluator for Ours {
             0,
         )?)
     }
-}
-
-/// Loads a reference model (n_gpu_layers 0).
-pub fn load_ref(path: &Path) -> Result<RefModel> {
-    RefModel::load(path)
 }
