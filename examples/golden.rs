@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use bitnet::fixture;
 use bitnet::model::weights::{HeadType, LoadOptions};
 use bitnet::model::{Batch, Context, ContextParams, Model, Pooling, SeqSet};
 
@@ -37,22 +38,12 @@ impl Fnv {
 }
 
 fn argmax(x: &[f32]) -> u32 {
-    (0..x.len()).fold(0, |best, i| if x[i] > x[best] { i } else { best }) as u32
+    fixture::argmax(x) as u32
 }
 
-/// Decodes `tokens` at positions pos0.. of sequence set `seq`, logits for all or the last.
-fn decode(c: &mut Context, tokens: &[u32], pos0: usize, seq: SeqSet, all: bool) {
-    let n = tokens.len();
-    let positions: Vec<i32> = (pos0..pos0 + n).map(|p| p as i32).collect();
-    let seqs = vec![seq; n];
-    let want: Vec<bool> = (0..n).map(|i| all || i + 1 == n).collect();
-    c.decode(&Batch {
-        tokens,
-        positions: &positions,
-        seqs: &seqs,
-        want_logits: &want,
-    })
-    .expect("decode");
+/// Decodes `tokens` at positions pos0.. of sequence `seq`, logits for all or the last.
+fn decode(c: &mut Context, tokens: &[u32], pos0: usize, seq: usize, all: bool) {
+    fixture::decode(c, tokens, pos0 as i32, seq, all).expect("decode");
 }
 
 /// `n` token ids spread over the vocabulary, from a fixed formula.
@@ -87,7 +78,7 @@ fn run(path: &str, head: HeadType, tag: &str) {
     params.n_threads = 2;
     let mut c = Context::new(Arc::clone(&model), params).expect("context");
     let prompt = tokens(24, n_vocab, 1);
-    decode(&mut c, &prompt, 0, SeqSet::one(0), true);
+    decode(&mut c, &prompt, 0, 0, true);
     let mut h = Fnv::new();
     h.floats(c.all_logits());
     line("prompt", &h);
@@ -96,7 +87,7 @@ fn run(path: &str, head: HeadType, tag: &str) {
     let mut toks = Vec::new();
     for i in 0..32 {
         toks.push(next);
-        decode(&mut c, &[next], prompt.len() + i, SeqSet::one(0), true);
+        decode(&mut c, &[next], prompt.len() + i, 0, true);
         let l = c.logits(0).unwrap();
         steps.floats(l);
         next = argmax(l);
@@ -140,7 +131,7 @@ fn run(path: &str, head: HeadType, tag: &str) {
     p2.n_seq_max = 2;
     p2.n_threads = 2;
     let mut c2 = Context::new(Arc::clone(&model), p2).expect("context");
-    decode(&mut c2, &prompt[..10], 0, SeqSet::one(0), false);
+    decode(&mut c2, &prompt[..10], 0, 0, false);
     c2.seq_cp(0, 1, -1, -1);
     let (a, b) = (tokens(5, n_vocab, 3), tokens(5, n_vocab, 4));
     let mut all = a.clone();
@@ -158,7 +149,7 @@ fn run(path: &str, head: HeadType, tag: &str) {
     h.floats(c2.all_logits());
     line("two_seqs", &h);
     c2.seq_add(1, -1, -1, 3);
-    decode(&mut c2, &[5], 18, SeqSet::one(1), true);
+    decode(&mut c2, &[5], 18, 1, true);
     let mut h = Fnv::new();
     h.floats(c2.all_logits());
     line("seq_add", &h);
@@ -169,7 +160,7 @@ fn run(path: &str, head: HeadType, tag: &str) {
     pe.pooling = Pooling::Mean;
     pe.n_threads = 2;
     let mut ce = Context::new(Arc::clone(&model), pe).expect("context");
-    decode(&mut ce, &prompt[..12], 0, SeqSet::one(0), true);
+    decode(&mut ce, &prompt[..12], 0, 0, true);
     let mut h = Fnv::new();
     h.floats(ce.all_embeddings());
     h.floats(ce.embeddings_seq(0).unwrap());
