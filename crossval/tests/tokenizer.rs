@@ -1,14 +1,16 @@
 //! Our tokenizer against the reference's `llama_tokenize` / `llama_detokenize` on thousands of
 //! random strings per vocabulary: identical ids and identical text back, with and without
 //! special-token parsing. Vocabularies: llama.cpp's own `ggml-vocab-*.gguf` test files (loaded
-//! vocab-only on both sides) and a copy of llama-bpe without `tokenizer.ggml.pre`, as in
-//! Microsoft's 2B-4T file.
+//! vocab-only on both sides), a copy of llama-bpe without `tokenizer.ggml.pre`, as in
+//! Microsoft's 2B-4T file, and vocabularies with damaged merges (parts or results that are no
+//! tokens, entries without two parts).
 
 mod common;
 
 use std::path::Path;
 
-use bitnet::gguf::MappedFile;
+use bitnet::gguf::writer::{GgufWriter, OwnedValue};
+use bitnet::gguf::{MappedFile, ValueType};
 use bitnet::rng::SplitMix64;
 use bitnet::tokenizer::Tokenizer;
 use crossval::reference::RefModel;
@@ -104,13 +106,15 @@ fn random_text(rng: &mut SplitMix64) -> String {
     s
 }
 
-fn compare(path: &Path, n_strings: usize) {
+/// Our ids and text back against the reference's for `extra` and `n_strings` random strings.
+fn compare(path: &Path, extra: &[&str], n_strings: usize) {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let file = MappedFile::open(path).unwrap();
     let ours = Tokenizer::from_gguf(&file.gguf().unwrap()).unwrap();
     let theirs = RefModel::load_vocab_only(path).unwrap();
     let mut rng = SplitMix64(0x70c);
     let mut texts: Vec<String> = vec![String::new(), " ".into(), "\n".into()];
+    texts.extend(extra.iter().map(|t| t.to_string()));
     texts.extend((0..n_strings).map(|_| random_text(&mut rng)));
     for text in &texts {
         for (add_special, parse_special) in [(true, false), (true, true), (false, true)] {
@@ -149,7 +153,7 @@ fn tokenizers_agree_with_the_reference() {
         "falcon",
         "command-r",
     ] {
-        compare(&dir.join(format!("ggml-vocab-{vocab}.gguf")), 2000);
+        compare(&dir.join(format!("ggml-vocab-{vocab}.gguf")), &[], 2000);
     }
 }
 
@@ -173,5 +177,118 @@ fn missing_pre_tokenizer_agrees_with_the_reference() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let copy = dir.join("ggml-vocab-llama-bpe-no-pre.gguf");
     std::fs::write(&copy, bytes).unwrap();
-    compare(&copy, 2000);
+    compare(&copy, &[], 2000);
+}
+
+fn strings(items: &[&str]) -> OwnedValue {
+    OwnedValue::Array(
+        ValueType::String,
+        items.iter().map(|s| OwnedValue::str(s)).collect(),
+    )
+}
+
+/// A merge list with damaged entries must load on both sides and tokenize alike: llama.cpp merges
+/// texts, so a merge whose part or result is no token still fires (and a result that is no token
+/// is written as its bytes' tokens), and an entry without two parts never applies. First
+/// llama.cpp's gpt-2 vocabulary with such entries ranked before its own merges, on text that
+/// meets them (" quick", " world", "hello"); then the small vocabulary of the main crate's
+/// `damaged_merges_tokenize_as_llama_cpp`.
+#[test]
+fn damaged_merges_agree_with_the_reference() {
+    if !common::reference_available() {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let src = sdist_models().join("ggml-vocab-gpt-2.gguf");
+    let file = MappedFile::open(&src).unwrap();
+    let g = file.gguf().unwrap();
+    let ours = Tokenizer::from_gguf(&g).unwrap();
+    for (text, is_token) in [
+        ("uick", false),
+        ("wor", false),
+        ("Ġquick", true),
+        ("world", true),
+    ] {
+        assert_eq!(ours.token_id(text.as_bytes()).is_some(), is_token, "{text}");
+    }
+    let damaged = [
+        "i c",     // normal
+        "ic k",    // normal
+        "u ick",   // the result "uick" is no token
+        "Ġq uick", // the right part is no token, made by the merge above
+        "w o",     // normal (gpt-2's own "w o" below is a repeat)
+        "wo r",    // the result "wor" is no token
+        "wor ld",  // the left part is no token, made by the merge above
+        "hello",   // no space
+        "l ",      // nothing after the space
+        " l",      // the space is the first byte
+        "zzqq xx", // the left part and the result are no tokens
+        "el lo",   // normal
+        "Ġ hello", // normal
+        "Th e",    // normal
+        "The l",   // the result "Thel" is no token
+    ];
+    let mut w = GgufWriter::default();
+    for (key, value) in g.metadata().iter() {
+        let mut value = OwnedValue::from_value(value);
+        if *key == "tokenizer.ggml.merges" {
+            let OwnedValue::Array(_, merges) = &mut value else {
+                panic!("merges are an array")
+            };
+            merges.splice(0..0, damaged.iter().map(|m| OwnedValue::str(m)));
+        }
+        w.kv(key, value);
+    }
+    let copy = dir.join("ggml-vocab-gpt-2-damaged-merges.gguf");
+    w.write(&copy).unwrap();
+    let extra = [
+        "hello world",
+        " quick",
+        "The quick world",
+        "Thelma",
+        " world",
+        "world",
+        "wor",
+        "uick",
+        "zzqq",
+        "Hello, hello world!",
+    ];
+    compare(&copy, &extra, 2000);
+
+    let mut w = GgufWriter::default();
+    w.kv("general.architecture", OwnedValue::str("gpt2"))
+        .kv("tokenizer.ggml.model", OwnedValue::str("gpt2"))
+        .kv("tokenizer.ggml.pre", OwnedValue::str("gpt-2"))
+        .kv(
+            "tokenizer.ggml.tokens",
+            strings(&[
+                "a", "b", "c", "d", "e", "abc", "de", "bd", "x", "qxd", "!", "Ġ",
+            ]),
+        )
+        .kv(
+            "tokenizer.ggml.merges",
+            strings(&[
+                "a b", "ab c", "d e", "b d", "q x", "qx d", "abcde", "e ", " d", "e d", "d e",
+                "x z", "de e",
+            ]),
+        );
+    let small = dir.join("small-damaged-merges.gguf");
+    w.write(&small).unwrap();
+    let extra = [
+        "abc",
+        "abd",
+        "bd",
+        "ab",
+        "abcde",
+        "qxd",
+        "qx",
+        "q!",
+        "dee",
+        "ed",
+        "ede",
+        "xz",
+        "abc abd",
+        "abcdeqxdbd",
+    ];
+    compare(&small, &extra, 500);
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{ValueType, DEFAULT_ALIGNMENT, MAGIC};
+use super::{Value, ValueType, DEFAULT_ALIGNMENT, MAGIC};
 use crate::error::{Error, Result};
 use crate::quant::GgmlType;
 
@@ -30,6 +30,28 @@ pub enum OwnedValue {
 impl OwnedValue {
     pub fn str(s: &str) -> OwnedValue {
         OwnedValue::String(s.as_bytes().to_vec())
+    }
+
+    /// A copy of a value read from a file (to write an edited copy of its metadata).
+    pub fn from_value(v: &Value<'_>) -> OwnedValue {
+        match *v {
+            Value::U8(x) => OwnedValue::U8(x),
+            Value::I8(x) => OwnedValue::I8(x),
+            Value::U16(x) => OwnedValue::U16(x),
+            Value::I16(x) => OwnedValue::I16(x),
+            Value::U32(x) => OwnedValue::U32(x),
+            Value::I32(x) => OwnedValue::I32(x),
+            Value::F32(x) => OwnedValue::F32(x),
+            Value::Bool(x) => OwnedValue::Bool(x),
+            Value::String(s) => OwnedValue::String(s.to_vec()),
+            Value::Array(a) => OwnedValue::Array(
+                a.elem_type,
+                a.iter().map(|e| OwnedValue::from_value(&e)).collect(),
+            ),
+            Value::U64(x) => OwnedValue::U64(x),
+            Value::I64(x) => OwnedValue::I64(x),
+            Value::F64(x) => OwnedValue::F64(x),
+        }
     }
 
     pub fn value_type(&self) -> ValueType {

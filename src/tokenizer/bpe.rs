@@ -1,6 +1,8 @@
 //! Byte-level BPE (`tokenizer.ggml.model = gpt2`), as llama.cpp does it: pre-tokenize into
 //! words, then within each word start from single UTF-8 characters and repeatedly apply the
-//! lowest-ranked merge among adjacent pairs (leftmost first on ties).
+//! lowest-ranked merge among adjacent pairs (leftmost first on ties). llama.cpp merges texts;
+//! merging ids instead is the same because every text a merge takes or makes has an id, past
+//! the last token where it is no token (`Vocab::merge_id`), and a symbol's id names its text.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -14,7 +16,7 @@ const NONE: usize = usize::MAX;
 struct Symbol {
     start: usize,
     len: usize,
-    /// The token this symbol's text is, if any.
+    /// The id this symbol's text is merged under (`Vocab::merge_id`), if any.
     id: Option<u32>,
     prev: usize,
     next: usize,
@@ -82,7 +84,7 @@ fn merge_word(
         symbols.push(Symbol {
             start: offset,
             len,
-            id: vocab.id(&word[offset..offset + len]),
+            id: vocab.merge_id(&word[offset..offset + len]),
             prev: if index == 0 { NONE } else { index - 1 },
             next: if offset + len == word.len() {
                 NONE
@@ -136,10 +138,11 @@ fn merge_word(
     let mut i = 0;
     while i != NONE {
         let s = symbols[i];
-        match s.id {
+        match s.id.filter(|&id| (id as usize) < vocab.n_tokens()) {
             Some(id) => out.push(id),
-            // A character that is no token: its bytes, each if it is a token by itself
-            // (`<0xNN>` for SentencePiece-style BPE), else dropped, as llama.cpp does.
+            // A text that is no token (a character, or what a damaged merge made): its bytes,
+            // each if it is a token by itself (`<0xNN>` for SentencePiece-style BPE), else
+            // dropped, as llama.cpp does.
             None => {
                 for &b in &word[s.start..s.start + s.len] {
                     let id = if vocab.byte_encode {

@@ -86,7 +86,8 @@ pub enum Kind {
     Bpe,
 }
 
-/// One merge rule: the rank (lower merges first) and the token it makes.
+/// One merge rule: the rank (lower merges first) and the id of the text it makes: a token, or,
+/// from `n_tokens()` on, a text that is no token (see `Vocab::merge_id`).
 #[derive(Clone, Copy, Debug)]
 pub struct Merge {
     pub rank: u32,
@@ -128,6 +129,9 @@ pub struct Vocab {
     attrs: Vec<u32>,
     ids: HashMap<Box<[u8]>, u32, FxBuild>,
     pub merges: HashMap<(u32, u32), Merge, FxBuild>,
+    /// Texts that merges take or make but that are no tokens, numbered on from the last token
+    /// (empty but for a damaged merge list; see `read_merges`).
+    merge_texts: HashMap<Box<[u8]>, u32, FxBuild>,
     pub special: SpecialTokens,
     pub add_bos: bool,
     pub add_eos: bool,
@@ -203,6 +207,13 @@ impl Vocab {
 
     pub fn id(&self, text: &[u8]) -> Option<u32> {
         self.ids.get(text).copied()
+    }
+
+    /// The id BPE merges `text` under: its token, else, if a merge takes or makes it, an id from
+    /// `n_tokens()` on that stands for the text and is written out as the text's byte tokens.
+    pub fn merge_id(&self, text: &[u8]) -> Option<u32> {
+        self.id(text)
+            .or_else(|| self.merge_texts.get(text).copied())
     }
 
     pub fn is_eog(&self, id: u32) -> bool {
@@ -322,9 +333,12 @@ impl Vocab {
             attrs.push(types.as_ref().map_or(attr::NORMAL, |t| attr_of_type(t[i])));
         }
 
-        let merges = match kind {
+        let Merges {
+            by_pair: merges,
+            texts: merge_texts,
+        } = match kind {
             Kind::Bpe => read_merges(g, &ids)?,
-            Kind::Spm => HashMap::default(),
+            Kind::Spm => Merges::default(),
         };
 
         let pre = match &pre_settings {
@@ -340,6 +354,7 @@ impl Vocab {
             attrs,
             ids,
             merges,
+            merge_texts,
             special,
             add_bos,
             add_eos: false,
@@ -732,44 +747,88 @@ fn read_types(g: &Gguf<'_>, n: usize) -> Result<Option<Vec<i32>>> {
     ))
 }
 
-/// `tokenizer.ggml.merges`: "left right" strings, rank by position. Every part and every result
-/// must be a token (stricter than llama.cpp, which would silently never apply such a merge or
-/// fall back to bytes; no real vocabulary has one). A repeated pair keeps its first rank.
-fn read_merges(
-    g: &Gguf<'_>,
-    ids: &HashMap<Box<[u8]>, u32, FxBuild>,
-) -> Result<HashMap<(u32, u32), Merge, FxBuild>> {
+/// The merge table `read_merges` makes.
+#[derive(Default)]
+struct Merges {
+    by_pair: HashMap<(u32, u32), Merge, FxBuild>,
+    texts: HashMap<Box<[u8]>, u32, FxBuild>,
+}
+
+/// `tokenizer.ggml.merges`, read as llama.cpp reads it: "left right" strings split at the first
+/// space after the first byte, ranked by position (a repeated pair keeps its first rank).
+///
+/// llama.cpp merges texts, not tokens, so a part or a result need not be a token (which happens
+/// only in a damaged or hand-made list): such a text gets an id from the token count on, in
+/// `Vocab::merge_texts`, so BPE still merges by id and gives llama.cpp's ids, and a symbol left
+/// with such a text is written as the byte tokens of its bytes (`bpe.rs`). An entry with no space
+/// after its first byte, or with nothing after the space, can never apply (llama.cpp files it
+/// under a pair with an empty part, which no symbol matches) and is skipped. These entries load
+/// with one warning. Refused: a missing key, elements that are not strings, and more texts than
+/// u32 ids can number.
+fn read_merges(g: &Gguf<'_>, ids: &HashMap<Box<[u8]>, u32, FxBuild>) -> Result<Merges> {
     let key = "tokenizer.ggml.merges";
     let merges = string_array(g, key)?.ok_or_else(|| Error::format(format!("{key} is missing")))?;
     let n = usize::try_from(merges.len).unwrap_or(usize::MAX);
-    let mut out: HashMap<(u32, u32), Merge, FxBuild> =
-        HashMap::with_capacity_and_hasher(n, FxBuild::default());
+    let mut out = Merges {
+        by_pair: HashMap::with_capacity_and_hasher(n, FxBuild::default()),
+        texts: HashMap::default(),
+    };
+    // The id of `text` and whether it is a token: its token, else its number among the merge
+    // texts, which start at the token count (`ids` has one entry per token: no duplicates).
+    let intern = |texts: &mut HashMap<Box<[u8]>, u32, FxBuild>, text: &[u8]| {
+        if let Some(&id) = ids.get(text) {
+            return Ok((id, true));
+        }
+        if let Some(&id) = texts.get(text) {
+            return Ok((id, false));
+        }
+        let id = u32::try_from(ids.len() + texts.len())
+            .ok()
+            .filter(|&id| id != u32::MAX)
+            .ok_or_else(|| Error::format(format!("{key}: too many texts that are no tokens")))?;
+        texts.insert(text.into(), id);
+        Ok::<_, Error>((id, false))
+    };
+    let mut damaged = 0usize;
+    let mut first_damaged = None;
     let mut joined = vec![];
     for (rank, m) in merges.strings().into_iter().flatten().enumerate() {
-        let bad = |why: &str| {
-            Error::format(format!(
-                "{key}[{rank}] {:?}: {why}",
-                String::from_utf8_lossy(m)
-            ))
+        let mut note = |why: &str| {
+            damaged += 1;
+            first_damaged
+                .get_or_insert_with(|| format!("[{rank}] {:?}: {why}", String::from_utf8_lossy(m)));
         };
-        let space = m
-            .iter()
-            .skip(1)
-            .position(|&b| b == b' ')
-            .map(|p| p + 1)
-            .ok_or_else(|| bad("no space between the two parts"))?;
-        let (left, right) = (&m[..space], &m[space + 1..]);
-        let token = |part: &[u8]| ids.get(part).copied();
-        let l = token(left).ok_or_else(|| bad("left part is not a token"))?;
-        let r = token(right).ok_or_else(|| bad("right part is not a token"))?;
+        let space = m.iter().skip(1).position(|&b| b == b' ').map(|p| p + 1);
+        let Some((left, right)) = space
+            .map(|s| (&m[..s], &m[s + 1..]))
+            .filter(|(_, right)| !right.is_empty())
+        else {
+            note("no two parts, so it never applies");
+            continue;
+        };
         joined.clear();
         joined.extend_from_slice(left);
         joined.extend_from_slice(right);
-        let result = token(&joined).ok_or_else(|| bad("the merged text is not a token"))?;
-        out.entry((l, r)).or_insert(Merge {
+        let (l, l_token) = intern(&mut out.texts, left)?;
+        let (r, r_token) = intern(&mut out.texts, right)?;
+        let (result, result_token) = intern(&mut out.texts, &joined)?;
+        if !l_token {
+            note("the left part is not a token");
+        } else if !r_token {
+            note("the right part is not a token");
+        } else if !result_token {
+            note("the merged text is not a token");
+        }
+        out.by_pair.entry((l, r)).or_insert(Merge {
             rank: rank as u32,
             result,
         });
+    }
+    if let Some(first) = first_damaged {
+        warn(&format!(
+            "{key}: {damaged} entries are not merges of two tokens into a token (first: {first}); \
+             they are applied to text as llama.cpp applies them"
+        ));
     }
     Ok(out)
 }
