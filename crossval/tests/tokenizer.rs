@@ -199,7 +199,7 @@ fn damaged_merges_agree_with_the_reference() {
         return;
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let src = sdist_models().join("ggml-vocab-gpt-2.gguf");
+    let src = common::llama_cpp_dir().join("models/ggml-vocab-gpt-2.gguf");
     let file = MappedFile::open(&src).unwrap();
     let g = file.gguf().unwrap();
     let ours = Tokenizer::from_gguf(&g).unwrap();
