@@ -829,3 +829,80 @@ fn generated_models_match_the_cpu_and_prefill_equals_decode() {
         eprintln!("{arch} {ty} uniform={uniform}: {identical}/20 rows bit-identical to the CPU");
     }
 }
+
+/// The batches llama-server sends (tests/gpu_models `server_batches`: one slot's prompt chunk
+/// mixed with single decode tokens of the other slots, 4 and 16 sequences, each at its own
+/// positions): on the emulated device every wanted row follows the CPU context by the criteria
+/// of `generated_models_match_the_cpu_and_prefill_equals_decode` (cosine >= 0.99999, the same
+/// argmax for float weights), and equals bit for bit what the sequence gets decoded alone
+/// (the same chunks, no other sequence in the context).
+#[test]
+fn server_batches_follow_the_cpu_and_each_sequence_alone() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gpu_emu_models");
+    let dev: Arc<dyn Device> = EmuDevice::new();
+    for (i, (name, path, spec)) in gpu_models::write_tiny_set(&dir).into_iter().enumerate() {
+        let float = spec.shape.arch == "bitnet"
+            && matches!(spec.wty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
+        // 16 sequences on two models (one per kind of activation), 4 on all.
+        let counts: &[usize] = if i == 0 || i == 5 { &[4, 16] } else { &[4] };
+        let model = Arc::new(Model::load(&path).unwrap());
+        let gm = Arc::new(GpuModel::upload(Arc::clone(&dev), Arc::clone(&model)).unwrap());
+        for &n_seq in counts {
+            let batches = gpu_models::server_batches(n_seq, spec.shape.n_vocab);
+            let params = ContextParams {
+                n_seq_max: n_seq,
+                ..ContextParams::new(512, 32)
+            };
+            let mut cpu = Context::new(Arc::clone(&model), params).unwrap();
+            let mut gpu = Context::with_gpu(Arc::clone(&gm), params).unwrap();
+            let all = |s: usize| Some(s);
+            let want = gpu_models::run_batches(&mut cpu, &batches, &all);
+            let got = gpu_models::run_batches(&mut gpu, &batches, &all);
+            let (mut rows, mut identical) = (0, 0);
+            for (k, (w, g)) in want.iter().zip(&got).enumerate() {
+                assert_eq!(w.len(), g.len());
+                for ((sw, a), (sg, b)) in w.iter().zip(g) {
+                    assert_eq!(sw, sg);
+                    let c = cosine(a, b);
+                    assert!(
+                        c >= 0.99999,
+                        "{name} {n_seq} seqs: step {k} seq {sw} cosine {c}"
+                    );
+                    if float {
+                        assert_eq!(argmax(a), argmax(b), "{name}: step {k} seq {sw} argmax");
+                    }
+                    rows += 1;
+                    identical += (a == b) as usize;
+                }
+            }
+            // Each sequence alone, in a fresh single-sequence device context.
+            let one = ContextParams {
+                n_seq_max: 1,
+                ..ContextParams::new(512, 32)
+            };
+            for s in 0..n_seq {
+                let mut alone = Context::with_gpu(Arc::clone(&gm), one).unwrap();
+                let only = |q: usize| (q == s).then_some(0);
+                let solo = gpu_models::run_batches(&mut alone, &batches, &only);
+                for (k, (mixed, solo)) in got.iter().zip(&solo).enumerate() {
+                    let mixed: Vec<&Vec<f32>> = mixed
+                        .iter()
+                        .filter(|(q, _)| *q == s)
+                        .map(|(_, l)| l)
+                        .collect();
+                    assert_eq!(mixed.len(), solo.len(), "{name}: step {k} seq {s}");
+                    for (m, (_, l)) in mixed.iter().zip(solo) {
+                        assert!(
+                            *m == l,
+                            "{name} {n_seq} seqs: step {k} seq {s} differs from its decode alone"
+                        );
+                    }
+                }
+            }
+            eprintln!(
+                "{name}, {n_seq} sequences: {rows} rows, {identical} bit-identical to the CPU, \
+                 all equal to each sequence decoded alone"
+            );
+        }
+    }
+}

@@ -846,6 +846,8 @@ impl GpuState {
         ints.extend_from_slice(s.offs);
         ints.extend_from_slice(s.lens);
         ints.extend(s.wanted.iter().map(|&w| w as i32));
+        // The wanted list takes n slots whatever its length: the cells start at 5n.
+        ints.resize(5 * n, 0);
         ints.extend_from_slice(s.cells);
         d.upload(self.ints.ptr(), as_bytes(&ints))?;
         d.upload(self.rope.ptr(), as_bytes(s.rope))?;
