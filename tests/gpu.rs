@@ -288,6 +288,54 @@ fn server_batches_follow_the_cpu_and_each_sequence_alone() {
     }
 }
 
+/// Models loaded with the Q8_0 head (`HeadType::Q8_0`): the device's int8 head follows the
+/// CPU's (float models: cosine >= 0.99999 and the same greedy tokens; int8 models: cosine >=
+/// 0.99), and token-by-token decode equals the prefill bit for bit.
+#[test]
+fn q8_head_matches_cpu() {
+    use bitnet::model::weights::{HeadType, LoadOptions};
+    let Some(dev) = device() else { return };
+    let dev: Arc<dyn Device> = dev;
+    let opts = LoadOptions {
+        head: HeadType::Q8_0,
+        ..LoadOptions::default()
+    };
+    for (name, path, float) in tiny_models() {
+        let model = Arc::new(Model::load_with(path, &opts).unwrap());
+        assert!(model.head_q8().is_some());
+        let gm = Arc::new(GpuModel::upload(Arc::clone(&dev), Arc::clone(&model)).unwrap());
+        let mut cpu = Context::new(Arc::clone(&model), params()).unwrap();
+        let mut gpu = Context::with_gpu(gm, params()).unwrap();
+        let (tc, rc) = greedy(&mut cpu, 16);
+        let rg = if *float {
+            let (tg, rg) = greedy(&mut gpu, 16);
+            assert_eq!(tc, tg, "{name}: greedy tokens differ");
+            rg
+        } else {
+            forced_logits(&mut gpu, &tc)
+        };
+        let worst = rc
+            .iter()
+            .zip(&rg)
+            .map(|(a, b)| cosine(a, b))
+            .fold(1f64, f64::min);
+        say(&format!("{name}, Q8_0 head: worst cosine {worst:.9}"));
+        assert!(
+            worst >= if *float { 0.99999 } else { 0.99 },
+            "{name}: worst cosine {worst}"
+        );
+        let prefill = forced_logits(&mut gpu, &[]);
+        gpu.clear();
+        for (i, &t) in PROMPT.iter().enumerate() {
+            decode(&mut gpu, &[t], i, true);
+            assert!(
+                gpu.logits(0).unwrap() == &prefill[i][..],
+                "{name}: Q8_0 head: prefill and decode differ at {i}"
+            );
+        }
+    }
+}
+
 /// Asking for more device memory than there is: an error value naming it, no crash.
 #[test]
 fn out_of_memory_is_an_error() {
