@@ -215,6 +215,127 @@ fn prefill_equals_decode() {
     }
 }
 
+/// The batches llama-server sends (gpu_models::server_batches: one slot's prompt chunk with
+/// single decode tokens of the other slots, 4 and 16 sequences at their own positions): every
+/// wanted row follows the CPU (float models: cosine >= 0.99999 and the same argmax; int8
+/// models: cosine >= 0.99 and the same argmax on at least 80% of the rows, as
+/// tests/gpu_emu.rs `models_match_the_cpu`), and equals bit for bit the sequence decoded alone.
+#[test]
+fn server_batches_follow_the_cpu_and_each_sequence_alone() {
+    let Some(dev) = device() else { return };
+    let dev: Arc<dyn Device> = dev;
+    for (name, path, float) in tiny_models() {
+        let model = Arc::new(Model::load(path).unwrap());
+        let gm = Arc::new(GpuModel::upload(Arc::clone(&dev), Arc::clone(&model)).unwrap());
+        let n_vocab = model.hparams().n_vocab;
+        for n_seq in [4, 16] {
+            let batches = gpu_models::server_batches(n_seq, n_vocab);
+            let params = ContextParams {
+                n_seq_max: n_seq,
+                ..ContextParams::new(512, 32)
+            };
+            let mut cpu = Context::new(Arc::clone(&model), params).unwrap();
+            let mut gpu = Context::with_gpu(Arc::clone(&gm), params).unwrap();
+            let all = |s: usize| Some(s);
+            let want = gpu_models::run_batches(&mut cpu, &batches, &all);
+            let got = gpu_models::run_batches(&mut gpu, &batches, &all);
+            let (mut rows, mut top1, mut identical, mut worst) = (0, 0, 0, 1f64);
+            for (w, g) in want.iter().zip(&got) {
+                assert_eq!(w.len(), g.len());
+                for ((sw, a), (sg, b)) in w.iter().zip(g) {
+                    assert_eq!(sw, sg);
+                    worst = worst.min(cosine(a, b));
+                    top1 += (argmax(a) == argmax(b)) as usize;
+                    identical += (a == b) as usize;
+                    rows += 1;
+                }
+            }
+            say(&format!(
+                "{name}, {n_seq} sequences: worst cosine {worst:.9}, top-1 {top1}/{rows}, \
+                 {identical} rows bit-identical"
+            ));
+            if *float {
+                assert!(worst >= 0.99999, "{name}: worst cosine {worst}");
+                assert_eq!(top1, rows, "{name}: argmax differs");
+            } else {
+                assert!(worst >= 0.99, "{name}: worst cosine {worst}");
+                assert!(top1 * 10 >= rows * 8, "{name}: top-1 {top1}/{rows}");
+            }
+            let one = ContextParams {
+                n_seq_max: 1,
+                ..ContextParams::new(512, 32)
+            };
+            for s in 0..n_seq {
+                let mut alone = Context::with_gpu(Arc::clone(&gm), one).unwrap();
+                let only = |q: usize| (q == s).then_some(0);
+                let solo = gpu_models::run_batches(&mut alone, &batches, &only);
+                for (k, (mixed, solo)) in got.iter().zip(&solo).enumerate() {
+                    let mixed: Vec<&Vec<f32>> = mixed
+                        .iter()
+                        .filter(|(q, _)| *q == s)
+                        .map(|(_, l)| l)
+                        .collect();
+                    assert_eq!(mixed.len(), solo.len());
+                    for (m, (_, l)) in mixed.iter().zip(solo) {
+                        assert!(
+                            *m == l,
+                            "{name}: step {k} seq {s} differs from its decode alone"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Models loaded with the Q8_0 head (`HeadType::Q8_0`): the device's int8 head follows the
+/// CPU's (float models: cosine >= 0.99999 and the same greedy tokens; int8 models: cosine >=
+/// 0.99), and token-by-token decode equals the prefill bit for bit.
+#[test]
+fn q8_head_matches_cpu() {
+    use bitnet::model::weights::{HeadType, LoadOptions};
+    let Some(dev) = device() else { return };
+    let dev: Arc<dyn Device> = dev;
+    let opts = LoadOptions {
+        head: HeadType::Q8_0,
+        ..LoadOptions::default()
+    };
+    for (name, path, float) in tiny_models() {
+        let model = Arc::new(Model::load_with(path, &opts).unwrap());
+        assert!(model.head_q8().is_some());
+        let gm = Arc::new(GpuModel::upload(Arc::clone(&dev), Arc::clone(&model)).unwrap());
+        let mut cpu = Context::new(Arc::clone(&model), params()).unwrap();
+        let mut gpu = Context::with_gpu(gm, params()).unwrap();
+        let (tc, rc) = greedy(&mut cpu, 16);
+        let rg = if *float {
+            let (tg, rg) = greedy(&mut gpu, 16);
+            assert_eq!(tc, tg, "{name}: greedy tokens differ");
+            rg
+        } else {
+            forced_logits(&mut gpu, &tc)
+        };
+        let worst = rc
+            .iter()
+            .zip(&rg)
+            .map(|(a, b)| cosine(a, b))
+            .fold(1f64, f64::min);
+        say(&format!("{name}, Q8_0 head: worst cosine {worst:.9}"));
+        assert!(
+            worst >= if *float { 0.99999 } else { 0.99 },
+            "{name}: worst cosine {worst}"
+        );
+        let prefill = forced_logits(&mut gpu, &[]);
+        gpu.clear();
+        for (i, &t) in PROMPT.iter().enumerate() {
+            decode(&mut gpu, &[t], i, true);
+            assert!(
+                gpu.logits(0).unwrap() == &prefill[i][..],
+                "{name}: Q8_0 head: prefill and decode differ at {i}"
+            );
+        }
+    }
+}
+
 /// Asking for more device memory than there is: an error value naming it, no crash.
 #[test]
 fn out_of_memory_is_an_error() {

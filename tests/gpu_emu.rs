@@ -829,3 +829,214 @@ fn generated_models_match_the_cpu_and_prefill_equals_decode() {
         eprintln!("{arch} {ty} uniform={uniform}: {identical}/20 rows bit-identical to the CPU");
     }
 }
+
+/// The batches llama-server sends (tests/gpu_models `server_batches`: one slot's prompt chunk
+/// mixed with single decode tokens of the other slots, 4 and 16 sequences, each at its own
+/// positions): on the emulated device every wanted row follows the CPU context by the criteria
+/// of `generated_models_match_the_cpu_and_prefill_equals_decode` (cosine >= 0.99999, the same
+/// argmax for float weights), and equals bit for bit what the sequence gets decoded alone
+/// (the same chunks, no other sequence in the context).
+#[test]
+fn server_batches_follow_the_cpu_and_each_sequence_alone() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gpu_emu_models");
+    let dev: Arc<dyn Device> = EmuDevice::new();
+    for (i, (name, path, spec)) in gpu_models::write_tiny_set(&dir).into_iter().enumerate() {
+        let float = spec.shape.arch == "bitnet"
+            && matches!(spec.wty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
+        // 16 sequences on two models (one per kind of activation), 4 on all.
+        let counts: &[usize] = if i == 0 || i == 5 { &[4, 16] } else { &[4] };
+        let model = Arc::new(Model::load(&path).unwrap());
+        let gm = Arc::new(GpuModel::upload(Arc::clone(&dev), Arc::clone(&model)).unwrap());
+        for &n_seq in counts {
+            let batches = gpu_models::server_batches(n_seq, spec.shape.n_vocab);
+            let params = ContextParams {
+                n_seq_max: n_seq,
+                ..ContextParams::new(512, 32)
+            };
+            let mut cpu = Context::new(Arc::clone(&model), params).unwrap();
+            let mut gpu = Context::with_gpu(Arc::clone(&gm), params).unwrap();
+            let all = |s: usize| Some(s);
+            let want = gpu_models::run_batches(&mut cpu, &batches, &all);
+            let got = gpu_models::run_batches(&mut gpu, &batches, &all);
+            let (mut rows, mut identical) = (0, 0);
+            for (k, (w, g)) in want.iter().zip(&got).enumerate() {
+                assert_eq!(w.len(), g.len());
+                for ((sw, a), (sg, b)) in w.iter().zip(g) {
+                    assert_eq!(sw, sg);
+                    let c = cosine(a, b);
+                    assert!(
+                        c >= 0.99999,
+                        "{name} {n_seq} seqs: step {k} seq {sw} cosine {c}"
+                    );
+                    if float {
+                        assert_eq!(argmax(a), argmax(b), "{name}: step {k} seq {sw} argmax");
+                    }
+                    rows += 1;
+                    identical += (a == b) as usize;
+                }
+            }
+            // Each sequence alone, in a fresh single-sequence device context.
+            let one = ContextParams {
+                n_seq_max: 1,
+                ..ContextParams::new(512, 32)
+            };
+            for s in 0..n_seq {
+                let mut alone = Context::with_gpu(Arc::clone(&gm), one).unwrap();
+                let only = |q: usize| (q == s).then_some(0);
+                let solo = gpu_models::run_batches(&mut alone, &batches, &only);
+                for (k, (mixed, solo)) in got.iter().zip(&solo).enumerate() {
+                    let mixed: Vec<&Vec<f32>> = mixed
+                        .iter()
+                        .filter(|(q, _)| *q == s)
+                        .map(|(_, l)| l)
+                        .collect();
+                    assert_eq!(mixed.len(), solo.len(), "{name}: step {k} seq {s}");
+                    for (m, (_, l)) in mixed.iter().zip(solo) {
+                        assert!(
+                            *m == l,
+                            "{name} {n_seq} seqs: step {k} seq {s} differs from its decode alone"
+                        );
+                    }
+                }
+            }
+            eprintln!(
+                "{name}, {n_seq} sequences: {rows} rows, {identical} bit-identical to the CPU, \
+                 all equal to each sequence decoded alone"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Q8_0 head.
+
+/// `q8_quant` + `q8_head` against Q8Head's scalar reference, bit for bit: random and extreme
+/// activations (zero blocks, values near f32's largest, subnormal blocks whose scale overflows,
+/// lone spikes), odd row counts, block counts that are and are not multiples of 32.
+#[test]
+fn q8_head_matches_the_cpu_scalar_reference() {
+    use bitnet::kernels::f16::Q8Head;
+    use bitnet::kernels::isa::Isa;
+    let d = EmuDevice::new();
+    let mut rng = SplitMix64(41);
+    for &(rows, cols) in &[(37usize, 2560usize), (5, 64), (1, 96), (70, 1024)] {
+        let w: Vec<u8> = (0..rows * cols)
+            .flat_map(|_| quant::float::f32_to_f16(rng.normal() * 0.05).to_le_bytes())
+            .collect();
+        let head = Q8Head::from_f16(&w, rows, cols);
+        let (qs, sc) = (up(&*d, head.values()), up(&*d, head.scales()));
+        for n in [1usize, 3, 7] {
+            let mut x: Vec<f32> = (0..n * cols).map(|_| rng.normal()).collect();
+            if n > 1 {
+                let nb = n * cols / 32;
+                for b in 0..nb {
+                    let blk = &mut x[b * 32..(b + 1) * 32];
+                    match b % 6 {
+                        1 => blk.fill(0.0),
+                        2 => blk.iter_mut().for_each(|v| *v *= 1e37),
+                        3 => blk.iter_mut().for_each(|v| *v *= 1e-41),
+                        4 => blk[b % 32] = 1e6,
+                        _ => {}
+                    }
+                }
+            }
+            let mut want = vec![0f32; n * rows];
+            head.matmul_isa(Isa::Scalar, &x, n, &mut want, rows, 1);
+            let xb = up(&*d, &x);
+            let aq = d.alloc(n * cols).unwrap();
+            let ad = d.alloc(n * cols / 32 * 4).unwrap();
+            let out = d.alloc(n * rows * 4).unwrap();
+            ops::q8_quant(&*d, xb.ptr(), n, cols, aq.ptr(), ad.ptr()).unwrap();
+            ops::q8_head(
+                &*d,
+                qs.ptr(),
+                sc.ptr(),
+                rows,
+                cols,
+                aq.ptr(),
+                ad.ptr(),
+                n,
+                out.ptr(),
+                rows,
+            )
+            .unwrap();
+            let got: Vec<f32> = down(&*d, &out, n * rows);
+            assert_eq!(bits(&got), bits(&want), "{rows}x{cols} n{n}");
+        }
+    }
+}
+
+/// Models loaded with the Q8_0 head (`HeadType::Q8_0`) on the emulated device: the prefill
+/// follows the CPU (cosine >= 0.99999; the CPU's SIMD head rounds differently from its scalar
+/// reference) and its logits are, bit for bit, the scalar reference head applied to the
+/// device's final hidden states; greedy decoding gives the CPU's tokens on float
+/// models, and token-by-token decode equals the prefill bit for bit.
+#[test]
+fn q8_head_models_match_the_cpu() {
+    use bitnet::kernels::isa::Isa;
+    use bitnet::model::weights::{HeadType, LoadOptions};
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gpu_emu_models");
+    let dev: Arc<dyn Device> = EmuDevice::new();
+    let opts = LoadOptions {
+        head: HeadType::Q8_0,
+        ..LoadOptions::default()
+    };
+    for (name, path, spec) in gpu_models::write_tiny_set(&dir) {
+        let float = spec.shape.arch == "bitnet"
+            && matches!(spec.wty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
+        let model = Arc::new(Model::load_with(&path, &opts).unwrap());
+        assert!(model.head_q8().is_some(), "{name}: no Q8_0 head");
+        let gm = Arc::new(GpuModel::upload(Arc::clone(&dev), Arc::clone(&model)).unwrap());
+        let params = ContextParams {
+            embeddings: true,
+            ..ContextParams::new(64, 32)
+        };
+        let mut cpu = Context::new(Arc::clone(&model), params).unwrap();
+        let mut gpu = Context::with_gpu(gm, params).unwrap();
+        let toks: Vec<u32> = (0..12).map(|i| (i * 53 + 5) % 1000).collect();
+        decode(&mut cpu, &toks, 0, 0, true);
+        decode(&mut gpu, &toks, 0, 0, true);
+        let head = model.head_q8().unwrap();
+        let mut prefill = Vec::new();
+        for t in 0..toks.len() {
+            let (a, b) = (cpu.logits(t).unwrap(), gpu.logits(t).unwrap());
+            let c = cosine(a, b);
+            assert!(c >= 0.99999, "{name}: position {t} cosine {c}");
+            // Bit for bit: the CPU's scalar head on the device's own final hidden state.
+            let mut want = vec![0f32; head.rows];
+            let x = gpu.embeddings(t).unwrap();
+            head.matmul_isa(Isa::Scalar, x, 1, &mut want, head.rows, 1);
+            assert_eq!(
+                bits(b),
+                bits(&want),
+                "{name}: position {t}: head not bit-exact"
+            );
+            prefill.push(b.to_vec());
+        }
+        // Greedy continuation on each side.
+        let n = toks.len() as i32;
+        let last = toks.len() - 1;
+        let (mut tc, mut tg) = (argmax(cpu.logits(last).unwrap()), argmax(&prefill[last]));
+        let mut same = 0;
+        for s in 0..6 {
+            decode(&mut cpu, &[tc as u32], n + s, 0, true);
+            decode(&mut gpu, &[tg as u32], n + s, 0, true);
+            same += (tc == tg) as usize;
+            tc = argmax(cpu.logits(0).unwrap());
+            tg = argmax(gpu.logits(0).unwrap());
+        }
+        if float {
+            assert_eq!(same, 6, "{name}: greedy tokens differ");
+        }
+        // Token-by-token decode equals the prefill (GEMV head launches, the captured graph).
+        gpu.clear();
+        for (t, &tok) in toks.iter().enumerate().take(5) {
+            decode(&mut gpu, &[tok], t as i32, 0, true);
+            assert!(
+                gpu.logits(0).unwrap() == &prefill[t][..],
+                "{name}: prefill and decode differ at {t}"
+            );
+        }
+        eprintln!("{name}: Q8_0 head follows the CPU, {same}/6 greedy tokens the same");
+    }
+}

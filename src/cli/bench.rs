@@ -341,11 +341,6 @@ fn open_gpu(a: &Args, model: &Arc<Model>) -> Result<Option<Gpu>> {
     if !a.gpu {
         return Ok(None);
     }
-    if a.head != HeadType::AsStored {
-        return Err(Error::bad_input(
-            "bench: --gpu runs the head as stored (--head q8_0 is CPU-only)",
-        ));
-    }
     let dev = bitnet::kernels::cuda::shared_device().map_err(Error::from)?;
     let g = bitnet::model::gpu::GpuModel::upload(dev, Arc::clone(model))?;
     Ok(Some(Gpu(Arc::new(g))))

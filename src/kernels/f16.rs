@@ -195,6 +195,16 @@ impl Q8Head {
         self.qs.len() + self.d.len() * 4
     }
 
+    /// The int8 values, [rows, cols] (for a device copy).
+    pub fn values(&self) -> &[i8] {
+        &self.qs
+    }
+
+    /// The block scales (f16-rounded, as f32), [rows, cols / 32] (for a device copy).
+    pub fn scales(&self) -> &[f32] {
+        &self.d
+    }
+
     /// out[t * out_stride + r] = Q8_0 row r . Q8_0(x_t) (the reference's x86 activation
     /// quantizer, `quantize_q8_0`).
     pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32], out_stride: usize, threads: usize) {

@@ -14,7 +14,9 @@
 //! (`TernaryMat`), with their per-block scales when a format needs them; F32 / F16 / BF16
 //! matrices as stored. Projections that share an input (q/k/v, gate/up) are stacked into one
 //! matrix when their storage agrees, so that each is one launch. Supported heads: F32, F16,
-//! BF16 (the model's head as stored); embeddings of any type (rows of types other than
+//! BF16 (the model's head as stored) and the Q8_0 head requantized at load
+//! (`HeadType::Q8_0`, int8 values and block scales, activations quantized on the device as
+//! the CPU does); embeddings of any type (rows of types other than
 //! F32 / F16 / BF16 are dequantized on the host and uploaded).
 
 use std::sync::{Arc, Mutex};
@@ -83,6 +85,29 @@ enum Embd {
     Host,
 }
 
+/// The output head on the device.
+enum Head {
+    /// The model's float head as stored.
+    Float(DevMat),
+    /// The Q8_0 head (`Model::head_q8`): int8 values [rows, cols], f32 block scales
+    /// [rows, cols / 32].
+    Q8 {
+        qs: DevBuf,
+        d: DevBuf,
+        rows: usize,
+        cols: usize,
+    },
+}
+
+impl Head {
+    fn bytes(&self) -> usize {
+        match self {
+            Head::Float(m) => m.w.bytes(),
+            Head::Q8 { qs, d, .. } => qs.bytes() + d.bytes(),
+        }
+    }
+}
+
 /// A model's weights on a device.
 pub struct GpuModel {
     model: Arc<Model>,
@@ -91,7 +116,7 @@ pub struct GpuModel {
     run: Mutex<()>,
     embd: Embd,
     output_norm: DevBuf,
-    head: DevMat,
+    head: Head,
     layers: Vec<GpuLayer>,
     weight_bytes: usize,
     decode_bytes: usize,
@@ -320,42 +345,53 @@ impl GpuModel {
         }
         // The head first: the embedding may share its buffer.
         let out = &model.output;
-        let Some(head_ty) = flt_type(out.ty) else {
-            return Err(Error::unsupported(format!(
-                "the CUDA backend has no kernel for a {} output head ({}); supported: F32, F16, \
-                 BF16",
-                out.ty, out.name
-            )));
-        };
-        let head_buf = Arc::new(upload(d, model.mat(out).data)?);
-        let head = DevMat {
-            store: Store::Float {
-                wty: head_ty,
-                xround: if head_ty == ops::FLT_F32 { -1 } else { head_ty },
-            },
-            rows: out.rows,
-            cols: out.cols,
-            w: Arc::clone(&head_buf),
-            wblk: None,
-            segs: vec![SegSpec {
+        let (head, head_buf) = if let Some(q8) = model.head_q8() {
+            let head = Head::Q8 {
+                qs: upload(d, as_bytes(q8.values()))?,
+                d: vec_buf(d, q8.scales())?,
+                rows: q8.rows,
+                cols: q8.cols,
+            };
+            (head, None)
+        } else {
+            let Some(head_ty) = flt_type(out.ty) else {
+                return Err(Error::unsupported(format!(
+                    "the CUDA backend has no kernel for a {} output head ({}); supported: F32, \
+                     F16, BF16, and Q8_0 requantized at load",
+                    out.ty, out.name
+                )));
+            };
+            let head_buf = Arc::new(upload(d, model.mat(out).data)?);
+            let head = Head::Float(DevMat {
+                store: Store::Float {
+                    wty: head_ty,
+                    xround: if head_ty == ops::FLT_F32 { -1 } else { head_ty },
+                },
                 rows: out.rows,
-                kind: ops::KIND_TENSOR,
-                wscale: 1.0,
-                pscale: 1.0,
-                out: 0,
-            }],
+                cols: out.cols,
+                w: Arc::clone(&head_buf),
+                wblk: None,
+                segs: vec![SegSpec {
+                    rows: out.rows,
+                    kind: ops::KIND_TENSOR,
+                    wscale: 1.0,
+                    pscale: 1.0,
+                    out: 0,
+                }],
+            });
+            (head, Some(head_buf))
         };
         let te: &Matrix = &model.token_embd;
-        let embd = match flt_type(te.ty) {
-            Some(ty) if te.name == out.name => Embd::Device {
-                table: Arc::clone(&head_buf),
+        let embd = match (flt_type(te.ty), &head_buf) {
+            (Some(ty), Some(hb)) if te.name == out.name => Embd::Device {
+                table: Arc::clone(hb),
                 ty,
             },
-            Some(ty) => Embd::Device {
+            (Some(ty), _) => Embd::Device {
                 table: Arc::new(upload(d, model.mat(te).data)?),
                 ty,
             },
-            None => Embd::Host,
+            (None, _) => Embd::Host,
         };
         let mut layers = Vec::with_capacity(h.n_layer);
         for l in &model.layers {
@@ -371,10 +407,10 @@ impl GpuModel {
             });
         }
         let output_norm = vec_buf(d, &model.output_norm)?;
-        let mut decode_bytes = head.w.bytes();
-        let mut weight_bytes = head.w.bytes();
+        let mut decode_bytes = head.bytes();
+        let mut weight_bytes = head.bytes();
         if let Embd::Device { table, .. } = &embd {
-            if !Arc::ptr_eq(table, &head_buf) {
+            if !head_buf.as_ref().is_some_and(|hb| Arc::ptr_eq(table, hb)) {
                 weight_bytes += table.bytes();
             }
         }
@@ -527,6 +563,8 @@ pub struct GpuState {
     scores: DevBuf,
     att_chunk: usize,
     logits: DevBuf,
+    /// The Q8_0 head's activations (int8 values, block scales) for one chunk of rows.
+    head_act: Option<(DevBuf, DevBuf)>,
     graph: Option<Box<dyn Graph>>,
     /// A captured graph failed once: run steps directly from then on.
     no_graph: bool,
@@ -551,6 +589,11 @@ impl GpuState {
             .map_err(|e| e.context("the KV cache (values)"))?;
         let att_chunk = (SCORES_BYTES / (h.n_head * n_ctx * 4)).clamp(1, n_batch);
         let cells_cap = n_ctx;
+        let chunk = HEAD_CHUNK.min(n_batch);
+        let head_act = match &gm.head {
+            Head::Q8 { cols, .. } => Some((d.alloc(chunk * cols)?, f32s(chunk * (cols / 32))?)),
+            Head::Float(_) => None,
+        };
         Ok(GpuState {
             n_ctx,
             n_batch,
@@ -576,7 +619,8 @@ impl GpuState {
             rope: f32s(n_batch * h.n_rot.max(2))?,
             scores: f32s(att_chunk * h.n_head * n_ctx)?,
             att_chunk,
-            logits: f32s(HEAD_CHUNK.min(n_batch) * h.n_vocab)?,
+            logits: f32s(chunk * h.n_vocab)?,
+            head_act,
             graph: None,
             no_graph: false,
             poisoned: None,
@@ -779,11 +823,39 @@ impl GpuState {
     /// Logits of final hidden rows r0..r0+nr (xb) into the logits scratch.
     fn enqueue_head(&self, r0: usize, nr: usize) -> Result<()> {
         let gm = &*self.gm;
-        let m = &gm.head;
+        let n_embd = gm.model.hparams().n_embd;
+        let m = match &gm.head {
+            Head::Float(m) => m,
+            Head::Q8 { qs, d, rows, cols } => {
+                let Some((aq, ad)) = &self.head_act else {
+                    unreachable!("a Q8_0 head has its activation buffers");
+                };
+                let dev = &*gm.dev;
+                ops::q8_quant(
+                    dev,
+                    self.xb.at(r0 * n_embd * 4),
+                    nr,
+                    *cols,
+                    aq.ptr(),
+                    ad.ptr(),
+                )?;
+                return ops::q8_head(
+                    dev,
+                    qs.ptr(),
+                    d.ptr(),
+                    *rows,
+                    *cols,
+                    aq.ptr(),
+                    ad.ptr(),
+                    nr,
+                    self.logits.ptr(),
+                    *rows,
+                );
+            }
+        };
         let Store::Float { wty, xround } = m.store else {
             unreachable!("the head is a float matrix");
         };
-        let n_embd = gm.model.hparams().n_embd;
         let segs = Segs {
             s: [
                 Seg {
@@ -846,6 +918,8 @@ impl GpuState {
         ints.extend_from_slice(s.offs);
         ints.extend_from_slice(s.lens);
         ints.extend(s.wanted.iter().map(|&w| w as i32));
+        // The wanted list takes n slots whatever its length: the cells start at 5n.
+        ints.resize(5 * n, 0);
         ints.extend_from_slice(s.cells);
         d.upload(self.ints.ptr(), as_bytes(&ints))?;
         d.upload(self.rope.ptr(), as_bytes(s.rope))?;

@@ -386,6 +386,11 @@ impl Model {
         )
     }
 
+    /// The Q8_0 head when the model was loaded with `HeadType::Q8_0`.
+    pub fn head_q8(&self) -> Option<&Q8Head> {
+        self.head_q8.as_ref()
+    }
+
     /// Logits for `n` final hidden rows: the int8 head when loaded with one, else `output`.
     pub fn head_matmul(&self, x: &[f32], n: usize, out: &mut [f32], threads: usize) -> Result<()> {
         let threads = if threads == 0 {

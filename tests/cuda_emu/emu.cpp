@@ -30,6 +30,7 @@ struct Entry {
 const Entry KERNELS[] = {
     KERNEL(embed_rows), KERNEL(norm_act), KERNEL(tern_gemv), KERNEL(tern_gemm), KERNEL(flt_gemv),
     KERNEL(flt_i8_gemv), KERNEL(rope_kv), KERNEL(attention), KERNEL(read_sum),
+    KERNEL(q8_quant), KERNEL(q8_head),
 };
 
 } // namespace

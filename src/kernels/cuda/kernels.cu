@@ -686,6 +686,70 @@ extern "C" __global__ void attention(const float* q, float* out, const unsigned 
 }
 
 // ---------------------------------------------------------------------------------------------
+// The Q8_0 head (LoadOptions { head: Q8_0 }): weights requantized from F16 at load, int8 values
+// [rows, cols] and one f32 scale per 32 values; activations quantized to Q8_0 as the CPU's
+// `quantize_q8_0` does, then per row and token acc = fma(f32(isum_b), d_w * d_x, acc) over the
+// blocks in order, as Q8Head's scalar reference (src/kernels/f16.rs).
+
+// x86's float -> int32 conversion then saturating packs: NaN, infinities and values outside
+// int32 give -128.
+static DEV int x86_round_i8(float v) {
+    float r = rintf(v);
+    if (!(r >= -2147483648.0f && r < 2147483648.0f)) return -128;
+    return r < -128.0f ? -128 : (r > 127.0f ? 127 : (int)r);
+}
+
+// One block per token; each thread quantizes whole 32-value blocks. q: int8 [n, cols];
+// d: the f16-rounded block scales as f32 [n, cols / 32].
+extern "C" __global__ void q8_quant(const float* x, int cols, signed char* q, float* d) {
+    int t = blockIdx.x, nb = cols / 32;
+    const float* xr = x + (long long)t * cols;
+    for (int b = threadIdx.x; b < nb; b += blockDim.x) {
+        const float* v = xr + b * 32;
+        float mx = 0.0f;
+        for (int i = 0; i < 32; i++) mx = fmaxf(mx, fabsf(v[i]));
+        float dd = __fdiv_rn(mx, 127.0f);
+        float id = mx != 0.0f ? __fdiv_rn(127.0f, mx) : 0.0f;
+        d[(long long)t * nb + b] = h2f(f2h(dd));
+        signed char* o = q + (long long)t * cols + b * 32;
+        for (int i = 0; i < 32; i++) o[i] = (signed char)x86_round_i8(__fmul_rn(v[i], id));
+    }
+}
+
+// One warp per (row, token), 4 warps a block: grid (ceil(rows / 4), n). Lane l takes block
+// 32g + l of each group of 32 blocks (its integer dot and its scale product); the sums are then
+// accumulated block by block, in order, in every lane. out[t * out_stride + r].
+extern "C" __global__ void q8_head(const signed char* wq, const float* wd, int rows, int cols,
+                                   const signed char* xq, const float* xd, float* out, int out_stride) {
+    int lane = threadIdx.x & 31;
+    int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int t = blockIdx.y;
+    int nb = cols / 32;
+    bool live = r < rows;
+    const signed char* w = wq + (long long)(live ? r : 0) * cols;
+    const signed char* a = xq + (long long)t * cols;
+    float acc = 0.0f;
+    for (int g = 0; g < nb; g += 32) {
+        int b = g + lane;
+        int s = 0;
+        float dp = 0.0f;
+        if (live && b < nb) {
+            const signed char* wb = w + b * 32;
+            const signed char* ab = a + b * 32;
+            for (int i = 0; i < 32; i++) s += (int)wb[i] * (int)ab[i];
+            dp = __fmul_rn(wd[(long long)r * nb + b], xd[(long long)t * nb + b]);
+        }
+        int m = nb - g < 32 ? nb - g : 32;
+        for (int k = 0; k < m; k++) {
+            int sk = __shfl_sync(FULL_MASK, s, k);
+            float dk = __shfl_sync(FULL_MASK, dp, k);
+            acc = fmaf((float)sk, dk, acc);
+        }
+    }
+    if (live && lane == 0) out[(long long)t * out_stride + r] = acc;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Device read bandwidth for `bitnet bench --gpu`: every block sums its share of n 16-byte
 // words (the sum is written so that the reads cannot be dropped).
 

@@ -384,3 +384,47 @@ pub fn read_sum(dev: &dyn Device, p: u64, words16: usize, out: u64) -> Result<()
         &[Arg::Ptr(p), Arg::I64(words16 as i64), Arg::Ptr(out)],
     )
 }
+
+/// Q8_0 activations of `n` rows of `cols` floats (cols % 32 == 0): int8 values into `q`
+/// ([n, cols]) and the f16-rounded block scales as f32 into `d` ([n, cols / 32]), as the
+/// CPU's `quantize_q8_0`.
+pub fn q8_quant(dev: &dyn Device, x: u64, n: usize, cols: usize, q: u64, d: u64) -> Result<()> {
+    dev.launch(
+        "q8_quant",
+        [dim(n, "tokens")?, 1, 1],
+        [128, 1, 1],
+        &[Arg::Ptr(x), i32v(cols), Arg::Ptr(q), Arg::Ptr(d)],
+    )
+}
+
+/// The Q8_0 head: out[t * out_stride + r] = row r (int8 `wq`, block scales `wd`) . token t's
+/// Q8_0 activations (`xq`, `xd` from `q8_quant`), for `rows` rows and `n` tokens.
+#[allow(clippy::too_many_arguments)]
+pub fn q8_head(
+    dev: &dyn Device,
+    wq: u64,
+    wd: u64,
+    rows: usize,
+    cols: usize,
+    xq: u64,
+    xd: u64,
+    n: usize,
+    out: u64,
+    out_stride: usize,
+) -> Result<()> {
+    dev.launch(
+        "q8_head",
+        [dim(rows.div_ceil(4), "rows")?, dim(n, "tokens")?, 1],
+        [128, 1, 1],
+        &[
+            Arg::Ptr(wq),
+            Arg::Ptr(wd),
+            i32v(rows),
+            i32v(cols),
+            Arg::Ptr(xq),
+            Arg::Ptr(xd),
+            Arg::Ptr(out),
+            i32v(out_stride),
+        ],
+    )
+}
