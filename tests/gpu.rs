@@ -261,29 +261,7 @@ fn server_batches_follow_the_cpu_and_each_sequence_alone() {
                 assert!(worst >= 0.99, "{name}: worst cosine {worst}");
                 assert!(top1 * 10 >= rows * 8, "{name}: top-1 {top1}/{rows}");
             }
-            let one = ContextParams {
-                n_seq_max: 1,
-                ..ContextParams::new(512, 32)
-            };
-            for s in 0..n_seq {
-                let mut alone = Context::with_gpu(Arc::clone(&gm), one).unwrap();
-                let only = |q: usize| (q == s).then_some(0);
-                let solo = gpu_models::run_batches(&mut alone, &batches, &only);
-                for (k, (mixed, solo)) in got.iter().zip(&solo).enumerate() {
-                    let mixed: Vec<&Vec<f32>> = mixed
-                        .iter()
-                        .filter(|(q, _)| *q == s)
-                        .map(|(_, l)| l)
-                        .collect();
-                    assert_eq!(mixed.len(), solo.len());
-                    for (m, (_, l)) in mixed.iter().zip(solo) {
-                        assert!(
-                            *m == l,
-                            "{name}: step {k} seq {s} differs from its decode alone"
-                        );
-                    }
-                }
-            }
+            gpu_models::assert_each_sequence_alone(&gm, &batches, &got, n_seq, name);
         }
     }
 }

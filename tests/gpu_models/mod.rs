@@ -296,3 +296,38 @@ pub fn run_batches(
     }
     out
 }
+
+/// Each sequence of `got` (what a multi-sequence device context made of `batches`) against the
+/// same sequence decoded alone in a fresh single-sequence device context: equal bit for bit.
+pub fn assert_each_sequence_alone(
+    gm: &std::sync::Arc<bitnet::model::gpu::GpuModel>,
+    batches: &[Vec<Entry>],
+    got: &[Vec<(usize, Vec<f32>)>],
+    n_seq: usize,
+    what: &str,
+) {
+    use bitnet::model::{Context, ContextParams};
+    let one = ContextParams {
+        n_seq_max: 1,
+        ..ContextParams::new(512, 32)
+    };
+    for s in 0..n_seq {
+        let mut alone = Context::with_gpu(std::sync::Arc::clone(gm), one).unwrap();
+        let only = |q: usize| (q == s).then_some(0);
+        let solo = run_batches(&mut alone, batches, &only);
+        for (k, (mixed, solo)) in got.iter().zip(&solo).enumerate() {
+            let mixed: Vec<&Vec<f32>> = mixed
+                .iter()
+                .filter(|(q, _)| *q == s)
+                .map(|(_, l)| l)
+                .collect();
+            assert_eq!(mixed.len(), solo.len(), "{what}: step {k} seq {s}");
+            for (m, (_, l)) in mixed.iter().zip(solo) {
+                assert!(
+                    *m == l,
+                    "{what}: step {k} seq {s} differs from its decode alone"
+                );
+            }
+        }
+    }
+}
