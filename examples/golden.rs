@@ -58,18 +58,18 @@ fn run(path: &str, head: HeadType, tag: &str) {
         head,
         ..LoadOptions::default()
     };
-    let model = match Model::load_with(path, &opts) {
-        Ok(m) => Arc::new(m),
-        Err(e) => {
-            println!("{path} {tag}load error {e}");
-            return;
-        }
-    };
     let name = std::path::Path::new(path)
         .file_name()
         .unwrap()
         .to_string_lossy()
         .into_owned();
+    let model = match Model::load_with(path, &opts) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            println!("{name} {tag}load error {e}");
+            return;
+        }
+    };
     let n_vocab = model.hparams().n_vocab;
     let line = |check: &str, h: &Fnv| println!("{name} {tag}{check} {:016x}", h.0);
 
