@@ -230,15 +230,7 @@ fn server_batches_follow_the_cpu_and_each_sequence_alone() {
         let n_vocab = model.hparams().n_vocab;
         for n_seq in [4, 16] {
             let batches = gpu_models::server_batches(n_seq, n_vocab);
-            let params = ContextParams {
-                n_seq_max: n_seq,
-                ..ContextParams::new(512, 32)
-            };
-            let mut cpu = Context::new(Arc::clone(&model), params).unwrap();
-            let mut gpu = Context::with_gpu(Arc::clone(&gm), params).unwrap();
-            let all = |s: usize| Some(s);
-            let want = gpu_models::run_batches(&mut cpu, &batches, &all);
-            let got = gpu_models::run_batches(&mut gpu, &batches, &all);
+            let (want, got) = gpu_models::run_on_cpu_and_device(&model, &gm, &batches, n_seq);
             let (mut rows, mut top1, mut identical, mut worst) = (0, 0, 0, 1f64);
             for (w, g) in want.iter().zip(&got) {
                 assert_eq!(w.len(), g.len());

@@ -331,3 +331,27 @@ pub fn assert_each_sequence_alone(
         }
     }
 }
+
+/// `batches` run on a CPU context and on a device context of `n_seq` sequences (each entry's
+/// sequence as given): (cpu rows, device rows), as `run_batches` returns them.
+#[allow(clippy::type_complexity)]
+pub fn run_on_cpu_and_device(
+    model: &std::sync::Arc<bitnet::model::Model>,
+    gm: &std::sync::Arc<bitnet::model::gpu::GpuModel>,
+    batches: &[Vec<Entry>],
+    n_seq: usize,
+) -> (Vec<Vec<(usize, Vec<f32>)>>, Vec<Vec<(usize, Vec<f32>)>>) {
+    use bitnet::model::{Context, ContextParams};
+    use std::sync::Arc;
+    let params = ContextParams {
+        n_seq_max: n_seq,
+        ..ContextParams::new(512, 32)
+    };
+    let mut cpu = Context::new(Arc::clone(model), params).unwrap();
+    let mut gpu = Context::with_gpu(Arc::clone(gm), params).unwrap();
+    let all = |s: usize| Some(s);
+    (
+        run_batches(&mut cpu, batches, &all),
+        run_batches(&mut gpu, batches, &all),
+    )
+}
