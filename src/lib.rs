@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod capi;
+pub mod convert;
 pub mod cpp_ref;
 pub mod env;
 pub mod error;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod chat;
+mod convert;
 mod demo;
 mod inspect;
 mod json;
@@ -47,6 +48,10 @@ usage:
                                            as the C++ reference when it is built and can load
                                            the model; PASS/FAIL/SKIP per check, exit code 0
                                            only when no check fails
+  bitnet convert HF_DIR -o OUT.gguf [--type i2_s|tq1_0|tq2_0|f16|bf16|f32]
+                                           a Hugging Face checkpoint folder (BitNet b1.58 2B-4T,
+                                           its -bf16 masters, 1bitLLM bitnet_b1_58) to GGUF;
+                                           default type: i2_s where the shape allows, else f16
   bitnet help | --help | --version
 
 run, chat and verify go through the library's llama.h C API, as a C program would.
@@ -408,6 +413,24 @@ fn parse_verify(args: &[String]) -> Result<verify::Args> {
     })
 }
 
+fn parse_convert(args: &[String]) -> Result<convert::Args> {
+    const TABLE: &[Opt] = &[value(&["-o", "--outfile"]), value(&["--type", "--outtype"])];
+    let p = parse("convert", TABLE, args)?;
+    let dir = match p.positional(1)? {
+        [dir] => dir.into(),
+        _ => return Err(Error::bad_input("convert: no HF_DIR (a checkpoint folder)")),
+    };
+    let out = p
+        .get("-o")
+        .ok_or_else(|| Error::bad_input("convert: no -o OUT.gguf"))?
+        .into();
+    let out_type = p
+        .get("--type")
+        .map(bitnet::convert::OutType::parse)
+        .transpose()?;
+    Ok(convert::Args { dir, out, out_type })
+}
+
 fn dispatch(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("inspect") => inspect::run(&parse_inspect(&args[1..])?),
@@ -416,6 +439,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("run") => run::run(&parse_run(&args[1..])?),
         Some("chat") => chat::run(&parse_chat(&args[1..])?),
         Some("verify") => verify::run(&parse_verify(&args[1..])?),
+        Some("convert") => convert::run(&parse_convert(&args[1..])?),
         None | Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())

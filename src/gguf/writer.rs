@@ -178,12 +178,17 @@ impl GgufWriter {
         self.tensor(name, dims, GgmlType::F32, data)
     }
 
-    /// The whole file.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// Everything before the tensor data (magic, metadata, tensor infos, padding) for tensors
+    /// given as (name, dims, type id, byte length, offset override).
+    fn header<'t>(
+        &self,
+        tensors: impl Iterator<Item = (&'t str, &'t [u64], u32, u64, Option<u64>)>,
+        n_tensors: usize,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.version.to_le_bytes());
-        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(n_tensors as u64).to_le_bytes());
         out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
         for (key, value) in &self.metadata {
             put_string(&mut out, key.as_bytes());
@@ -191,22 +196,81 @@ impl GgufWriter {
             put_value(&mut out, value);
         }
         let mut offset = 0u64;
-        for t in &self.tensors {
-            put_string(&mut out, t.name.as_bytes());
-            out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
-            for d in &t.dims {
+        for (name, dims, type_id, len, offset_override) in tensors {
+            put_string(&mut out, name.as_bytes());
+            out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+            for d in dims {
                 out.extend_from_slice(&d.to_le_bytes());
             }
-            out.extend_from_slice(&t.type_id.to_le_bytes());
-            out.extend_from_slice(&t.offset_override.unwrap_or(offset).to_le_bytes());
-            offset += (t.data.len() as u64).div_ceil(self.alignment) * self.alignment;
+            out.extend_from_slice(&type_id.to_le_bytes());
+            out.extend_from_slice(&offset_override.unwrap_or(offset).to_le_bytes());
+            offset += len.div_ceil(self.alignment) * self.alignment;
         }
         pad_to(&mut out, self.alignment);
+        out
+    }
+
+    /// The whole file.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let infos = self.tensors.iter().map(|t| {
+            let len = t.data.len() as u64;
+            (
+                t.name.as_str(),
+                t.dims.as_slice(),
+                t.type_id,
+                len,
+                t.offset_override,
+            )
+        });
+        let mut out = self.header(infos, self.tensors.len());
         for t in &self.tensors {
             out.extend_from_slice(&t.data);
             pad_to(&mut out, self.alignment);
         }
         out
+    }
+
+    /// Writes this writer's metadata and then `tensors` (name, dims, type) to `out`, asking
+    /// `data(i)` for tensor i's bytes only when its turn comes, so that a file larger than
+    /// memory can be written. The writer's own `tensors` are not written.
+    pub fn write_streaming(
+        &self,
+        out: &mut impl std::io::Write,
+        tensors: &[(String, Vec<u64>, GgmlType)],
+        mut data: impl FnMut(usize) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        let io = |e: std::io::Error| Error::io(format!("cannot write the GGUF file: {e}"));
+        let mut sizes = Vec::with_capacity(tensors.len());
+        for (name, dims, ty) in tensors {
+            let n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+            let bytes = n
+                .filter(|_| !dims.is_empty() && dims[0].is_multiple_of(ty.block_size()))
+                .and_then(|n| ty.tensor_bytes(n))
+                .ok_or_else(|| {
+                    Error::bad_input(format!("tensor {name}: {ty} cannot hold shape {dims:?}"))
+                })?;
+            sizes.push(bytes);
+        }
+        let infos = tensors
+            .iter()
+            .zip(&sizes)
+            .map(|((name, dims, ty), &len)| (name.as_str(), dims.as_slice(), ty.id(), len, None));
+        out.write_all(&self.header(infos, tensors.len()))
+            .map_err(io)?;
+        let zeros = vec![0u8; self.alignment as usize];
+        for (i, ((name, _, _), &len)) in tensors.iter().zip(&sizes).enumerate() {
+            let bytes = data(i)?;
+            if bytes.len() as u64 != len {
+                return Err(Error::bad_input(format!(
+                    "tensor {name}: {} bytes given, {len} planned",
+                    bytes.len()
+                )));
+            }
+            out.write_all(&bytes).map_err(io)?;
+            let pad = (len.div_ceil(self.alignment) * self.alignment - len) as usize;
+            out.write_all(&zeros[..pad]).map_err(io)?;
+        }
+        Ok(())
     }
 
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
