@@ -136,7 +136,10 @@ pub fn plan(c: &Config, ckpt: &Checkpoint, out: OutType) -> Result<Vec<Planned>>
             let w = get(&hf(&format!("{module}.weight")))?;
             match c.storage {
                 Storage::Packed => {
-                    if w.dtype != Dtype::U8 || w.shape != [rows / 4, cols] || !rows.is_multiple_of(4) {
+                    if w.dtype != Dtype::U8
+                        || w.shape != [rows / 4, cols]
+                        || !rows.is_multiple_of(4)
+                    {
                         return Err(shape_error(&w, &format!("U8 [{}, {cols}]", rows / 4)));
                     }
                     let s = get(&hf(&format!("{module}.weight_scale")))?;
