@@ -523,3 +523,28 @@ fn a_3b_shaped_ffn_converts_to_float_types_only() {
     let logits = prompt_logits(&m, &[1, 50, 60, 70]);
     assert!(logits.iter().flatten().all(|v| v.is_finite()));
 }
+
+/// The converted vocabulary tokenizes as transformers' tokenizer of the checkpoint does
+/// (tokenizer.json byte-level BPE with the Llama-3 split; SentencePiece tokenizer.model).
+#[test]
+fn converted_vocabularies_tokenize_like_transformers() {
+    for name in ["bitnet-2b4t", "1bitllm"] {
+        let dir = checkpoint(name);
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+        let (out, _) = converted(name, None);
+        let file = bitnet::gguf::MappedFile::open(&out).unwrap();
+        let tok = bitnet::tokenizer::Tokenizer::from_gguf(&file.gguf().unwrap()).unwrap();
+        let cases = j["tokenized"].as_object().unwrap();
+        assert!(cases.len() >= 5);
+        for (text, ids) in cases {
+            let want: Vec<u32> = ids
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(tok.tokenize(text, false, false), want, "{name}: {text:?}");
+        }
+    }
+}

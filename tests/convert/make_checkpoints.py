@@ -118,7 +118,8 @@ def llama3_tokenizer(out_dir):
 
 
 def spm_tokenizer(out_dir):
-    """A Llama-2-format SentencePiece BPE model (byte fallback, unk 0 / bos 1 / eos 2) trained
+    """A Llama-2-format SentencePiece BPE model (byte fallback, unk 0 / bos 1 / eos 2, identity
+    normalization, dummy prefix, extra whitespace kept) trained
     on TEXT, plus two added tokens past it as in 1bitLLM's 32000 + 2. Returns (spm size, total)."""
     import sentencepiece as spm
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,6 +129,7 @@ def spm_tokenizer(out_dir):
             input=str(corpus), model_prefix=str(Path(tmp) / "m"), vocab_size=320, model_type="bpe",
             byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
             add_dummy_prefix=True, split_digits=True, normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
             minloglevel=2)
         model = (Path(tmp) / "m.model").read_bytes()
     (out_dir / "tokenizer.model").write_bytes(model)
@@ -304,6 +306,28 @@ def greedy(run, ids):
     return out, margins
 
 
+TOKENIZE = [
+    "Hello world",
+    " The quick brown fox jumps over the lazy dog.",
+    "It's 12345 numbers, and 'quotes' \"here\"!",
+    "  leading spaces\n\nand new lines\ttabs",
+    "ünïcödé → 漢字 and bytes \u00ff",
+]
+
+
+def tokenized(out_dir):
+    """The checkpoint's own tokenizer on TOKENIZE, without special tokens: sentencepiece for a
+    tokenizer.model (transformers' non-legacy LlamaTokenizer drops a space of a leading run,
+    which sentencepiece and llama.cpp keep), transformers for a tokenizer.json."""
+    if (out_dir / "tokenizer.model").exists():
+        import sentencepiece as spm
+        sp = spm.SentencePieceProcessor(model_file=str(out_dir / "tokenizer.model"))
+        return {t: sp.encode(t) for t in TOKENIZE}
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(str(out_dir))
+    return {t: tok(t, add_special_tokens=False)["input_ids"] for t in TOKENIZE}
+
+
 def write_reference(out_dir, run, run_perturbed, family_note):
     with torch.no_grad():
         logits = run(PROMPT)
@@ -321,6 +345,7 @@ def write_reference(out_dir, run, run_perturbed, family_note):
         "noise_floor_worst_cosine": float(cos.min()),
         "greedy": tokens,
         "greedy_margins": margins,
+        "tokenized": tokenized(out_dir),
     })
     print(f"{out_dir.name}: noise floor worst cosine {float(cos.min()):.7f}, "
           f"smallest greedy margin {min(margins):.4f}")
