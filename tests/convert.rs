@@ -464,6 +464,7 @@ fn a_3b_shaped_ffn_converts_to_float_types_only() {
         j["num_attention_heads"] = 2.into();
         j["num_key_value_heads"] = 2.into();
         j["num_hidden_layers"] = 1.into();
+        j["tie_word_embeddings"] = false.into(); // this one keeps its own head: output.weight
     });
     let mut rng = common::SplitMix64(7);
     let mut draw = |n: usize, scale: f32| -> Vec<f32> {
@@ -519,6 +520,8 @@ fn a_3b_shaped_ffn_converts_to_float_types_only() {
     let out = d.parent().unwrap().join("out/model.gguf");
     let r = convert(&d, &out, None).unwrap();
     assert_eq!(r.out_type, OutType::F16);
+    let file = bitnet::gguf::MappedFile::open(&out).unwrap();
+    assert!(file.gguf().unwrap().tensor("output.weight").is_some());
     let m = Arc::new(Model::load(&out).unwrap());
     let logits = prompt_logits(&m, &[1, 50, 60, 70]);
     assert!(logits.iter().flatten().all(|v| v.is_finite()));

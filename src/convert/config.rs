@@ -96,7 +96,9 @@ pub struct Config {
     pub n_ctx_train: usize,
     pub rms_eps: f32,
     pub rope_theta: f32,
-    pub tie_embeddings: bool,
+    /// `tie_word_embeddings`; None when the config does not say (then a checkpoint without
+    /// `lm_head.weight` is tied).
+    pub tie_embeddings: Option<bool>,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub pad: Option<u32>,
@@ -239,12 +241,7 @@ impl Config {
             n_ctx_train: need("max_position_embeddings")?,
             rms_eps: float_of("rms_norm_eps", 1e-6)?,
             rope_theta: float_of("rope_theta", 10000.0)?,
-            // transformers' default for every family here (BitNetConfig and LlamaConfig
-            // spell theirs out in the checkpoints we know)
-            tie_embeddings: j
-                .get("tie_word_embeddings")
-                .and_then(Json::as_bool)
-                .unwrap_or(family == Family::Microsoft),
+            tie_embeddings: j.get("tie_word_embeddings").and_then(Json::as_bool),
             bos: token_of("bos_token_id")?,
             eos: token_of("eos_token_id")?,
             pad: token_of("pad_token_id")?,
@@ -288,7 +285,7 @@ mod tests {
         );
         let c = Config::from_json(&packed).unwrap();
         assert_eq!((c.family, c.storage), (Family::Microsoft, Storage::Packed));
-        assert!(c.tie_embeddings);
+        assert_eq!(c.tie_embeddings, None);
         let c = Config::from_json(&ms("")).unwrap();
         assert_eq!(c.storage, Storage::Masters);
         let online = ms(

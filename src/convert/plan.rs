@@ -115,7 +115,10 @@ pub fn plan(c: &Config, ckpt: &Checkpoint, out: OutType) -> Result<Vec<Planned>>
         &[c.n_embd],
         GgmlType::F32,
     )?;
-    if !c.tie_embeddings {
+    let tied = c
+        .tie_embeddings
+        .unwrap_or(ckpt.get("lm_head.weight").is_none());
+    if !tied {
         let head = get("lm_head.weight")?;
         float(
             &mut planned,

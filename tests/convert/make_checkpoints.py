@@ -22,12 +22,12 @@ published config/modeling file; docs/convert.md):
                      transformers runs it the BitNet way (absmean ternary weights at run time,
                      per-token int8 activations), in float32.
 - 1bitllm:           1bitLLM/bitnet_b1_58-large: BitnetForCausalLM (model_type llama), silu, fp16
-                     masters, sub-norms inner_attn_ln / ffn_layernorm, untied lm_head,
+                     masters, sub-norms inner_attn_ln / ffn_layernorm, tied head,
                      SentencePiece tokenizer.model + 2 added tokens, two shards. transformers has
                      no class for it: the reference is `OneBitLlm` below, a small torch
                      re-implementation of 1bitLLM's public modeling code (a Llama whose
                      projections are BitLinear: weight_quant absmean ternary, activation_quant
-                     per-token int8, lm_head a plain float linear).
+                     per-token int8; the head a plain float product with the embedding).
 
 Every reference runs the prompt teacher-forced (logits of every position) and the same model
 with every RMSNorm weight scaled by 1 + 1e-6 (the int8 noise floor, as crossval measures it),
@@ -235,7 +235,8 @@ class OneBitLlm:
     """1bitLLM's BitnetForCausalLM forward, written from its public modeling code: Llama
     attention (rotate-half RoPE, no GQA), BitLinear projections (activation_quant: per-token
     int8 with 127 / max|x|; weight_quant: absmean ternary), inner_attn_ln before o_proj,
-    ffn_layernorm before down_proj, SiLU FFN, a plain float lm_head. float32 throughout."""
+    ffn_layernorm before down_proj, SiLU FFN, a plain float head (the embedding when tied).
+    float32 throughout."""
 
     def __init__(self, cfg, t):
         self.cfg, self.t = cfg, {k: v.float() for k, v in t.items()}
@@ -279,7 +280,8 @@ class OneBitLlm:
             m = rms_norm(g * u, t[p + "mlp.ffn_layernorm.weight"], eps)
             x = x + self.bitlinear(m, p + "mlp.down_proj.weight")
         x = rms_norm(x, t["model.norm.weight"], eps)
-        return x @ t["lm_head.weight"].T
+        head = t.get("lm_head.weight", t["model.embed_tokens.weight"])  # tied when absent
+        return x @ head.T
 
 
 # ---------------------------------------------------------------- references
@@ -435,7 +437,7 @@ def make_1bitllm():
         "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": vocab,
         "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-        "rope_scaling": None, "tie_word_embeddings": False, "bos_token_id": 1,
+        "rope_scaling": None, "tie_word_embeddings": True, "bos_token_id": 1,
         "eos_token_id": 2, "pad_token_id": spm_n, "attention_bias": False,
         "attention_dropout": 0.0, "initializer_range": 0.02, "input_bits": 8, "weight_bits": 1,
         "pretraining_tp": 1, "torch_dtype": "float16", "use_cache": True,
@@ -448,7 +450,6 @@ def make_1bitllm():
     cfg["_sub"] = ("self_attn.inner_attn_ln", "mlp.ffn_layernorm")
     t = bitnet_tensors(gen, cfg)
     del cfg["_sub"]
-    t["lm_head.weight"] = torch.randn(vocab, cfg["hidden_size"], generator=gen) * 0.5
     t = {k: v.to(torch.float16) for k, v in t.items()}
     save_sharded(d, t, 2)
     write_reference(d, OneBitLlm(cfg, t), OneBitLlm(cfg, perturbed(t)),
