@@ -719,6 +719,21 @@ fn bitnet_run_hf_runs_a_fixture_model_from_the_loopback_hub() {
         args.extend(gen);
         assert_ok("run -m", &common::bitnet(&args))
     };
+    // First (a real download): with no selector, `download` picks the I2_S file and prints its path.
+    let out = bitnet_hub(&["download", "org/tiny-bitnet"], &home, &hub.endpoint);
+    let path = assert_ok("download", &out);
+    // stderr is no terminal here: no progress bar, only the line naming the file.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("using bitnet-b1.58-i2_s.gguf") && !err.contains("MB/s"),
+        "{err}"
+    );
+    assert!(
+        path.trim()
+            .ends_with(&format!("snapshots/{COMMIT}/{}", names[0])),
+        "{path}"
+    );
     for (spec, name) in [
         ("org/tiny-bitnet:bitnet-b1.58-i2_s.gguf", names[0]),
         ("org/tiny-bitnet:tq2_0", names[1]),
@@ -731,14 +746,6 @@ fn bitnet_run_hf_runs_a_fixture_model_from_the_loopback_hub() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&format!("using {name}")), "{err}");
     }
-    // With no selector, `download` picks the I2_S file and prints its path.
-    let out = bitnet_hub(&["download", "org/tiny-bitnet"], &home, &hub.endpoint);
-    let path = assert_ok("download", &out);
-    assert!(
-        path.trim()
-            .ends_with(&format!("snapshots/{COMMIT}/{}", names[0])),
-        "{path}"
-    );
     // verify and bench take -hf too.
     let out = bitnet_hub(
         &["verify", "-hf", "org/tiny-bitnet:i2_s", "-n", "2"],
@@ -791,4 +798,21 @@ fn bitnet_run_hf_runs_a_fixture_model_from_the_loopback_hub() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn a_full_disk_is_one_clear_line() {
+    // blobs/{sha}.incomplete made a link to /dev/full: every write fails with ENOSPC.
+    let hub = MiniHub::start(vec![tiny_repo("org/tiny", false)]);
+    let cache = scratch("hub_full");
+    let sha = hex(&sha2::Sha256::digest(blob(1, BIG)));
+    let blobs_dir = repo_dir(&cache, "org/tiny").join("blobs");
+    std::fs::create_dir_all(&blobs_dir).unwrap();
+    std::os::unix::fs::symlink("/dev/full", blobs_dir.join(format!("{sha}.incomplete"))).unwrap();
+    let h = Hub::new(hub.config(&cache, None));
+    let e = h
+        .download("org/tiny", "model-i2_s.gguf", "main")
+        .unwrap_err();
+    assert!(e.message.starts_with("disk full: cannot write"), "{e}");
+    assert!(!blobs_dir.join(&sha).exists());
 }
