@@ -76,6 +76,8 @@ struct State {
     repos: Vec<Repo>,
     faults: Faults,
     log: Vec<Logged>,
+    /// Connections accepted and not yet logged.
+    in_flight: usize,
 }
 
 struct MiniHub {
@@ -190,6 +192,9 @@ impl MiniHub {
             let cdn_base = cdn_base.clone();
             std::thread::spawn(move || {
                 for stream in listener.incoming().flatten() {
+                    // Counted before any answer is written, so a client that has its answer
+                    // finds the connection counted.
+                    state.lock().unwrap().in_flight += 1;
                     let state = Arc::clone(&state);
                     let cdn_base = cdn_base.clone();
                     std::thread::spawn(move || serve(&stream, &state, is_cdn, &cdn_base));
@@ -203,8 +208,17 @@ impl MiniHub {
         f(&mut self.state.lock().unwrap().faults)
     }
 
+    /// The requests so far, once every accepted connection has been answered and logged.
     fn log(&self) -> Vec<Logged> {
-        self.state.lock().unwrap().log.clone()
+        let t0 = std::time::Instant::now();
+        loop {
+            let s = self.state.lock().unwrap();
+            if s.in_flight == 0 || t0.elapsed().as_secs() > 10 {
+                return s.log.clone();
+            }
+            drop(s);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     fn config(&self, cache: &Path, token: Option<&str>) -> Config {
@@ -219,6 +233,7 @@ impl MiniHub {
 
 fn serve(stream: &TcpStream, state: &Mutex<State>, is_cdn: bool, cdn_base: &str) {
     let Some(req) = read_request(stream) else {
+        state.lock().unwrap().in_flight -= 1;
         return;
     };
     let head = req.method == "HEAD";
@@ -232,7 +247,9 @@ fn serve(stream: &TcpStream, state: &Mutex<State>, is_cdn: bool, cdn_base: &str)
     };
     let sent = write_answer(stream, &a, head);
     let _ = stream.shutdown(Shutdown::Both);
-    state.lock().unwrap().log.push(Logged {
+    let mut s = state.lock().unwrap();
+    s.in_flight -= 1;
+    s.log.push(Logged {
         cdn: is_cdn,
         method: req.method,
         path: req.path,
@@ -461,6 +478,14 @@ fn fresh_download_lays_out_the_cache_like_huggingface_hub() {
         p
     );
     assert_eq!(hub.log().len(), n + 1);
+
+    // The hook for `bitnet convert -hf`: the chosen files of a revision, as a directory.
+    let snap = h.snapshot("org/tiny", "main", |f| {
+        f.ends_with(".json") || f.ends_with(".txt")
+    });
+    let snap = snap.unwrap();
+    assert_eq!(snap, dir.join("snapshots").join(COMMIT));
+    assert!(snap.join("config.json").is_file() && snap.join("sub/dir/notes.txt").is_file());
 
     // A relative redirect on the hub (a renamed repository) is followed.
     let r = h.download("org/renamed", "config.json", "main").unwrap();
