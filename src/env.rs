@@ -10,6 +10,13 @@
 //! | `BITNET_NVRTC_LIB` | library, feature `cuda` (`kernels::cuda`) | path of a `libnvrtc.so.*` loaded before NVRTC is looked up by name | the system's search path |
 //! | `BITNET_CACHE_DIR` | library (`cache::dir`: the `bitnet` program, the tests) | where the demo model and the C++ reference build live | `$HOME/.cache/bitnet-rs` |
 //! | `BITNET_CPP_REF_DIR` | library (`cpp_ref`: `bitnet verify`, crossval, the tests) | the C++ reference's install (`dist/lib` below it) | `$BITNET_CACHE_DIR/cpp_ref` |
+//! | `HF_ENDPOINT` | library (`hub`: `bitnet download`, `-hf`) | the Hugging Face hub to download from | `https://huggingface.co` |
+//! | `HF_TOKEN` | library (`hub`) | the token sent as `Authorization: Bearer` (gated or private repositories) | the file `$HF_TOKEN_PATH`, else `$HF_HOME/token` (what `hf auth login` writes), else none |
+//! | `HF_TOKEN_PATH` | library (`hub`) | where the stored token is read | `$HF_HOME/token` |
+//! | `HF_HOME` | library (`hub`) | huggingface_hub's home; the download cache is `$HF_HOME/hub` | `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface` |
+//! | `HF_HUB_CACHE` | library (`hub`) | the download cache itself (overrides `$HF_HOME/hub`) | `$HF_HOME/hub` |
+//! | `HF_HUB_OFFLINE` | library (`hub`) | `1`/`ON`/`YES`/`TRUE`: no network, cached files only | off |
+//! | `TRANSFORMERS_OFFLINE` | library (`hub`) | the same as `HF_HUB_OFFLINE` (as in huggingface_hub) | off |
 //!
 //! The crossval harness and the tests read a few more (`BITNET_MODELS_DIR`,
 //! `BITNET_CROSSVAL_NO_REF`, ...); README.md's "Environment variables" lists those too.
@@ -28,6 +35,23 @@ pub const NVRTC_LIB: &str = "BITNET_NVRTC_LIB";
 pub const CACHE_DIR: &str = "BITNET_CACHE_DIR";
 /// The C++ reference's install directory: `cpp_ref::dist_dir`.
 pub const CPP_REF_DIR: &str = "BITNET_CPP_REF_DIR";
+
+/// The Hugging Face hub's address (`hub::Config::from_env`).
+pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
+/// The hub token.
+pub const HF_TOKEN: &str = "HF_TOKEN";
+/// The file the hub token is stored in.
+pub const HF_TOKEN_PATH: &str = "HF_TOKEN_PATH";
+/// huggingface_hub's home directory.
+pub const HF_HOME: &str = "HF_HOME";
+/// The hub download cache directory.
+pub const HF_HUB_CACHE: &str = "HF_HUB_CACHE";
+/// Offline mode: cached hub files only.
+pub const HF_HUB_OFFLINE: &str = "HF_HUB_OFFLINE";
+/// Offline mode too (transformers' older name, honoured by huggingface_hub).
+pub const TRANSFORMERS_OFFLINE: &str = "TRANSFORMERS_OFFLINE";
+/// The XDG cache base (`HF_HOME`'s default lies under it).
+pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 
 /// The variable's value if it is set (to anything, even empty or not UTF-8).
 pub fn var_os(name: &str) -> Option<OsString> {

@@ -8,7 +8,7 @@
 //! `model/forward_cpu.rs`, the GPU backend, and `model::Context`, which runs batches).
 //!
 //! Beside it: `tokenizer` and `sampling` (text in, tokens out), `capi` (the llama.h C ABI),
-//! `error`, `env` (every environment variable read), `cache` (the cache directory), `cpp_ref`
+//! `error`, `env` (every environment variable read), `cache` (the cache directory), `hub` (Hugging Face hub downloads), `cpp_ref`
 //! (opening the C++ reference for comparisons), `rng` (seeded generators) and `fixture`
 //! (helpers the tests, crossval, the benches and the CLI share, incl. synthetic models).
 //! The spec the code follows is in `docs/`.
@@ -21,6 +21,7 @@ pub mod env;
 pub mod error;
 pub mod fixture;
 pub mod gguf;
+pub mod hub;
 pub mod kernels;
 pub mod model;
 pub mod quant;

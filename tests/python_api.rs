@@ -19,21 +19,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use common::{assert_ok, fixtures, model, our_lib_dir, reference, repo};
 
-/// The venv's python (created once by tests/python/venv.sh).
 fn python() -> &'static PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("tests/python/venv.sh"))
-            .output()
-            .expect("cannot run bash");
-        assert_ok("tests/python/venv.sh", &out);
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    common::api_python()
 }
 
 fn run_script(args: &[&str]) -> String {

@@ -43,6 +43,7 @@ pub fn parse(args: &[String]) -> Result<Args> {
         v.parse()
             .map_err(|_| Error::bad_input(format!("bench: {flag} wants a number, not {v:?}")))
     };
+    let mut hf = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| {
@@ -52,6 +53,7 @@ pub fn parse(args: &[String]) -> Result<Args> {
         };
         match arg.as_str() {
             "-m" | "--model" => a.model = value("--model")?,
+            "-hf" | "--hf-repo" => hf = Some(value("-hf")?),
             "-p" => {
                 let v = value("-p")?;
                 a.prompts = v
@@ -78,8 +80,15 @@ pub fn parse(args: &[String]) -> Result<Args> {
             s => return Err(Error::bad_input(format!("bench: unknown argument {s}"))),
         }
     }
-    if a.model.is_empty() {
-        return Err(Error::bad_input("bench: -m MODEL is required"));
+    match (a.model.is_empty(), hf) {
+        (true, None) => return Err(Error::bad_input("bench: -m MODEL or -hf REPO is required")),
+        (false, Some(_)) => {
+            return Err(Error::bad_input(
+                "bench: give -m MODEL or -hf REPO, not both",
+            ))
+        }
+        (true, Some(spec)) => a.model = super::download::hf_model(&spec)?,
+        (false, None) => {}
     }
     Ok(a)
 }

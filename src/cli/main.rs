@@ -4,6 +4,7 @@ mod bench;
 mod chat;
 mod convert;
 mod demo;
+mod download;
 mod inspect;
 mod json;
 mod llama;
@@ -52,7 +53,17 @@ usage:
                                            a Hugging Face checkpoint folder (BitNet b1.58 2B-4T,
                                            its -bf16 masters, 1bitLLM bitnet_b1_58) to GGUF;
                                            default type: i2_s where the shape allows, else f16
+  bitnet download REPO[:QUANT] [FILE...] [--revision REV]
+                                           files of a Hugging Face hub repository into
+                                           huggingface_hub's cache (shared with it), resumed,
+                                           verified (sha256); prints each local path; with no
+                                           FILE, the repository's GGUF file (the only one, the
+                                           I2_S one, or the one of QUANT)
   bitnet help | --help | --version
+
+run, chat, bench and verify take -hf REPO[:FILE_OR_QUANT] instead of -m MODEL: that file of
+the hub repository, downloaded on first use (HF_TOKEN, HF_ENDPOINT, HF_HOME, HF_HUB_OFFLINE
+as in huggingface_hub).
 
 run, chat and verify go through the library's llama.h C API, as a C program would.
 
@@ -195,11 +206,16 @@ impl Parsed {
         }
     }
 
-    /// `-m MODEL`, or the default model.
+    /// `-m MODEL`, `-hf REPO[:FILE_OR_QUANT]` (downloaded if needed), or the default model.
     fn model_or_default(&self) -> Result<String> {
-        match self.get("-m") {
-            Some(m) => Ok(m.to_string()),
-            None => default_model(),
+        match (self.get("-m"), self.get("-hf")) {
+            (Some(_), Some(_)) => Err(Error::bad_input(format!(
+                "{}: give -m MODEL or -hf REPO, not both",
+                self.command
+            ))),
+            (Some(m), None) => Ok(m.to_string()),
+            (None, Some(spec)) => download::hf_model(spec),
+            (None, None) => default_model(),
         }
     }
 }
@@ -270,6 +286,7 @@ fn parse_tokenize(args: &[String]) -> Result<tokenize::Args> {
 /// The options `run` and `chat` share (llama-cli's names).
 const GENERATION_OPTS: &[Opt] = &[
     value(&["-m", "--model"]),
+    value(&["-hf", "--hf-repo"]),
     value(&["-n", "--n-predict", "--predict"]),
     value(&["-t", "--threads"]),
     value(&["-c", "--ctx-size"]),
@@ -388,19 +405,19 @@ fn parse_chat(args: &[String]) -> Result<chat::Args> {
 fn parse_verify(args: &[String]) -> Result<verify::Args> {
     const TABLE: &[Opt] = &[
         value(&["-m", "--model"]),
+        value(&["-hf", "--hf-repo"]),
         value(&["-n", "--n-predict"]),
         flag(&["-v", "--verbose"]),
     ];
     let p = parse("verify", TABLE, args)?;
-    let model = match (p.get("-m"), p.positional(1)?.first()) {
-        (Some(m), None) => m.to_string(),
+    let model = match (p.get("-m").or(p.get("-hf")), p.positional(1)?.first()) {
         (None, Some(m)) => m.clone(),
         (Some(_), Some(extra)) => {
             return Err(Error::bad_input(format!(
                 "verify: unexpected argument {extra:?}"
             )))
         }
-        (None, None) => default_model()?,
+        (_, None) => p.model_or_default()?,
     };
     let n_steps: usize = p.number("-n", 16)?;
     if !(1..=4096).contains(&n_steps) {
@@ -431,6 +448,21 @@ fn parse_convert(args: &[String]) -> Result<convert::Args> {
     Ok(convert::Args { dir, out, out_type })
 }
 
+fn parse_download(args: &[String]) -> Result<download::Args> {
+    const TABLE: &[Opt] = &[value(&["--revision", "-r"])];
+    let p = parse("download", TABLE, args)?;
+    let Some((spec, files)) = p.positional.split_first() else {
+        return Err(Error::bad_input(
+            "download: no repository (bitnet download ORG/NAME[:QUANT] [FILE...])",
+        ));
+    };
+    Ok(download::Args {
+        spec: spec.clone(),
+        files: files.to_vec(),
+        revision: p.get("--revision").unwrap_or("main").to_string(),
+    })
+}
+
 fn dispatch(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("inspect") => inspect::run(&parse_inspect(&args[1..])?),
@@ -440,6 +472,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("chat") => chat::run(&parse_chat(&args[1..])?),
         Some("verify") => verify::run(&parse_verify(&args[1..])?),
         Some("convert") => convert::run(&parse_convert(&args[1..])?),
+        Some("download") => download::run(&parse_download(&args[1..])?),
         None | Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())

@@ -51,6 +51,19 @@ pub fn fixtures() -> &'static Fixtures {
     })
 }
 
+/// The python of tests/python/venv.sh (llama-cpp-python, huggingface_hub; created once).
+pub fn api_python() -> &'static PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("tests/python/venv.sh"))
+            .output()
+            .expect("cannot run bash");
+        assert_ok("tests/python/venv.sh", &out);
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
 /// Every generated .gguf file, sorted by name.
 pub fn models() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(&fixtures().models)
