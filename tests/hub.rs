@@ -708,12 +708,18 @@ fn huggingface_hub_and_we_share_one_cache_both_ways() {
 
 /// `bitnet ARGS` with the hub environment pointing at the loopback hub.
 fn bitnet_hub(args: &[&str], home: &Path, endpoint: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitnet"))
-        .args(args)
+    bitnet_hub_env(args, home, endpoint, &[])
+}
+
+fn bitnet_hub_env(args: &[&str], home: &Path, endpoint: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bitnet"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(args)
         .env("HF_HOME", home)
         .env("HF_ENDPOINT", endpoint)
         .env("NO_PROXY", "127.0.0.1")
-        .env_remove("HF_TOKEN")
         .env_remove("HF_HUB_OFFLINE")
         .env_remove("HF_HUB_CACHE")
         .output()
@@ -731,11 +737,14 @@ fn bitnet_run_hf_runs_a_fixture_model_from_the_loopback_hub() {
             lfs: true,
         })
         .collect();
-    let hub = MiniHub::start(vec![Repo {
-        id: "org/tiny-bitnet".into(),
-        gated: false,
-        files,
-    }]);
+    let hub = MiniHub::start(vec![
+        Repo {
+            id: "org/tiny-bitnet".into(),
+            gated: false,
+            files,
+        },
+        tiny_repo("org/gated", true),
+    ]);
     let home = scratch("hub_cli");
     let gen = ["-p", "Hello world", "-n", "12", "--temp", "0", "-t", "1"];
     let local = |name: &str| {
@@ -798,6 +807,20 @@ fn bitnet_run_hf_runs_a_fixture_model_from_the_loopback_hub() {
         &hub.endpoint,
     );
     assert!(assert_ok("bench -hf", &out).contains("\"tg2_tok_s\":"));
+    // The token: HF_TOKEN, else the file $HF_HOME/token (what `hf auth login` writes).
+    let get = ["download", "org/gated", "config.json"];
+    let out = bitnet_hub_env(&get, &home, &hub.endpoint, &[("HF_TOKEN", TOKEN)]);
+    assert_ok("download with HF_TOKEN", &out);
+    let home2 = scratch("hub_cli_token");
+    let out = bitnet_hub_env(&get, &home2, &hub.endpoint, &[("HF_TOKEN", "")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("401") && err.contains("gated"),
+        "{err}"
+    );
+    std::fs::write(home2.join("token"), format!("{TOKEN}\n")).unwrap();
+    let out = bitnet_hub_env(&get, &home2, &hub.endpoint, &[("HF_TOKEN", "")]);
+    assert_ok("download with $HF_HOME/token", &out);
     // Failures are one line each.
     for (args, says) in [
         (

@@ -64,10 +64,13 @@ impl Config {
                 Error::bad_input("no hub cache: set HF_HOME or HF_HUB_CACHE (HOME is not set)")
             })?;
         let token_file = env_path(env::HF_TOKEN_PATH).or_else(|| home.map(|h| h.join("token")));
-        let token = crate::env::var(env::HF_TOKEN)
-            .or_else(|| token_file.and_then(|f| fs::read_to_string(f).ok()))
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
+        // An empty HF_TOKEN counts as unset, as in huggingface_hub.
+        let clean = |t: String| Some(t.trim().to_string()).filter(|t| !t.is_empty());
+        let token = crate::env::var(env::HF_TOKEN).and_then(clean).or_else(|| {
+            token_file
+                .and_then(|f| fs::read_to_string(f).ok())
+                .and_then(clean)
+        });
         let endpoint = crate::env::var(env::HF_ENDPOINT)
             .map(|e| e.trim().trim_end_matches('/').to_string())
             .filter(|e| !e.is_empty())
