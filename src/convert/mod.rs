@@ -19,6 +19,7 @@ pub mod vocab;
 
 use std::path::{Path, PathBuf};
 
+use crate::fixture::synthetic::{put_hparams, Shape};
 use crate::gguf::writer::{GgufWriter, OwnedValue};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -180,29 +181,29 @@ pub fn convert(dir: &Path, out: &Path, out_type: Option<OutType>) -> Result<Repo
 
     let mut g = GgufWriter::default();
     let arch = config.family.arch();
-    let key = |k: &str| format!("{arch}.{k}");
-    let u32v = |v: usize| OwnedValue::U32(v as u32);
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    g.kv("general.architecture", OwnedValue::str(arch))
-        .kv("general.name", OwnedValue::str(&name))
-        .kv("general.file_type", OwnedValue::U32(out_type.file_type()))
+    let shape = Shape {
+        arch,
+        name: "",
+        context_length: config.n_ctx_train,
+        n_embd: config.n_embd,
+        n_ff: config.n_ff,
+        n_layer: config.n_layer,
+        n_head: config.n_head,
+        n_head_kv: config.n_head_kv,
+        n_vocab: config.n_vocab,
+        rope_theta: config.rope_theta,
+    };
+    put_hparams(&mut g, &shape, &name, config.rms_eps);
+    g.kv("general.file_type", OwnedValue::U32(out_type.file_type()))
         .kv("general.quantization_version", OwnedValue::U32(2))
-        .kv(&key("vocab_size"), u32v(config.n_vocab))
-        .kv(&key("context_length"), u32v(config.n_ctx_train))
-        .kv(&key("embedding_length"), u32v(config.n_embd))
-        .kv(&key("block_count"), u32v(config.n_layer))
-        .kv(&key("feed_forward_length"), u32v(config.n_ff))
-        .kv(&key("attention.head_count"), u32v(config.n_head))
-        .kv(&key("attention.head_count_kv"), u32v(config.n_head_kv))
         .kv(
-            &key("attention.layer_norm_rms_epsilon"),
-            OwnedValue::F32(config.rms_eps),
-        )
-        .kv(&key("rope.freq_base"), OwnedValue::F32(config.rope_theta))
-        .kv(&key("rope.dimension_count"), u32v(config.head_dim()));
+            &format!("{arch}.rope.dimension_count"),
+            OwnedValue::U32(config.head_dim() as u32),
+        );
     for (k, v) in vocab.entries {
         g.kv(&k, v);
     }
