@@ -864,3 +864,60 @@ fn a_full_disk_is_one_clear_line() {
     assert!(e.message.starts_with("disk full: cannot write"), "{e}");
     assert!(!blobs_dir.join(&sha).exists());
 }
+
+#[test]
+fn bitnet_convert_hf_converts_a_checkpoint_from_the_loopback_hub() {
+    // The committed 1bitLLM fixture (sharded safetensors, SentencePiece tokenizer.model) served
+    // as a hub repository, plus files a conversion does not need (not downloaded).
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/convert/1bitllm");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let bytes = std::fs::read(src.join(&name)).unwrap();
+        let lfs = name.ends_with(".safetensors") || name == "tokenizer.model";
+        files.push(HubFile { name, bytes, lfs });
+    }
+    let hub = MiniHub::start(vec![Repo {
+        id: "org/ckpt".into(),
+        gated: false,
+        files,
+    }]);
+    let home = scratch("hub_convert");
+    let from_hub = home.join("from-hub.gguf");
+    let local = home.join("local.gguf");
+    let args = ["-o", from_hub.to_str().unwrap(), "--type", "tq2_0"];
+    let out = bitnet_hub(
+        &[&["convert", "-hf", "org/ckpt"][..], &args[..]].concat(),
+        &home,
+        &hub.endpoint,
+    );
+    assert_ok("convert -hf", &out);
+    let out = common::bitnet(&[
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        local.to_str().unwrap(),
+        "--type",
+        "tq2_0",
+    ]);
+    assert_ok("convert HF_DIR", &out);
+    assert!(
+        std::fs::read(&from_hub).unwrap() == std::fs::read(&local).unwrap(),
+        "convert -hf and convert HF_DIR wrote different files"
+    );
+    // Only what a conversion reads came over the wire.
+    let snap = repo_dir(&home.join("hub"), "org/ckpt")
+        .join("snapshots")
+        .join(COMMIT);
+    assert!(snap.join("tokenizer.model").exists());
+    assert!(!snap.join("logits.f32").exists());
+    // A selector is refused in one line.
+    let out = bitnet_hub(
+        &["convert", "-hf", "org/ckpt:q8_0", "-o", "x.gguf"],
+        &home,
+        &hub.endpoint,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("takes a repository"), "{err}");
+}

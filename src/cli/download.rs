@@ -44,3 +44,20 @@ fn model_path(hub: &Hub, spec: &str, revision: &str) -> Result<String> {
 pub fn hf_model(spec: &str) -> Result<String> {
     model_path(&Hub::from_env()?, spec, "main")
 }
+
+/// `convert -hf REPO`: the checkpoint files a conversion reads (`*.json`, `*.safetensors`,
+/// `tokenizer.model`) of the repository's main branch, downloaded if needed; returns the
+/// snapshot folder that holds them.
+pub fn hf_checkpoint(spec: &str) -> Result<std::path::PathBuf> {
+    let (repo, selector) = hub::parse_spec(spec)?;
+    if let Some(s) = selector {
+        return Err(Error::bad_input(format!(
+            "convert: -hf takes a repository (ORG/NAME), not {repo}:{s}"
+        )));
+    }
+    let wanted =
+        |f: &str| f.ends_with(".json") || f.ends_with(".safetensors") || f == "tokenizer.model";
+    let dir = Hub::from_env()?.snapshot(&repo, "main", wanted)?;
+    eprintln!("bitnet: {repo}: checkpoint in {}", dir.display());
+    Ok(dir)
+}

@@ -49,7 +49,7 @@ usage:
                                            as the C++ reference when it is built and can load
                                            the model; PASS/FAIL/SKIP per check, exit code 0
                                            only when no check fails
-  bitnet convert HF_DIR -o OUT.gguf [--type i2_s|tq1_0|tq2_0|f16|bf16|f32]
+  bitnet convert HF_DIR|-hf REPO -o OUT.gguf [--type i2_s|tq1_0|tq2_0|f16|bf16|f32]
                                            a Hugging Face checkpoint folder (BitNet b1.58 2B-4T,
                                            its -bf16 masters, 1bitLLM bitnet_b1_58) to GGUF;
                                            default type: i2_s where the shape allows, else f16
@@ -431,11 +431,25 @@ fn parse_verify(args: &[String]) -> Result<verify::Args> {
 }
 
 fn parse_convert(args: &[String]) -> Result<convert::Args> {
-    const TABLE: &[Opt] = &[value(&["-o", "--outfile"]), value(&["--type", "--outtype"])];
+    const TABLE: &[Opt] = &[
+        value(&["-o", "--outfile"]),
+        value(&["--type", "--outtype"]),
+        value(&["-hf", "--hf-repo"]),
+    ];
     let p = parse("convert", TABLE, args)?;
-    let dir = match p.positional(1)? {
-        [dir] => dir.into(),
-        _ => return Err(Error::bad_input("convert: no HF_DIR (a checkpoint folder)")),
+    let dir = match (p.positional(1)?, p.get("-hf")) {
+        ([dir], None) => dir.into(),
+        ([], Some(spec)) => download::hf_checkpoint(spec)?,
+        ([_], Some(_)) => {
+            return Err(Error::bad_input(
+                "convert: give HF_DIR or -hf REPO, not both",
+            ))
+        }
+        _ => {
+            return Err(Error::bad_input(
+                "convert: no HF_DIR (a checkpoint folder) or -hf REPO",
+            ))
+        }
     };
     let out = p
         .get("-o")
