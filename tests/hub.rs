@@ -878,7 +878,8 @@ fn bitnet_convert_hf_converts_a_checkpoint_from_the_loopback_hub() {
         files.push(HubFile { name, bytes, lfs });
     }
     let hub = MiniHub::start(vec![Repo {
-        id: "org/ckpt".into(),
+        // Named like the folder: general.name is the repository's NAME.
+        id: "org/1bitllm".into(),
         gated: false,
         files,
     }]);
@@ -887,7 +888,7 @@ fn bitnet_convert_hf_converts_a_checkpoint_from_the_loopback_hub() {
     let local = home.join("local.gguf");
     let args = ["-o", from_hub.to_str().unwrap(), "--type", "tq2_0"];
     let out = bitnet_hub(
-        &[&["convert", "-hf", "org/ckpt"][..], &args[..]].concat(),
+        &[&["convert", "-hf", "org/1bitllm"][..], &args[..]].concat(),
         &home,
         &hub.endpoint,
     );
@@ -906,14 +907,14 @@ fn bitnet_convert_hf_converts_a_checkpoint_from_the_loopback_hub() {
         "convert -hf and convert HF_DIR wrote different files"
     );
     // Only what a conversion reads came over the wire.
-    let snap = repo_dir(&home.join("hub"), "org/ckpt")
+    let snap = repo_dir(&home.join("hub"), "org/1bitllm")
         .join("snapshots")
         .join(COMMIT);
     assert!(snap.join("tokenizer.model").exists());
     assert!(!snap.join("logits.f32").exists());
     // A selector is refused in one line.
     let out = bitnet_hub(
-        &["convert", "-hf", "org/ckpt:q8_0", "-o", "x.gguf"],
+        &["convert", "-hf", "org/1bitllm:q8_0", "-o", "x.gguf"],
         &home,
         &hub.endpoint,
     );

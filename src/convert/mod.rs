@@ -155,6 +155,21 @@ impl Drop for TempFile {
 
 /// Converts checkpoint folder `dir` into the GGUF file `out` (`out_type` None: the default
 /// for the model).
+/// `general.name`: the folder's name, or NAME for a hub snapshot folder
+/// (`.../models--ORG--NAME/snapshots/COMMIT`, as `bitnet convert -hf` and huggingface_hub lay
+/// it out), so a checkpoint converted from the hub cache is named like its repository.
+fn model_name(dir: &Path) -> String {
+    let name_of = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let snapshots = dir.parent();
+    let repo = snapshots.and_then(Path::parent).and_then(name_of);
+    match (snapshots.and_then(name_of).as_deref(), repo) {
+        (Some("snapshots"), Some(repo)) if repo.starts_with("models--") => {
+            repo.rsplit("--").next().unwrap_or("model").to_string()
+        }
+        _ => name_of(dir).unwrap_or_else(|| "model".into()),
+    }
+}
+
 pub fn convert(dir: &Path, out: &Path, out_type: Option<OutType>) -> Result<Report> {
     if !dir.is_dir() {
         return Err(Error::bad_input(format!(
@@ -181,10 +196,7 @@ pub fn convert(dir: &Path, out: &Path, out_type: Option<OutType>) -> Result<Repo
 
     let mut g = GgufWriter::default();
     let arch = config.family.arch();
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
+    let name = model_name(dir);
     let shape = Shape {
         arch,
         name: "",
