@@ -3,6 +3,7 @@
 //! writer of seeded synthetic BitNet models (`synthetic`: the CLI's demo model and the GPU tests'
 //! models). Seeded randomness is [`crate::rng::SplitMix64`].
 
+pub mod server_batches;
 pub mod synthetic;
 
 use crate::model::{Batch, Context, SeqSet};

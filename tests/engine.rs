@@ -350,6 +350,39 @@ fn sequences_in_one_context_do_not_see_each_other() {
     assert_eq!(c.all_logits().len(), 2 * m.hparams().n_vocab);
 }
 
+/// The batches llama-server sends with its parallel slots (bitnet::fixture::server_batches: one
+/// slot's prompt chunk mixed with single decode tokens of the others, in varying order), 4 and
+/// 16 sequences in one context: every sequence's logits equal, bit for bit, what it gets
+/// decoded alone. (One decode call computes all its tokens' projections as one matrix product,
+/// so a step reads each weight once for every sequence; this checks it changes no result.)
+#[test]
+fn server_batches_give_each_sequence_what_it_gets_alone() {
+    use bitnet::fixture::server_batches::{
+        assert_each_sequence_alone, run_batches, server_batches,
+    };
+    for name in [
+        "bitnet-spm-f32.gguf",
+        "bitnet-spm-tq2_0.gguf",
+        "bitnet-spm-tq1_0.gguf",
+        "bitnet-b1.58-i2_s.gguf",
+    ] {
+        let m = load(name);
+        for n_seq in [4, 16] {
+            let batches = server_batches(n_seq, m.hparams().n_vocab);
+            let mut c = multi_ctx(&m, 512, n_seq);
+            let got = run_batches(&mut c, &batches, &|s| Some(s));
+            let alone = |params| Context::new(Arc::clone(&m), params);
+            assert_each_sequence_alone(
+                &alone,
+                &batches,
+                &got,
+                n_seq,
+                &format!("{name} {n_seq} seqs"),
+            );
+        }
+    }
+}
+
 #[test]
 fn sequence_edits_rm_cp_keep_add() {
     let m = load("bitnet-spm-f32.gguf");

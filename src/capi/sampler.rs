@@ -334,7 +334,12 @@ pub unsafe extern "C" fn llama_sampler_apply(
     cur_p: *mut llama_token_data_array,
 ) {
     ffi!((), || {
-        // SAFETY: smpl is NULL or live (llama.h contract).
+        // A NULL sampler applies nothing, silently, as the reference's: llama.cpp's common
+        // sampler calls it on each of its optional stages (grammar, reasoning budget) per token.
+        if smpl.is_null() {
+            return Ok(());
+        }
+        // SAFETY: smpl is live (llama.h contract).
         let i = unsafe { iface(smpl) }?;
         if cur_p.is_null() {
             return Err("cur_p is NULL".into());

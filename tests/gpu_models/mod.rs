@@ -219,83 +219,7 @@ pub fn write(path: &Path, spec: &Spec, seed: u64) {
     .unwrap();
 }
 
-/// One entry of a batch: token, position, sequence, logits wanted.
-pub type Entry = (u32, i32, usize, bool);
-
-/// The batches `llama-server` sends with `n_seq` slots: at step k, slot k's prompt (2 to 8
-/// tokens, one chunk) joins one decode token of every slot started before it, each sequence at
-/// its own positions, logits wanted for the last token of each sequence in the batch. The
-/// prompt chunk comes first, in the middle or last (the server's order varies with its slots).
-/// Three more steps of decode tokens only follow the last prompt.
-pub fn server_batches(n_seq: usize, n_vocab: usize) -> Vec<Vec<Entry>> {
-    let tok = |s: usize, p: i32| ((s * 131 + p as usize * 17 + 3) % n_vocab) as u32;
-    let mut next_pos = vec![0i32; n_seq];
-    let mut steps = Vec::new();
-    for k in 0..n_seq + 3 {
-        let mut decode: Vec<Entry> = Vec::new();
-        for (s, p) in next_pos.iter_mut().enumerate().take(k.min(n_seq)) {
-            decode.push((tok(s, *p), *p, s, true));
-            *p += 1;
-        }
-        let mut prompt: Vec<Entry> = Vec::new();
-        if k < n_seq {
-            let len = 2 + (k * 5) % 7;
-            for p in 0..len as i32 {
-                prompt.push((tok(k, p), p, k, p + 1 == len as i32));
-            }
-            next_pos[k] = len as i32;
-        }
-        let at = match k % 3 {
-            0 => 0,
-            1 => decode.len() / 2,
-            _ => decode.len(),
-        };
-        let mut batch = decode;
-        batch.splice(at..at, prompt);
-        steps.push(batch);
-    }
-    steps
-}
-
-/// Decodes `batches` in `c` (sequence ids mapped through `seq_map`, entries of unmapped
-/// sequences left out) and returns, per step, (sequence, logits) of each wanted entry.
-pub fn run_batches(
-    c: &mut bitnet::model::Context,
-    batches: &[Vec<Entry>],
-    seq_map: &dyn Fn(usize) -> Option<usize>,
-) -> Vec<Vec<(usize, Vec<f32>)>> {
-    use bitnet::model::{Batch, SeqSet};
-    let mut out = Vec::new();
-    for b in batches {
-        let b: Vec<(Entry, usize)> = b
-            .iter()
-            .filter_map(|&e| seq_map(e.2).map(|s| (e, s)))
-            .collect();
-        if b.is_empty() {
-            out.push(Vec::new());
-            continue;
-        }
-        let tokens: Vec<u32> = b.iter().map(|(e, _)| e.0).collect();
-        let positions: Vec<i32> = b.iter().map(|(e, _)| e.1).collect();
-        let seqs: Vec<SeqSet> = b.iter().map(|&(_, s)| SeqSet::one(s)).collect();
-        let want: Vec<bool> = b.iter().map(|(e, _)| e.3).collect();
-        c.decode(&Batch {
-            tokens: &tokens,
-            positions: &positions,
-            seqs: &seqs,
-            want_logits: &want,
-        })
-        .unwrap();
-        out.push(
-            b.iter()
-                .enumerate()
-                .filter(|(_, (e, _))| e.3)
-                .map(|(i, (e, _))| (e.2, c.logits(i).unwrap().to_vec()))
-                .collect(),
-        );
-    }
-    out
-}
+pub use bitnet::fixture::server_batches::{self, run_batches, server_batches, Entry};
 
 /// Each sequence of `got` (what a multi-sequence device context made of `batches`) against the
 /// same sequence decoded alone in a fresh single-sequence device context: equal bit for bit.
@@ -306,30 +230,8 @@ pub fn assert_each_sequence_alone(
     n_seq: usize,
     what: &str,
 ) {
-    use bitnet::model::{Context, ContextParams};
-    let one = ContextParams {
-        n_seq_max: 1,
-        ..ContextParams::new(512, 32)
-    };
-    for s in 0..n_seq {
-        let mut alone = Context::with_gpu(std::sync::Arc::clone(gm), one).unwrap();
-        let only = |q: usize| (q == s).then_some(0);
-        let solo = run_batches(&mut alone, batches, &only);
-        for (k, (mixed, solo)) in got.iter().zip(&solo).enumerate() {
-            let mixed: Vec<&Vec<f32>> = mixed
-                .iter()
-                .filter(|(q, _)| *q == s)
-                .map(|(_, l)| l)
-                .collect();
-            assert_eq!(mixed.len(), solo.len(), "{what}: step {k} seq {s}");
-            for (m, (_, l)) in mixed.iter().zip(solo) {
-                assert!(
-                    *m == l,
-                    "{what}: step {k} seq {s} differs from its decode alone"
-                );
-            }
-        }
-    }
+    let alone = |params| bitnet::model::Context::with_gpu(std::sync::Arc::clone(gm), params);
+    server_batches::assert_each_sequence_alone(&alone, batches, got, n_seq, what);
 }
 
 /// `batches` run on a CPU context and on a device context of `n_seq` sequences (each entry's
