@@ -15,6 +15,10 @@
 //! - `misuse`: tests/c/misuse.c (NULL handles, bad batches, too-small buffers) under valgrind.
 //! - `valgrind_clean`: examples/simple and tests/c/consumer.c on our library under valgrind.
 //! - `generated_sources_current`: the two generated C files match their generators.
+//! - `ggml_coexistence`: tests/c/ggml_coexist.c linked against our library and the reference's
+//!   real libggml-base.so (as llama.cpp's tools are when run on ours), in both link orders: the
+//!   two copies of `ggml_time_us` read one clock, and `ggml_abort` formats its message and
+//!   reaches the real ggml's abort callback; against our library alone it prints the message.
 //!
 //! Without the reference, the comparisons are skipped with a message (a failure when
 //! BITNET_CROSSVAL_REQUIRE_REF=1, as in CI); what needs only our library still runs.
@@ -490,6 +494,79 @@ fn have(tool: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Our libllama.so next to llama.cpp's libggml-base.so in one process (module doc): we keep
+/// exporting `ggml_time_us` and `ggml_abort` (programs linked against our library alone call
+/// them), so both copies must behave as one whichever the call binds to.
+#[test]
+fn ggml_coexistence() {
+    let dir = scratch("c_ggml_coexist");
+    let src = c_dir().join("ggml_coexist.c");
+    let abort_run = |exe: &Path| {
+        let out = run(Command::new(exe).arg("abort"), b"");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(6),
+            "{}: ggml_abort did not abort ({}): {stderr}",
+            exe.display(),
+            out.status
+        );
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    };
+
+    let alone = dir.join("coexist_alone");
+    compile(&src, &alone, Lib::Ours, None, &["-Werror", "-ldl"]);
+    let (stdout, stderr) = abort_run(&alone);
+    assert_eq!(stdout, "no ggml\n");
+    assert!(
+        stderr.contains("coexist.c:42: 3 apples and pears\n"),
+        "our ggml_abort did not format its message: {stderr}"
+    );
+
+    let Some(dist) = reference() else { return };
+    let ggml_dir = dist.join("lib").display().to_string();
+    let ggml = [
+        format!("-L{ggml_dir}"),
+        "-lggml-base".into(),
+        format!("-Wl,-rpath,{ggml_dir}"),
+    ];
+    let (cflags, ours) = link_flags(Lib::Ours, None);
+    for ours_first in [true, false] {
+        let exe = dir.join(format!("coexist_ours_first_{ours_first}"));
+        let mut libs: Vec<&String> = Vec::new();
+        if ours_first {
+            libs.extend(ours.iter().chain(&ggml));
+        } else {
+            libs.extend(ggml.iter().chain(&ours));
+        }
+        let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "gcc".into()))
+            .args(["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror"])
+            .args(&cflags)
+            .arg(&src)
+            .arg("-o")
+            .arg(&exe)
+            .arg("-Wl,--no-as-needed")
+            .args(libs)
+            .arg("-ldl")
+            .output()
+            .expect("cannot run the C compiler");
+        assert_ok(
+            &format!("cc ggml_coexist.c (ours first: {ours_first})"),
+            &out,
+        );
+        let (stdout, stderr) = abort_run(&exe);
+        assert_eq!(
+            stdout, "clocks agree\n",
+            "ours first: {ours_first}: {stderr}"
+        );
+        assert!(
+            stderr.contains("abort callback: coexist.c:42: 3 apples and pears\n"),
+            "ours first: {ours_first}: the real ggml's abort callback did not get the formatted \
+             message: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub struct llama_context {
     pooling: c_int,
     abort_callback: ggml_abort_callback,
     abort_callback_data: *mut c_void,
+    /// `llama_context_params.ctx_other`, returned by `llama_get_ctx_other` (llama-ext.h).
+    pub(crate) ctx_other: *mut llama_context,
     perf: Perf,
 }
 
@@ -63,6 +65,20 @@ impl llama_context {
     }
     pub(crate) fn n_seq_max(&self) -> usize {
         self.n_seq_max as usize
+    }
+
+    /// Bytes held for llama_get_memory_breakdown: (the model's weights, the KV cache, the
+    /// activation buffers); the last two are 0 when they live on a device or there is no engine.
+    pub(crate) fn memory_bytes(&self) -> (u64, usize, usize) {
+        // SAFETY: a context keeps a pointer to the model it was made from, which llama.h
+        // requires to outlive it.
+        let model = unsafe { &*self.model };
+        let (kv, compute) = self
+            .engine
+            .as_ref()
+            .and_then(|e| e.host_memory_bytes())
+            .unwrap_or((0, 0));
+        (model.n_bytes, kv, compute)
     }
 
     /// Largest cached position of `seq` (-1 when empty or no memory).
@@ -339,6 +355,7 @@ fn init_from_model(
         pooling,
         abort_callback: params.abort_callback,
         abort_callback_data: params.abort_callback_data,
+        ctx_other: params.ctx_other,
         perf: Perf {
             no_perf: params.no_perf,
             t_start_us: guard::monotonic_us(),

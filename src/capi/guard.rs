@@ -13,8 +13,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::Mutex;
 
 use super::ggml::{enum_ggml_log_level, ggml_log_callback, ggml_log_level};
 
@@ -288,12 +287,32 @@ pub fn per_token(ms: f64, n: i32) -> String {
     )
 }
 
-/// Microseconds since the first call (a monotonic clock, as ggml_time_us).
+/// CLOCK_MONOTONIC in microseconds, the clock of ggml's `ggml_time_us`: a program of llama.cpp
+/// that has the real libggml loaded next to us gets the same answer from either copy of
+/// `ggml_time_us`, and can subtract our perf timestamps from its own.
 pub fn monotonic_us() -> i64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = START.get_or_init(Instant::now);
-    // The clock starts at 1 s so that no caller sees 0 or a negative difference.
-    1_000_000 + start.elapsed().as_micros() as i64
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: c_int, ts: *mut Timespec) -> c_int;
+    }
+    // Linux's CLOCK_MONOTONIC.
+    const CLOCK_MONOTONIC: c_int = 1;
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec (two 64-bit fields on 64-bit Linux).
+    let rc = unsafe { clock_gettime(CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        // Cannot fail for CLOCK_MONOTONIC with a valid pointer; a clock standing still would
+        // only make timings zero.
+        return 1;
+    }
+    ts.tv_sec * 1_000_000 + ts.tv_nsec / 1_000
 }
 
 #[cfg(test)]

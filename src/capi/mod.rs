@@ -36,6 +36,7 @@
 pub mod batch;
 pub mod chat;
 pub mod context;
+pub mod ext;
 pub mod ggml;
 pub mod guard;
 pub mod model;
@@ -49,6 +50,7 @@ pub mod vocab;
 pub use batch::*;
 pub use chat::*;
 pub use context::*;
+pub use ext::*;
 pub use ggml::*;
 pub use model::*;
 pub use sampler::*;

@@ -212,6 +212,15 @@ impl Context {
         &self.model
     }
 
+    /// Host bytes held: (the KV cache, the activation buffers); None when they live on a device.
+    pub fn host_memory_bytes(&self) -> Option<(usize, usize)> {
+        match &self.backend {
+            Backend::Cpu(cpu) => Some(cpu.memory_bytes()),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(_) => None,
+        }
+    }
+
     pub fn n_ctx(&self) -> usize {
         self.params.n_ctx
     }

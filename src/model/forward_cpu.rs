@@ -65,6 +65,18 @@ impl Buffers {
         }
     }
 
+    /// Bytes of the f32 activation buffers (the scratch that grows on demand left out).
+    fn bytes(&self) -> usize {
+        let floats = [
+            &self.x, &self.xb, &self.q, &self.k, &self.v, &self.att, &self.proj, &self.gate,
+            &self.up,
+        ]
+        .iter()
+        .map(|b| b.len())
+        .sum::<usize>();
+        floats * 4 + self.rope.len() * 8
+    }
+
     /// Room for `t` tokens (a batch that cannot run in chunks of UBATCH).
     fn ensure(&mut self, t: usize, h: &HParams) {
         if self.x.len() < t * h.n_embd {
@@ -144,6 +156,11 @@ impl CpuForward {
             kv: HostKv::new(h, n_ctx),
             buf: Buffers::new(n_batch.min(UBATCH), h),
         }
+    }
+
+    /// Bytes held: (the KV cache, the activation buffers).
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        (self.kv.bytes(), self.buf.bytes())
     }
 
     /// The forward pass of batch entries `r` (cells `slots`, each attending to its list in

@@ -296,6 +296,11 @@ impl HostKv {
         }
     }
 
+    /// Bytes of the keys and values together (f16).
+    pub fn bytes(&self) -> usize {
+        (self.k.len() + self.v.len()) * std::mem::size_of::<f16>()
+    }
+
     /// Cells per layer.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx

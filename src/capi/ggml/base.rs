@@ -4,7 +4,7 @@
 
 #![allow(non_camel_case_types)]
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, c_void};
 
 use crate::capi::guard;
 
@@ -90,28 +90,10 @@ pub type ggml_log_callback = Option<
 >;
 pub type ggml_abort_callback = Option<unsafe extern "C" fn(data: *mut c_void) -> bool>;
 
-/// Microseconds on a monotonic clock (counted from the first call in this process).
+/// Microseconds on CLOCK_MONOTONIC, the same clock as ggml's own `ggml_time_us`.
 #[no_mangle]
 pub extern "C" fn ggml_time_us() -> i64 {
     guard::monotonic_us()
 }
 
-/// Prints `file:line: message` to stderr and aborts the process, as ggml's does. The header
-/// declares it variadic (`fmt, ...`); stable Rust cannot read C variadic arguments, so the
-/// format string is printed as written, its `%` directives not expanded.
-///
-/// # Safety
-/// `file` and `fmt` are NULL or NUL-terminated strings.
-#[no_mangle]
-pub unsafe extern "C" fn ggml_abort(file: *const c_char, line: c_int, fmt: *const c_char) -> ! {
-    // SAFETY: the caller passes NULL or NUL-terminated strings (ggml's contract).
-    let text = |p: *const c_char| unsafe {
-        if p.is_null() {
-            String::from("?")
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    };
-    eprintln!("{}:{}: {}", text(file), line, text(fmt).trim_end());
-    std::process::abort()
-}
+// `ggml_abort` (variadic) is exported from src/capi/ext.rs.
