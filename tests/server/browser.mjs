@@ -24,8 +24,8 @@ const browser = await chromium.launch({
 });
 const result = { url, message };
 let ok = false;
+const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
 try {
-	const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
 	const consoleErrors = [];
 	page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
 	// The chat request and its server-sent events, as the browser received them.
@@ -43,8 +43,9 @@ try {
 	});
 
 	await page.goto(url, { waitUntil: 'networkidle' });
-	const input = page.locator('.chat-form-input-rich');
-	await input.waitFor({ state: 'visible', timeout: 30000 });
+	// The message box: a textarea or a contenteditable textbox, depending on the UI's settings.
+	const input = page.locator('textarea, [contenteditable="true"][role="textbox"]').first();
+	await input.waitFor({ state: 'visible', timeout: 90000 });
 
 	// Every change of the assistant message's text, with a timestamp, recorded in the page.
 	await page.evaluate(() => {
@@ -91,6 +92,7 @@ try {
 		userShown && replyText.length > 0 && growing >= 3;
 } catch (e) {
 	result.error = String(e);
+	await page.screenshot({ path: screenshot }).catch(() => {});
 } finally {
 	await browser.close();
 }

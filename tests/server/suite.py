@@ -19,6 +19,7 @@ run finished), 1 otherwise.
 
 import argparse
 import collections
+import concurrent.futures
 import json
 import os
 import shutil
@@ -53,7 +54,7 @@ def copy_suite(llama_cpp, work):
     return tests
 
 
-def run_lib(name, tests, args, lib_path):
+def run_lib(name, tests, args, lib_path, port):
     results = os.path.join(args.out, f"{name}.jsonl")
     log = os.path.join(args.out, f"{name}.log")
     env = dict(os.environ)
@@ -65,7 +66,7 @@ def run_lib(name, tests, args, lib_path):
         "BITNET_SRV_MODEL": os.path.abspath(args.model),
         "BITNET_SRV_RESULTS": results,
         "PYTHONPATH": os.pathsep.join([tests, HERE]),
-        "PORT": str(args.port),
+        "PORT": str(port),
         "LLAMA_CACHE": os.path.join(tests, "tmp"),
     })
     cmd = [sys.executable, "-m", "pytest", "-p", "bitnet_presets", "-p", "no:cacheprovider",
@@ -102,20 +103,29 @@ def main():
     ap.add_argument("--files", default=",".join(FILES), help="comma-separated test files")
     ap.add_argument("-k", default=None, help="pytest -k expression")
     ap.add_argument("--port", type=int, default=18480, help="llama-server's port (default 18480)")
+    ap.add_argument("--parallel", action="store_true", help="run both libraries at once")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per library (default 3600)")
     args = ap.parse_args()
     args.files = [f.strip() for f in args.files.split(",") if f.strip()]
     args.out = args.out or tempfile.mkdtemp(prefix="bitnet-srv-suite-")
     os.makedirs(args.out, exist_ok=True)
 
-    work = tempfile.mkdtemp(prefix="bitnet-srv-tests-")
-    try:
-        tests = copy_suite(sdist_dir(), work)
-        libs = {"ours": os.path.abspath(args.ours), "ref": None}
-        names = [args.only] if args.only else ["ours", "ref"]
-        runs = {name: run_lib(name, tests, args, libs[name]) for name in names}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    libs = {"ours": os.path.abspath(args.ours), "ref": None}
+    names = [args.only] if args.only else ["ours", "ref"]
+
+    def run(k_name):
+        k, name = k_name
+        work = tempfile.mkdtemp(prefix=f"bitnet-srv-tests-{name}-")
+        try:
+            return run_lib(name, copy_suite(llama_cpp, work), args, libs[name], args.port + 100 * k)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    llama_cpp = sdist_dir()
+    # One copy of the suite per library (its tests write under tests/tmp); --parallel runs the
+    # two at once on different ports.
+    with concurrent.futures.ThreadPoolExecutor(2 if args.parallel else 1) as pool:
+        runs = dict(zip(names, pool.map(run, enumerate(names))))
 
     outcomes = ["passed", "failed", "skipped", "error"]
     counts = {name: per_file(res) for name, res in runs.items()}
