@@ -5,7 +5,7 @@ pinned sdist) by tests/server/suite.py. It changes nothing in the tests themselv
   model has a local stand-in (BITNET_SRV_MODEL, a bitnet-rs fixture) gets it as `--model`, any
   other hub model makes that one test skip with the reason "hub model ... not available";
 - ServerPreset.load_all (the session-start download of every preset) does nothing;
-- every test's outcome and reason goes as one JSON line to BITNET_SRV_RESULTS.
+- every test's outcome and reason is appended as one JSON line to BITNET_SRV_RESULTS.
 
 Needs the copied suite's directory on sys.path (its `utils` module).
 """
@@ -71,9 +71,7 @@ def pytest_runtest_logreport(report):
     if report.nodeid in _results and _results[report.nodeid]["outcome"] != "passed":
         return
     _results[report.nodeid] = {"id": report.nodeid, "outcome": outcome, "reason": _reason(report)}
-
-
-def pytest_sessionfinish(session, exitstatus):
-    with open(os.environ["BITNET_SRV_RESULTS"], "w", encoding="utf-8") as out:
-        for result in _results.values():
-            out.write(json.dumps(result) + "\n")
+    # Appended as it comes (a run cut short keeps what it did); a later line for the same id
+    # (a failing teardown) replaces the earlier one when read.
+    with open(os.environ["BITNET_SRV_RESULTS"], "a", encoding="utf-8") as out:
+        out.write(json.dumps(_results[report.nodeid]) + "\n")

@@ -57,6 +57,8 @@ def copy_suite(llama_cpp, work):
 def run_lib(name, tests, args, lib_path, port):
     results = os.path.join(args.out, f"{name}.jsonl")
     log = os.path.join(args.out, f"{name}.log")
+    if os.path.exists(results):
+        os.remove(results)
     env = dict(os.environ)
     env.pop("LD_LIBRARY_PATH", None)
     if lib_path:
@@ -80,9 +82,13 @@ def run_lib(name, tests, args, lib_path, port):
                               timeout=args.timeout)
     print(f"suite: {name}: pytest exit {proc.returncode} in {time.time() - started:.0f} s "
           f"(log {log})", flush=True)
-    if not os.path.exists(results):
-        sys.exit(f"suite: {name}: pytest wrote no results (see {log})")
-    with open(results, encoding="utf-8") as f:
+    return read_results(results)
+
+
+def read_results(path):
+    if not os.path.exists(path):
+        sys.exit(f"suite: no results in {path}")
+    with open(path, encoding="utf-8") as f:
         return {r["id"]: r for r in map(json.loads, f)}
 
 
@@ -104,6 +110,7 @@ def main():
     ap.add_argument("-k", default=None, help="pytest -k expression")
     ap.add_argument("--port", type=int, default=18480, help="llama-server's port (default 18480)")
     ap.add_argument("--parallel", action="store_true", help="run both libraries at once")
+    ap.add_argument("--summarize", action="store_true", help="only summarize --out's results")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per library (default 3600)")
     args = ap.parse_args()
     args.files = [f.strip() for f in args.files.split(",") if f.strip()]
@@ -121,12 +128,18 @@ def main():
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    if args.summarize:  # the results of an earlier run (also one cut short)
+        runs = {name: read_results(os.path.join(args.out, f"{name}.jsonl")) for name in names}
+        return summarize(runs, names)
     llama_cpp = sdist_dir()
     # One copy of the suite per library (its tests write under tests/tmp); --parallel runs the
     # two at once on different ports.
     with concurrent.futures.ThreadPoolExecutor(2 if args.parallel else 1) as pool:
         runs = dict(zip(names, pool.map(run, enumerate(names))))
+    return summarize(runs, names)
 
+
+def summarize(runs, names):
     outcomes = ["passed", "failed", "skipped", "error"]
     counts = {name: per_file(res) for name, res in runs.items()}
     files = sorted({f for c in counts.values() for f in c})
@@ -153,7 +166,11 @@ def main():
     if len(names) < 2:
         return 0
     ours, ref = runs["ours"], runs["ref"]
-    differ = [t for t in sorted(set(ours) | set(ref))
+    both = set(ours) & set(ref)
+    if both != set(ours) | set(ref):
+        print(f"\nrun on one library only (a run cut short): {len(set(ours) ^ set(ref))} tests, "
+              "left out of the comparison")
+    differ = [t for t in sorted(both)
               if (ours.get(t) or {}).get("outcome") != (ref.get(t) or {}).get("outcome")]
     print(f"\noutcome differs between ours and the reference: {len(differ)} of "
           f"{len(set(ours) | set(ref))} tests")
