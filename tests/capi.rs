@@ -820,6 +820,31 @@ fn batch_ext_process_equals_decode() {
 }
 
 #[test]
+fn sampled_logits_without_backend_sampling_are_the_whole_vocabulary() {
+    // llama-server's n_probs (get_token_probabilities) reads llama_get_logits_ith through these
+    // two: a count of 0 gave every request empty top_logprobs.
+    let m = load(F32_MODEL);
+    // SAFETY: handles come from this test's own llama_* calls and are freed once;
+    // every buffer passed is as long as the size given with it.
+    unsafe {
+        let n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(m));
+        let c = new_ctx(m, 256, 4);
+        assert_eq!(llama_get_sampled_logits_count_ith(c, 0), n_vocab as u32);
+        assert_eq!(llama_get_sampled_logits_count_ith(c, -1), n_vocab as u32);
+        let ids = llama_get_sampled_candidates_ith(c, 0);
+        assert!(!ids.is_null());
+        let ids = std::slice::from_raw_parts(ids, n_vocab as usize);
+        assert!(ids.iter().enumerate().all(|(i, &t)| t == i as llama_token));
+        assert_eq!(llama_get_sampled_candidates_count_ith(c, 0), 0);
+        assert!(llama_get_sampled_logits_ith(c, 0).is_null());
+        assert_eq!(llama_get_sampled_logits_count_ith(null_mut(), 0), 0);
+        assert!(llama_get_sampled_candidates_ith(null_mut(), 0).is_null());
+        llama_free(c);
+        llama_model_free(m);
+    }
+}
+
+#[test]
 fn misuse_returns_the_documented_values() {
     capture_logs();
     let m = load(F32_MODEL);

@@ -3,11 +3,12 @@
 //! succeed.
 
 use std::ffi::{c_char, c_void};
+use std::sync::{Mutex, PoisonError};
 
 use super::context::llama_context;
 use super::ggml::gguf::gguf_context;
 use super::ggml::{ggml_opt_dataset_t, ggml_opt_epoch_callback, ggml_opt_result_t, ggml_tensor};
-use super::guard::{self, ffi};
+use super::guard::{self, ffi, with_handle};
 use super::model::llama_model;
 use super::types::*;
 
@@ -219,17 +220,34 @@ pub extern "C" fn llama_get_sampled_logits_ith(_ctx: *mut llama_context, _i: i32
     std::ptr::null_mut()
 }
 
+/// Without backend sampling the reference reports every output row's sampled logits as the
+/// whole vocabulary: `n_vocab` of them (llama-server reads `llama_get_logits_ith` through this
+/// count for `n_probs`), whatever `i`.
 #[no_mangle]
-pub extern "C" fn llama_get_sampled_logits_count_ith(_ctx: *mut llama_context, _i: i32) -> u32 {
-    0
+pub extern "C" fn llama_get_sampled_logits_count_ith(ctx: *mut llama_context, _i: i32) -> u32 {
+    with_handle!(&ctx, 0, |c| Ok(c.n_vocab as u32))
 }
 
+/// Without backend sampling the reference's candidates are the whole vocabulary in id order,
+/// `[0, 1, ..., n_vocab - 1]`, whatever `i`.
 #[no_mangle]
 pub extern "C" fn llama_get_sampled_candidates_ith(
-    _ctx: *mut llama_context,
+    ctx: *mut llama_context,
     _i: i32,
 ) -> *mut llama_token {
-    std::ptr::null_mut()
+    with_handle!(&ctx, std::ptr::null_mut(), |c| Ok(vocab_ids(c.n_vocab)))
+}
+
+/// The ids `0..n` (at least): one table for the whole process, grown by leaking a longer one, so
+/// every pointer handed out stays valid for the process's life (C only reads it).
+fn vocab_ids(n: usize) -> *mut llama_token {
+    static IDS: Mutex<&'static [llama_token]> = Mutex::new(&[]);
+    let mut ids = IDS.lock().unwrap_or_else(PoisonError::into_inner);
+    if ids.len() < n {
+        let len = n.max(2 * ids.len());
+        *ids = (0..len as llama_token).collect::<Vec<_>>().leak();
+    }
+    ids.as_ptr().cast_mut()
 }
 
 #[no_mangle]
