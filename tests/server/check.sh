@@ -2,7 +2,7 @@
 # llama-server (built unchanged from the pinned llama.cpp) on bitnet-rs's libllama: the checks of
 # issue 20 that go through the server, in one command (CI runs it from .ci/run).
 #
-#   tests/server/check.sh [--soak N] [--no-browser] [--no-suite]
+#   tests/server/check.sh [--soak N] [--no-browser] [--no-suite] [--files test_a,test_b]
 #
 # 1. llama-server's own pytest suite (13 files), on ours and on the reference libllama with the
 #    same fixture; every test must have the same outcome on both (suite.py);
@@ -21,12 +21,14 @@ root="$(cd "$here/../.." && pwd)"
 soak=500
 browser=1
 suite=1
+files=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --soak) soak="$2"; shift 2 ;;
         --no-browser) browser=0; shift ;;
         --no-suite) suite=0; shift ;;
-        *) echo "usage: $0 [--soak N] [--no-browser] [--no-suite]" >&2; exit 2 ;;
+        --files) files=(--files "$2"); shift 2 ;;
+        *) echo "usage: $0 [--soak N] [--no-browser] [--no-suite] [--files LIST]" >&2; exit 2 ;;
     esac
 done
 
@@ -60,7 +62,7 @@ run() { # name, command...: runs one check, keeps going, remembers a failure
 
 if ((suite)); then
     run suite "$py" "$here/suite.py" "${common[@]}" --model "$models/bitnet-spm-f32.gguf" \
-        --out "$out/suite"
+        --out "$out/suite" "${files[@]}"
 fi
 run parity "$py" "$here/parity.py" "${common[@]}" --model "$models/bitnet-spm-f32.gguf" \
     --model-extra "$models/bitnet-spm-f16.gguf" --logs "$out/parity"
