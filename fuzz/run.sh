@@ -66,7 +66,7 @@ run() {
     local work="$cache/corpus/$t" art="$cache/artifacts/$t"
     mkdir -p "$work" "$art" "$repo/fuzz/corpus/$t"
     echo "run.sh: $t for ${secs}s" >&2
-    "$bin" -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 \
+    "$bin" -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=30 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$art/" "$@" "$work" "$repo/fuzz/corpus/$t"
 }
 

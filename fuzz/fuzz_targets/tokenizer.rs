@@ -113,7 +113,8 @@ fn hf_tokenizer(flags: u8, input: &mut Input<'_>) {
     let _ = hf.detokenize(&[0, 1, u32::MAX], false);
 }
 
-fuzz_target!(init: quiet(), |data: &[u8]| {
+// The vocabularies load in init (seconds), outside libFuzzer's per-input timeout.
+fuzz_target!(init: { quiet(); tokenizers(); }, |data: &[u8]| {
     let all = tokenizers();
     let mut input = Input::new(data);
     let which = input.u8() as usize % (all.len() + 1);
