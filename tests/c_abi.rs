@@ -617,7 +617,11 @@ fn sanitizers() {
     let programs: [(&str, PathBuf, Vec<&str>); 4] = [
         ("misuse", c_dir().join("misuse.c"), asan.to_vec()),
         ("consumer", c_dir().join("consumer.c"), asan.to_vec()),
-        ("simple", examples_dir().join("simple/simple.cpp"), asan.to_vec()),
+        (
+            "simple",
+            examples_dir().join("simple/simple.cpp"),
+            asan.to_vec(),
+        ),
         (
             "simple-chat",
             examples_dir().join("simple-chat/simple-chat.cpp"),
@@ -629,14 +633,23 @@ fn sanitizers() {
         let exe = dir.join(name);
         compile(src, &exe, Lib::Ours, None, flags);
         let args: Vec<&std::ffi::OsStr> = match *name {
-            "simple" => vec!["-m".as_ref(), f, "-n".as_ref(), "8".as_ref(), "Hello".as_ref()],
+            "simple" => vec![
+                "-m".as_ref(),
+                f,
+                "-n".as_ref(),
+                "8".as_ref(),
+                "Hello".as_ref(),
+            ],
             "simple-chat" => vec!["-m".as_ref(), f, "-c".as_ref(), "256".as_ref()],
             _ => vec![f],
         };
         let out = run(
             Command::new(&exe)
                 .args(&args)
-                .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=98")
+                .env(
+                    "ASAN_OPTIONS",
+                    "detect_leaks=1:abort_on_error=0:exitcode=98",
+                )
                 .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"),
             b"Hello!\nTell me more.\n",
         );

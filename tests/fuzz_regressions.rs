@@ -35,3 +35,49 @@ fn dry_with_negative_allowed_length_and_no_history() {
         s.apply(&mut Candidates::new(&mut data));
     }
 }
+
+/// gguf target: a file whose `block_count` says 2^32 - 1 made Model::load reserve room for that many
+/// layers before reading the first one (an allocation failure, which aborts the process). Now
+/// it is refused, naming the first missing layer tensor.
+#[test]
+fn huge_block_count_is_refused_without_allocating() {
+    use bitnet::gguf::writer::{GgufWriter, OwnedValue};
+    use bitnet::model::Model;
+
+    let (n_embd, n_vocab) = (32u64, 8u64);
+    let mut w = GgufWriter::default();
+    let arch = "bitnet-b1.58";
+    w.kv("general.architecture", OwnedValue::str(arch));
+    for (key, v) in [
+        ("vocab_size", n_vocab),
+        ("context_length", 64),
+        ("embedding_length", n_embd),
+        ("block_count", u32::MAX as u64),
+        ("feed_forward_length", n_embd),
+        ("attention.head_count", 2),
+        ("attention.head_count_kv", 1),
+    ] {
+        w.kv(&format!("{arch}.{key}"), OwnedValue::U64(v));
+    }
+    w.kv(
+        &format!("{arch}.attention.layer_norm_rms_epsilon"),
+        OwnedValue::F32(1e-5),
+    );
+    w.tensor_f32(
+        "token_embd.weight",
+        &[n_embd, n_vocab],
+        &vec![0.5; (n_embd * n_vocab) as usize],
+    )
+    .unwrap();
+    w.tensor_f32("output_norm.weight", &[n_embd], &vec![1.0; n_embd as usize])
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("bitnet-fuzz-regr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("huge_block_count.gguf");
+    w.write(&path).unwrap();
+    let err = Model::load(&path)
+        .err()
+        .expect("a file without layers loaded");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(err.to_string().contains("blk.0."), "{err}");
+}

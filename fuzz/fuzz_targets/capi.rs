@@ -36,7 +36,12 @@ fn new_context(model: *mut llama_model, input: &mut Input<'_>) -> Option<Ctx> {
     }
     // SAFETY: ptr is live.
     let (n_seq_max, n_batch) = unsafe { (llama_n_seq_max(ptr) as i32, llama_n_batch(ptr) as i32) };
-    Some(Ctx { ptr, n_seq_max, n_batch, outputs: Vec::new() })
+    Some(Ctx {
+        ptr,
+        n_seq_max,
+        n_batch,
+        outputs: Vec::new(),
+    })
 }
 
 /// A batch from llama_batch_init with `n` entries, each with 1..=2 sequence ids.
@@ -84,7 +89,10 @@ unsafe fn check_outputs(c: &Ctx, n_vocab: i32) {
                 continue; // embeddings-only contexts have no logits
             }
             let row = std::slice::from_raw_parts(row, n_vocab as usize);
-            assert!(row.iter().all(|v| v.is_finite()), "non-finite logits at output {i}");
+            assert!(
+                row.iter().all(|v| v.is_finite()),
+                "non-finite logits at output {i}"
+            );
         }
     }
 }
@@ -100,22 +108,50 @@ unsafe fn sample(c: &Ctx, vocab: *const llama_vocab, n_vocab: i32, input: &mut I
                 2 => llama_sampler_init_min_p(input.f32(), input.u8() as usize),
                 3 => llama_sampler_init_temp(input.f32()),
                 4 => llama_sampler_init_typical(input.f32(), input.u8() as usize),
-                5 => llama_sampler_init_xtc(input.f32(), input.f32(), input.u8() as usize, input.u32()),
+                5 => llama_sampler_init_xtc(
+                    input.f32(),
+                    input.f32(),
+                    input.u8() as usize,
+                    input.u32(),
+                ),
                 6 => llama_sampler_init_top_n_sigma(input.f32()),
-                7 => llama_sampler_init_penalties(n_vocab, input.i32_near(64), input.f32(), input.f32(), input.f32()),
-                8 => llama_sampler_init_mirostat(n_vocab, input.u32(), input.f32(), input.f32(), input.i32_near(100)),
+                7 => llama_sampler_init_penalties(
+                    n_vocab,
+                    input.i32_near(64),
+                    input.f32(),
+                    input.f32(),
+                    input.f32(),
+                ),
+                8 => llama_sampler_init_mirostat(
+                    n_vocab,
+                    input.u32(),
+                    input.f32(),
+                    input.f32(),
+                    input.i32_near(100),
+                ),
                 9 => llama_sampler_init_mirostat_v2(input.u32(), input.f32(), input.f32()),
                 10 => llama_sampler_init_temp_ext(input.f32(), input.f32(), input.f32()),
                 11 => {
                     let bias: Vec<llama_logit_bias> = (0..input.u8() % 4)
-                        .map(|_| llama_logit_bias { token: input.i32_near(n_vocab + 1), bias: input.f32() })
+                        .map(|_| llama_logit_bias {
+                            token: input.i32_near(n_vocab + 1),
+                            bias: input.f32(),
+                        })
                         .collect();
                     llama_sampler_init_logit_bias(n_vocab, bias.len() as i32, bias.as_ptr())
                 }
                 12 => {
                     let breaker = c_string(input.chunk());
                     let mut breakers = [breaker.as_ptr()];
-                    llama_sampler_init_dry(vocab, input.f32(), input.f32(), input.i32_near(8), input.i32_near(64), breakers.as_mut_ptr(), 1)
+                    llama_sampler_init_dry(
+                        vocab,
+                        input.f32(),
+                        input.f32(),
+                        input.i32_near(8),
+                        input.i32_near(64),
+                        breakers.as_mut_ptr(),
+                        1,
+                    )
                 }
                 _ => llama_sampler_init_greedy(),
             };
@@ -131,7 +167,10 @@ unsafe fn sample(c: &Ctx, vocab: *const llama_vocab, n_vocab: i32, input: &mut I
             _ => -1,
         };
         let t = llama_sampler_sample(chain, c.ptr, idx);
-        assert!(t == -1 || (0..n_vocab).contains(&t), "sampled token {t} outside the vocabulary");
+        assert!(
+            t == -1 || (0..n_vocab).contains(&t),
+            "sampled token {t} outside the vocabulary"
+        );
         if input.bool() {
             let copy = llama_sampler_clone(chain);
             llama_sampler_free(copy);
@@ -148,7 +187,11 @@ unsafe fn state_round_trip(c: &Ctx, input: &mut Input<'_>) {
             let size = llama_state_get_size(c.ptr);
             let mut buf = vec![0u8; size];
             assert_eq!(llama_state_get_data(c.ptr, buf.as_mut_ptr(), size), size);
-            assert_eq!(llama_state_set_data(c.ptr, buf.as_ptr(), size), size, "own state refused");
+            assert_eq!(
+                llama_state_set_data(c.ptr, buf.as_ptr(), size),
+                size,
+                "own state refused"
+            );
         } else {
             let size = llama_state_seq_get_size(c.ptr, seq);
             let mut buf = vec![0u8; size];
@@ -190,7 +233,7 @@ fuzz_target!(init: quiet(), |data: &[u8]| {
                 }
                 6 => llama_memory_seq_cp(mem, seq, input.i32_near(c.n_seq_max), input.i32_near(70), input.i32_near(70)),
                 7 => llama_memory_seq_keep(mem, seq),
-                8 => llama_memory_seq_add(mem, seq, input.i32_near(70), input.i32_near(70), input.i32_near(70) - 35),
+                8 => llama_memory_seq_add(mem, seq, input.i32_near(70), input.i32_near(70), input.i32_near(70).wrapping_sub(35)),
                 9 => llama_memory_seq_div(mem, seq, input.i32_near(70), input.i32_near(70), input.i32_near(4)),
                 10 => {
                     let (lo, hi) = (llama_memory_seq_pos_min(mem, seq), llama_memory_seq_pos_max(mem, seq));

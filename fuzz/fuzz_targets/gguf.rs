@@ -14,7 +14,13 @@ use bitnet_fuzz::*;
 use libfuzzer_sys::fuzz_target;
 
 fn walk(v: &Value<'_>, depth: usize) {
-    let _ = (v.value_type().name(), v.as_i128(), v.as_f64(), v.as_str(), v.as_bool());
+    let _ = (
+        v.value_type().name(),
+        v.as_i128(),
+        v.as_f64(),
+        v.as_str(),
+        v.as_bool(),
+    );
     let _ = short_value(v);
     if let Some(a) = v.as_array() {
         let _ = a.is_empty();
@@ -35,11 +41,24 @@ fn read_all(g: &Gguf<'_>) {
     let _ = g.architecture();
     for (key, value) in g.metadata() {
         walk(value, 0);
-        let _ = (g.get_str(key), g.get_u64(key), g.get_u32(key), g.get_f32(key));
-        let _ = (g.get_bool(key), g.get_array(key).map(|a| a.map(|a| a.iter().count())));
+        let _ = (
+            g.get_str(key),
+            g.get_u64(key),
+            g.get_u32(key),
+            g.get_f32(key),
+        );
+        let _ = (
+            g.get_bool(key),
+            g.get_array(key).map(|a| a.map(|a| a.iter().count())),
+        );
     }
     for t in g.tensors() {
-        let _ = (t.file_offset(g), t.n_rows(), t.shape_string(), g.tensor(t.name).is_some());
+        let _ = (
+            t.file_offset(g),
+            t.n_rows(),
+            t.shape_string(),
+            g.tensor(t.name).is_some(),
+        );
         if t.n_elements <= 1 << 16 {
             let mut out = vec![0f32; t.n_elements as usize];
             let _ = quant::dequantize(t.ty, t.data, &mut out);

@@ -15,7 +15,11 @@ use libfuzzer_sys::fuzz_target;
 
 fn apply(smpl: *mut llama_sampler, n_vocab: i32) -> Vec<bool> {
     let mut data: Vec<llama_token_data> = (0..n_vocab)
-        .map(|id| llama_token_data { id, logit: 0.0, p: 0.0 })
+        .map(|id| llama_token_data {
+            id,
+            logit: 0.0,
+            p: 0.0,
+        })
         .collect();
     let mut arr = llama_token_data_array {
         data: data.as_mut_ptr(),

@@ -7,7 +7,8 @@
 //!
 //! Round trips asserted (without special parsing, on valid UTF-8): byte-level BPE vocabularies
 //! give back the text exactly; SentencePiece ones too, since every byte has a fallback token
-//! and the prefix space that tokenizing adds is removed again by detokenizing.
+//! and the prefix space that tokenizing adds is removed again by detokenizing (texts holding
+//! U+2581, SentencePiece's space marker, excepted).
 
 #![no_main]
 
@@ -15,7 +16,7 @@ use std::sync::OnceLock;
 
 use bitnet::gguf::MappedFile;
 use bitnet::tokenizer::hf::HfTokenizer;
-use bitnet::tokenizer::Tokenizer;
+use bitnet::tokenizer::{Kind, Tokenizer};
 use bitnet_fuzz::*;
 use libfuzzer_sys::fuzz_target;
 
@@ -64,7 +65,9 @@ fn tokenizers() -> &'static [Loaded] {
                     });
                 }
             }
-            None => eprintln!("tokenizer: BITNET_FUZZ_VOCABS not set, only the tiny SPM vocabulary"),
+            None => {
+                eprintln!("tokenizer: BITNET_FUZZ_VOCABS not set, only the tiny SPM vocabulary")
+            }
         }
         all
     })
@@ -75,11 +78,27 @@ fn gguf_tokenizer(t: &Loaded, flags: u8, text: &[u8]) {
     let parse_special = flags & 2 != 0;
     let ids = t.tok.tokenize_bytes(text, add_special, parse_special);
     let n_vocab = t.tok.n_vocab() as u32;
-    assert!(ids.iter().all(|&id| id < n_vocab), "{}: id out of range", t.name);
+    assert!(
+        ids.iter().all(|&id| id < n_vocab),
+        "{}: id out of range",
+        t.name
+    );
     let remove_special = flags & 4 != 0;
     let unparse = flags & 8 != 0;
-    let back = t.tok.detokenize(&ids, remove_special, unparse).expect("detokenize of own ids");
-    if t.round_trip && !add_special && !parse_special && std::str::from_utf8(text).is_ok() {
+    let back = t
+        .tok
+        .detokenize(&ids, remove_special, unparse)
+        .expect("detokenize of own ids");
+    // SentencePiece writes spaces as U+2581 and reads every U+2581 back as a space, so a text
+    // that holds U+2581 itself cannot come back unchanged (llama.cpp's does the same).
+    let spm_marker =
+        t.tok.kind() == Kind::Spm && text.windows(3).any(|w| w == "\u{2581}".as_bytes());
+    if t.round_trip
+        && !add_special
+        && !parse_special
+        && !spm_marker
+        && std::str::from_utf8(text).is_ok()
+    {
         assert_eq!(
             String::from_utf8_lossy(&back),
             String::from_utf8_lossy(text),
@@ -100,7 +119,9 @@ fn gguf_tokenizer(t: &Loaded, flags: u8, text: &[u8]) {
 
 fn hf_tokenizer(flags: u8, input: &mut Input<'_>) {
     let text = String::from_utf8_lossy(input.chunk()).into_owned();
-    let Ok(hf) = HfTokenizer::from_bytes(input.rest()) else { return };
+    let Ok(hf) = HfTokenizer::from_bytes(input.rest()) else {
+        return;
+    };
     let _ = hf.n_vocab();
     if let Ok(ids) = hf.tokenize(&text, flags & 1 != 0) {
         let _ = hf.detokenize(&ids, flags & 4 != 0);

@@ -100,7 +100,11 @@ impl<'a> Input<'a> {
 
     /// The bytes up to the next NUL (consumed, NUL included) as a C string.
     pub fn c_str(&mut self) -> CString {
-        let n = self.data.iter().position(|&b| b == 0).unwrap_or(self.data.len());
+        let n = self
+            .data
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.data.len());
         let s = c_string(self.bytes(n));
         let _ = self.u8();
         s
@@ -178,7 +182,9 @@ pub fn write_tiny_model(path: &Path, ty: GgmlType, bytes: bool, n_embd: Option<u
     };
     let embedding = |rng: &mut SplitMix64| {
         (0..shape.n_vocab * shape.n_embd)
-            .flat_map(|_| half::f16::from_f32((rng.below(2001) as f32 - 1000.0) / 1000.0).to_le_bytes())
+            .flat_map(|_| {
+                half::f16::from_f32((rng.below(2001) as f32 - 1000.0) / 1000.0).to_le_bytes()
+            })
             .collect()
     };
     let projection = |rng: &mut SplitMix64, rows: usize, cols: usize| {
@@ -262,7 +268,8 @@ pub fn tiny_model() -> *mut llama_model {
             quiet();
             let path = c_string(tiny_model_path().to_str().unwrap().as_bytes());
             // SAFETY: a valid path string and default params.
-            let m = unsafe { llama_model_load_from_file(path.as_ptr(), llama_model_default_params()) };
+            let m =
+                unsafe { llama_model_load_from_file(path.as_ptr(), llama_model_default_params()) };
             assert!(!m.is_null(), "the tiny model does not load");
             SharedModel(m)
         })

@@ -52,7 +52,12 @@ fn main() {
     let inps = files(&llama_cpp.join("models"), ".gguf.inp");
     for (k, inp) in inps.iter().enumerate() {
         let text = fs::read(inp).unwrap();
-        for (j, case) in text.split(|&b| b == b'\n').filter(|c| !c.is_empty()).take(6).enumerate() {
+        for (j, case) in text
+            .split(|&b| b == b'\n')
+            .filter(|c| !c.is_empty())
+            .take(6)
+            .enumerate()
+        {
             let mut seed = vec![(k % 11) as u8, (j * 5) as u8];
             seed.extend_from_slice(case);
             put(&tok, &format!("inp-{k}-{j}"), &seed);
@@ -68,7 +73,10 @@ fn main() {
 
     // Grammar: [mode, grammar, NUL, token picks].
     let grammar = out.join("grammar");
-    for (k, g) in files(&llama_cpp.join("grammars"), ".gbnf").iter().enumerate() {
+    for (k, g) in files(&llama_cpp.join("grammars"), ".gbnf")
+        .iter()
+        .enumerate()
+    {
         for mode in [0x80u8, 0x81, 0x05] {
             let mut seed = vec![mode];
             seed.extend_from_slice(&fs::read(g).unwrap());
@@ -87,7 +95,11 @@ fn main() {
     let chat = out.join("chat_template");
     let messages = |seed: &mut Vec<u8>| {
         seed.extend_from_slice(&[1, 3]);
-        for (role, content) in [(0u8, &b"You are terse."[..]), (1, b"Hi there"), (2, b"Hello!")] {
+        for (role, content) in [
+            (0u8, &b"You are terse."[..]),
+            (1, b"Hi there"),
+            (2, b"Hello!"),
+        ] {
             seed.push(role);
             seed.push(content.len() as u8);
             seed.extend_from_slice(content);
@@ -99,7 +111,10 @@ fn main() {
         messages(&mut seed);
         put(&chat, &format!("builtin-{k}"), &seed);
     }
-    for (k, t) in files(&llama_cpp.join("models/templates"), ".jinja").iter().enumerate() {
+    for (k, t) in files(&llama_cpp.join("models/templates"), ".jinja")
+        .iter()
+        .enumerate()
+    {
         let text = fs::read(t).unwrap();
         if text.len() >= 16384 {
             continue;
