@@ -63,7 +63,8 @@ run() {
     local bin="$target_dir/$triple/release/$t"
     [[ -x "$bin" ]] || { echo "run.sh: $bin not built (fuzz/run.sh build)" >&2; exit 1; }
     [[ "$t" == tokenizer ]] && vocabs
-    local work="$cache/corpus/$t" art="$cache/artifacts/$t"
+    # The smoke starts from the committed corpus alone (a fresh work dir each time).
+    local work="${FUZZ_WORK_DIR:-$cache/corpus}/$t" art="$cache/artifacts/$t"
     mkdir -p "$work" "$art" "$repo/fuzz/corpus/$t"
     echo "run.sh: $t for ${secs}s" >&2
     "$bin" -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=30 -rss_limit_mb=2048 \
@@ -75,6 +76,8 @@ case "${1:-}" in
     smoke)
         secs="${2:?usage: run.sh smoke SECONDS}"
         build
+        FUZZ_WORK_DIR="$(mktemp -d)"
+        trap 'rm -rf "$FUZZ_WORK_DIR"' EXIT
         for t in "${targets[@]}"; do run "$t" "$secs"; done ;;
     merge)
         t="${2:?usage: run.sh merge TARGET}"
