@@ -6,7 +6,9 @@
 //! for tokenizer.json: a length byte, the text, then the JSON).
 //!
 //! Round trips asserted (without special parsing, on valid UTF-8): byte-level BPE vocabularies
-//! give back the text exactly; SentencePiece ones too, since every byte has a fallback token
+//! whose detokenizer keeps spaces as they are (deepseek-coder; llama-bpe, gpt-2 and qwen2 clean
+//! up spaces before punctuation, as llama.cpp does, so `a '` comes back as `a'`) give back the
+//! text exactly; SentencePiece ones too, since every byte has a fallback token
 //! and the prefix space that tokenizing adds is removed again by detokenizing (texts holding
 //! U+2581, SentencePiece's space marker, excepted).
 
@@ -25,13 +27,13 @@ use libfuzzer_sys::fuzz_target;
 const VOCABS: [(&str, bool); 10] = [
     ("llama-spm", true),
     ("phi-3", false),
-    ("llama-bpe", true),
-    ("gpt-2", true),
-    ("qwen2", true),
+    ("llama-bpe", false),
+    ("gpt-2", false),
+    ("qwen2", false),
     ("falcon", false),
     ("command-r", false),
     ("starcoder", false),
-    ("deepseek-coder", false),
+    ("deepseek-coder", true),
     ("gemma-4", false),
 ];
 
