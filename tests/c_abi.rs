@@ -14,6 +14,9 @@
 //!   tests/c/consumer.c run from it and print what the reference build prints.
 //! - `misuse`: tests/c/misuse.c (NULL handles, bad batches, too-small buffers) under valgrind.
 //! - `valgrind_clean`: examples/simple and tests/c/consumer.c on our library under valgrind.
+//! - `sanitizers`: misuse.c, consumer.c, examples/simple and examples/simple-chat built with
+//!   `-fsanitize=address,undefined` (the C/C++ side instrumented, every malloc/free of the
+//!   process checked, leaks included) and run on our library.
 //! - `generated_sources_current`: the two generated C files match their generators.
 //! - `ggml_coexistence`: tests/c/ggml_coexist.c linked against our library and the reference's
 //!   real libggml-base.so (as llama.cpp's tools are when run on ours), in both link orders: the
@@ -669,6 +672,71 @@ fn valgrind_clean() {
             out.status,
             tail(&String::from_utf8_lossy(&out.stderr), 60)
         );
+    }
+}
+
+/// The C tests and examples with AddressSanitizer + UndefinedBehaviorSanitizer on the C side:
+/// a bad pointer handed across the boundary, a buffer overrun in what we write into a C buffer,
+/// a double free or a leak of anything malloc'ed (ASan intercepts malloc for the whole process,
+/// our Rust allocations included) ends the program with an error.
+#[test]
+fn sanitizers() {
+    let dir = scratch("c_sanitizers");
+    let fixture = model("bitnet-spm-f16.gguf");
+    let asan = [
+        "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=all",
+        "-fno-omit-frame-pointer",
+    ];
+    let chat_flags = greedy_chat_flags();
+    let mut chat_args: Vec<&str> = chat_flags.iter().map(String::as_str).collect();
+    chat_args.extend(asan);
+    let programs: [(&str, PathBuf, Vec<&str>); 4] = [
+        ("misuse", c_dir().join("misuse.c"), asan.to_vec()),
+        ("consumer", c_dir().join("consumer.c"), asan.to_vec()),
+        (
+            "simple",
+            examples_dir().join("simple/simple.cpp"),
+            asan.to_vec(),
+        ),
+        (
+            "simple-chat",
+            examples_dir().join("simple-chat/simple-chat.cpp"),
+            chat_args,
+        ),
+    ];
+    let f = fixture.as_os_str();
+    for (name, src, flags) in &programs {
+        let exe = dir.join(name);
+        compile(src, &exe, Lib::Ours, None, flags);
+        let args: Vec<&std::ffi::OsStr> = match *name {
+            "simple" => vec![
+                "-m".as_ref(),
+                f,
+                "-n".as_ref(),
+                "8".as_ref(),
+                "Hello".as_ref(),
+            ],
+            "simple-chat" => vec!["-m".as_ref(), f, "-c".as_ref(), "256".as_ref()],
+            _ => vec![f],
+        };
+        let out = run(
+            Command::new(&exe)
+                .args(&args)
+                .env(
+                    "ASAN_OPTIONS",
+                    "detect_leaks=1:abort_on_error=0:exitcode=98",
+                )
+                .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"),
+            b"Hello!\nTell me more.\n",
+        );
+        assert!(
+            out.status.success(),
+            "{name} with -fsanitize=address,undefined failed ({}):\n{}",
+            out.status,
+            tail(&String::from_utf8_lossy(&out.stderr), 60)
+        );
+        eprintln!("sanitizers: {name} clean");
     }
 }
 

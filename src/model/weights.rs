@@ -421,7 +421,9 @@ impl Model {
             Some(_) => ld.matrix("output.weight", n_embd, h.n_vocab)?,
             None => token_embd.clone(),
         };
-        let mut layers = Vec::with_capacity(h.n_layer);
+        // block_count comes from the file: reserve no more layers than it has tensors for (each
+        // layer has 11), the loop below stops at the first missing one with its name.
+        let mut layers = Vec::with_capacity(h.n_layer.min(gguf.tensors().len() / 11));
         for i in 0..h.n_layer {
             let p = |s: &str| format!("blk.{i}.{s}");
             layers.push(Layer {

@@ -606,27 +606,43 @@ fn is_end_of_sequence(e: Element) -> bool {
 }
 
 /// The reference's left-recursion check (a rule reachable from itself through leftmost
-/// references, looking past rules that have a directly empty alternative), iterative so a long
-/// chain of rules cannot overflow the stack. Returns the first offending rule.
+/// references), iterative so a long chain of rules cannot overflow the stack. Returns the first
+/// offending rule. It looks past every rule that can match empty text, also through other
+/// rules (`ws ::= [ ]*` is `ws ::= ws_1`, `ws_1 ::= [ ] ws_1 |`): the reference looks past
+/// directly empty rules only, so it accepts `t ::= "("* ws e`, `e ::= t` and then recurses
+/// without end when it expands the stacks (found by fuzz/grammar; ours took minutes and GBs).
 fn find_left_recursion(rules: &Rules) -> Option<usize> {
     let n = rules.len();
     let mut visited = vec![false; n];
     let mut in_progress = vec![false; n];
     let mut may_be_empty = vec![false; n];
 
-    fn enter(rules: &Rules, i: usize, in_progress: &mut [bool], may_be_empty: &mut [bool]) {
-        in_progress[i] = true;
-        let mut at_start = true;
-        for &e in &rules[i] {
-            if is_end_of_sequence(e) {
-                if at_start {
-                    may_be_empty[i] = true;
-                    break;
-                }
-                at_start = true;
-            } else {
-                at_start = false;
+    // A rule may be empty when one alternative holds only references to rules that may be
+    // empty (none at all included): to a fixed point.
+    loop {
+        let mut changed = false;
+        for (i, rule) in rules.iter().enumerate() {
+            if may_be_empty[i] {
+                continue;
             }
+            let mut all_empty = true;
+            for &e in rule {
+                if is_end_of_sequence(e) {
+                    if all_empty {
+                        may_be_empty[i] = true;
+                        changed = true;
+                        break;
+                    }
+                    all_empty = true;
+                } else if e.kind != ElementKind::RuleRef
+                    || !may_be_empty.get(e.value as usize).copied().unwrap_or(false)
+                {
+                    all_empty = false;
+                }
+            }
+        }
+        if !changed {
+            break;
         }
     }
 
@@ -636,7 +652,7 @@ fn find_left_recursion(rules: &Rules) -> Option<usize> {
         }
         // Frames: (rule, next element index, "still at a leftmost position").
         let mut frames: Vec<(usize, usize, bool)> = vec![(start, 0, true)];
-        enter(rules, start, &mut in_progress, &mut may_be_empty);
+        in_progress[start] = true;
         while let Some(frame) = frames.last_mut() {
             let (rule, idx, recurse) = *frame;
             let Some(&e) = rules[rule].get(idx) else {
@@ -664,7 +680,7 @@ fn find_left_recursion(rules: &Rules) -> Option<usize> {
                     }
                     frame.1 += 1;
                 } else {
-                    enter(rules, child, &mut in_progress, &mut may_be_empty);
+                    in_progress[child] = true;
                     frames.push((child, 0, true));
                 }
             } else {

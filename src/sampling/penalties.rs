@@ -349,7 +349,8 @@ impl Sampler for Dry {
             return;
         }
         let last_n_repeat = (self.recent.len() as i64).min(self.penalty_last_n as i64) as i32;
-        if last_n_repeat <= self.allowed_length {
+        // Nothing seen yet: nothing repeats (a negative allowed_length gets past the first test).
+        if last_n_repeat <= self.allowed_length || last_n_repeat == 0 {
             return;
         }
         let n = last_n_repeat as usize;

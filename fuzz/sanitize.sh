@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The Rust side under sanitizers, on the stable toolchain (RUSTC_BOOTSTRAP=1 unlocks -Z flags):
+#
+#   fuzz/sanitize.sh asan   the GGUF view, the thread pool and the C guard's unit tests under
+#                           AddressSanitizer (cargo test --lib gguf:: kernels::pool capi::guard)
+#   fuzz/sanitize.sh tsan   tests/thread_stress.rs under ThreadSanitizer
+#
+# Each builds in its own target dir under ${BITNET_CACHE_DIR:-~/.cache/bitnet-rs}/fuzz (the
+# flags differ from every other build). --target keeps the flags off build scripts and proc
+# macros. The standard library itself is not instrumented (that needs -Zbuild-std and the
+# rust-src component, which this machine does not have): ASan still sees every heap access our
+# code makes, since it replaces malloc/free for the whole process.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here/.."
+cache="${BITNET_CACHE_DIR:-$HOME/.cache/bitnet-rs}/fuzz"
+triple="x86_64-unknown-linux-gnu"
+export RUSTC_BOOTSTRAP=1
+case "${1:-}" in
+    asan)
+        RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR="$cache/target-asan-tests" \
+            ASAN_OPTIONS="detect_leaks=1" \
+            cargo test --target "$triple" --lib -- gguf:: kernels::pool capi::guard ;;
+    tsan)
+        RUSTFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR="$cache/target-tsan-tests" \
+            TSAN_OPTIONS="halt_on_error=1" \
+            cargo test --target "$triple" --test thread_stress ;;
+    *) sed -n '2,11p' "$0"; exit 2 ;;
+esac
