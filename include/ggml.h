@@ -116,7 +116,7 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Microseconds on a monotonic clock (counted from the first call in this process).
+ * Microseconds on CLOCK_MONOTONIC, the same clock as ggml's own `ggml_time_us`.
  */
 int64_t ggml_time_us(void);
 

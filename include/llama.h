@@ -1298,9 +1298,18 @@ uint32_t llama_get_sampled_probs_count_ith(struct llama_context *_ctx, int32_t _
 
 float *llama_get_sampled_logits_ith(struct llama_context *_ctx, int32_t _i);
 
-uint32_t llama_get_sampled_logits_count_ith(struct llama_context *_ctx, int32_t _i);
+/**
+ * Without backend sampling the reference reports every output row's sampled logits as the
+ * whole vocabulary: `n_vocab` of them (llama-server reads `llama_get_logits_ith` through this
+ * count for `n_probs`), whatever `i`.
+ */
+uint32_t llama_get_sampled_logits_count_ith(struct llama_context *ctx, int32_t _i);
 
-llama_token *llama_get_sampled_candidates_ith(struct llama_context *_ctx, int32_t _i);
+/**
+ * Without backend sampling the reference's candidates are the whole vocabulary in id order,
+ * `[0, 1, ..., n_vocab - 1]`, whatever `i`.
+ */
+llama_token *llama_get_sampled_candidates_ith(struct llama_context *ctx, int32_t _i);
 
 uint32_t llama_get_sampled_candidates_count_ith(struct llama_context *_ctx, int32_t _i);
 

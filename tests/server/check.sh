@@ -2,7 +2,8 @@
 # llama-server (built unchanged from the pinned llama.cpp) on bitnet-rs's libllama: the checks of
 # issue 20 that go through the server, in one command (CI runs it from .ci/run).
 #
-#   tests/server/check.sh [--soak N] [--no-browser] [--no-suite] [--files test_a,test_b]
+#   tests/server/check.sh [--soak N] [--no-browser] [--no-suite] [--no-parity] [--no-bad-input]
+#                         [--files test_a,test_b]
 #
 # 1. llama-server's own pytest suite (13 files), on ours and on the reference libllama with the
 #    same fixture; every test must have the same outcome on both (suite.py);
@@ -21,14 +22,18 @@ root="$(cd "$here/../.." && pwd)"
 soak=500
 browser=1
 suite=1
+parity=1
+bad_input=1
 files=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --soak) soak="$2"; shift 2 ;;
         --no-browser) browser=0; shift ;;
         --no-suite) suite=0; shift ;;
+        --no-parity) parity=0; shift ;;
+        --no-bad-input) bad_input=0; shift ;;
         --files) files=(--files "$2"); shift 2 ;;
-        *) echo "usage: $0 [--soak N] [--no-browser] [--no-suite] [--files LIST]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--soak N] [--no-browser] [--no-suite] [--no-parity] [--no-bad-input] [--files LIST]" >&2; exit 2 ;;
     esac
 done
 
@@ -64,9 +69,13 @@ if ((suite)); then
     run suite "$py" "$here/suite.py" "${common[@]}" --model "$models/bitnet-spm-f32.gguf" \
         --out "$out/suite" "${files[@]}"
 fi
-run parity "$py" "$here/parity.py" "${common[@]}" --model "$models/bitnet-spm-f32.gguf" \
-    --model-extra "$models/bitnet-spm-f16.gguf" --logs "$out/parity"
-run bad_input "$py" "$here/bad_input.py" "${common[@]}" --model "$models/bitnet-spm-f32.gguf"
+if ((parity)); then
+    run parity "$py" "$here/parity.py" "${common[@]}" --model "$models/bitnet-spm-f32.gguf" \
+        --model-extra "$models/bitnet-spm-f16.gguf" --logs "$out/parity"
+fi
+if ((bad_input)); then
+    run bad_input "$py" "$here/bad_input.py" "${common[@]}" --model "$models/bitnet-spm-f32.gguf"
+fi
 if ((browser)); then
     ui="$(bash "$here/ui_build.sh")"
     run browser "$py" "$here/browser.py" "${common[@]}" --model "$models/bitnet-spm-f32.gguf" \
