@@ -47,19 +47,10 @@ fn tools_dist() -> Result<PathBuf, String> {
 
 /// The tools' tree, or None after a skip line (a panic under BITNET_CROSSVAL_REQUIRE_REF=1).
 fn tools() -> Option<PathBuf> {
-    match tools_dist() {
-        Ok(dist) => Some(dist),
-        Err(why) => {
-            if std::env::var("BITNET_CROSSVAL_REQUIRE_REF").as_deref() == Ok("1") {
-                panic!("BITNET_CROSSVAL_REQUIRE_REF=1 but the tools are not built: {why}");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: llama.cpp's tools not built (run cpp_ref/build_tools.sh): {why}"
-            );
-            None
-        }
-    }
+    common::built_or_skip(
+        tools_dist(),
+        "llama.cpp's tools not built (run cpp_ref/build_tools.sh)",
+    )
 }
 
 /// Which libllama.so.0 a tool runs on.

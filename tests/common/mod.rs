@@ -158,17 +158,23 @@ pub fn reference_dist() -> Result<PathBuf, String> {
 /// The reference tree, or None after printing the skip line (a panic under
 /// BITNET_CROSSVAL_REQUIRE_REF=1).
 pub fn reference() -> Option<PathBuf> {
-    match reference_dist() {
+    built_or_skip(
+        reference_dist(),
+        "reference not built (run cpp_ref/build.sh)",
+    )
+}
+
+/// A built C++ tree, or None after printing `skipped: WHAT: why` (a panic under
+/// BITNET_CROSSVAL_REQUIRE_REF=1, as in CI, where a missing build is a failure).
+pub fn built_or_skip(dist: Result<PathBuf, String>, what: &str) -> Option<PathBuf> {
+    match dist {
         Ok(dist) => Some(dist),
         Err(why) => {
             if std::env::var("BITNET_CROSSVAL_REQUIRE_REF").as_deref() == Ok("1") {
-                panic!("BITNET_CROSSVAL_REQUIRE_REF=1 but {why}");
+                panic!("BITNET_CROSSVAL_REQUIRE_REF=1 but {what}: {why}");
             }
             // Straight to fd 2, past the test harness's output capture, so the skip is visible.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: reference not built (run cpp_ref/build.sh): {why}"
-            );
+            let _ = writeln!(std::io::stderr(), "skipped: {what}: {why}");
             None
         }
     }
