@@ -357,3 +357,23 @@ fn bit_flips_never_panic() {
         }
     }
 }
+
+#[test]
+fn q1_0_and_q2_0_tensors() {
+    // Well-formed: 2 rows of 128 (Q1_0: 2 blocks of 18 bytes; Q2_0: 4 blocks of 18 bytes).
+    for (id, name, bytes) in [(41u32, "Q1_0", 36usize), (42, "Q2_0", 72)] {
+        let file = with_tensor(&[128, 2], id, bytes, None);
+        let g = Gguf::parse(&file).unwrap();
+        let t = &g.tensors()[0];
+        assert_eq!((t.ty.name(), t.n_bytes), (name, bytes as u64));
+        // The same file cut one block short of its data: the byte count does not fit.
+        let cut = g.data_offset as usize + bytes - 18;
+        let e = err(&file[..cut]);
+        assert!(e.contains("runs past the end"), "{name}: {e}");
+    }
+    // Rows that are not whole blocks: one clear error each.
+    assert!(err(&with_tensor(&[64, 2], 41, 18, None))
+        .ends_with("tensor t: row length 64 is not a multiple of Q1_0's block size 128"));
+    assert!(err(&with_tensor(&[96], 42, 18, None))
+        .ends_with("tensor t: row length 96 is not a multiple of Q2_0's block size 64"));
+}

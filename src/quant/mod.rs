@@ -6,6 +6,8 @@
 
 pub mod float;
 pub mod i2_s;
+pub mod q1_0;
+pub mod q2_0;
 pub mod q6_k;
 pub mod q8_0;
 pub mod q8_k;
@@ -167,6 +169,8 @@ impl GgmlType {
                 | GgmlType::TQ1_0
                 | GgmlType::TQ2_0
                 | GgmlType::I2_S
+                | GgmlType::Q1_0
+                | GgmlType::Q2_0
         )
     }
 }
@@ -221,6 +225,8 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
         GgmlType::TQ1_0 => tq1_0::dequantize(data, out),
         GgmlType::TQ2_0 => tq2_0::dequantize(data, out),
         GgmlType::I2_S => i2_s::dequantize(data, out),
+        GgmlType::Q1_0 => q1_0::dequantize(data, out),
+        GgmlType::Q2_0 => q2_0::dequantize(data, out),
         _ => {
             return Err(Error::unsupported(format!(
                 "unsupported tensor type {ty} (id {})",
@@ -232,7 +238,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
 }
 
 /// Writes `values` in `ty`'s format into `out` (exactly `ty.tensor_bytes(values.len())` bytes).
-/// Writers exist for the ternary formats and Q8_0/Q8_K; other types are refused.
+/// Writers exist for the ternary formats, Q1_0/Q2_0 and Q8_0/Q8_K; other types are refused.
 pub fn quantize(ty: GgmlType, values: &[f32], out: &mut [u8]) -> Result<()> {
     let n = values.len() as u64;
     if !n.is_multiple_of(ty.block_size()) || ty.tensor_bytes(n) != Some(out.len() as u64) {
@@ -247,6 +253,8 @@ pub fn quantize(ty: GgmlType, values: &[f32], out: &mut [u8]) -> Result<()> {
         GgmlType::I2_S => i2_s::quantize(values, out),
         GgmlType::Q8_0 => q8_0::quantize(values, out),
         GgmlType::Q8_K => q8_k::quantize(values, out),
+        GgmlType::Q1_0 => q1_0::quantize(values, out),
+        GgmlType::Q2_0 => q2_0::quantize(values, out),
         _ => {
             return Err(Error::unsupported(format!(
                 "no writer for tensor type {ty} (id {})",
@@ -318,6 +326,10 @@ mod tests {
         assert_eq!(GgmlType::TQ1_0.tensor_bytes(256), Some(54));
         assert_eq!(GgmlType::I2_S.tensor_bytes(256 * 128), Some(256 * 32 + 32));
         assert_eq!(GgmlType::F32.tensor_bytes(u64::MAX), None);
+        assert_eq!(GgmlType::Q1_0.tensor_bytes(128 * 3), Some(54));
+        assert_eq!(GgmlType::Q2_0.tensor_bytes(64 * 3), Some(54));
+        assert_eq!(GgmlType::from_id(41, true), Ok(GgmlType::Q1_0));
+        assert_eq!(GgmlType::from_id(42, false).map(|t| t.name()), Ok("Q2_0"));
     }
 
     #[test]
@@ -326,5 +338,15 @@ mod tests {
         let err = dequantize(GgmlType::Q4_0, &[0u8; 18], &mut out).unwrap_err();
         assert_eq!(err.message, "unsupported tensor type Q4_0 (id 2)");
         assert!(dequantize(GgmlType::Q8_0, &[0u8; 33], &mut out).is_err());
+        // Q1_0 / Q2_0: wrong byte counts and partial blocks, one error each
+        let mut out = [0f32; 128];
+        let err = dequantize(GgmlType::Q1_0, &[0u8; 17], &mut out).unwrap_err();
+        assert_eq!(err.message, "Q1_0: 17 bytes do not hold 128 values");
+        let err = dequantize(GgmlType::Q2_0, &[0u8; 18], &mut out).unwrap_err();
+        assert_eq!(err.message, "Q2_0: 18 bytes do not hold 128 values");
+        let err = dequantize(GgmlType::Q2_0, &[0u8; 18], &mut out[..96]).unwrap_err();
+        assert_eq!(err.message, "Q2_0: 96 values is not a multiple of the block size 64");
+        let err = quantize(GgmlType::Q1_0, &[0f32; 64], &mut [0u8; 9]).unwrap_err();
+        assert_eq!(err.message, "Q1_0: cannot write 64 values into 9 bytes");
     }
 }
