@@ -7,8 +7,9 @@
 //! at the end the eight lanes are summed pairwise (`hsum8`). The integer part is exact in any
 //! order; only the float steps need this exact order, so they follow it here.
 
+use super::isa::{best_isa, Isa};
 use crate::quant::float::f16_to_f32;
-use crate::quant::{q6_k, q8_0, q8_k, tq1_0, tq2_0};
+use crate::quant::{q1_0, q2_0, q6_k, q8_0, q8_k, tq1_0, tq2_0};
 
 /// The reference's horizontal sum of eight f32 lanes: ((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3)).
 pub fn hsum8(a: [f32; 8]) -> f32 {
@@ -104,6 +105,278 @@ pub fn dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
         }
     }
     hsum8(acc)
+}
+
+/// The f16 scale in the first two bytes of a Q8_0 / Q1_0 / Q2_0 block.
+fn d_of(block: &[u8]) -> f32 {
+    f16_to_f32(u16::from_le_bytes([block[0], block[1]]))
+}
+
+/// Bytes of the Q8_0 activations that pair with one Q1_0 block (four Q8_0 blocks).
+const Q1_0_ACT_BYTES: usize = 4 * q8_0::BLOCK_BYTES;
+/// Bytes of the Q8_0 activations that pair with one Q2_0 block (two Q8_0 blocks).
+const Q2_0_ACT_BYTES: usize = 2 * q8_0::BLOCK_BYTES;
+
+/// Q2_0 weights . Q8_0 activations on the CPU's level (`isa::best_isa`).
+pub fn dot_q2_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    dot_q2_0_q8_0_isa(best_isa(), w, a)
+}
+
+/// Q2_0 weights (one row of 64-value blocks) . Q8_0 activations, as the reference's kernel,
+/// which on x86 is its generic C loop: per Q8_0 half of a block an exact integer sum of
+/// (code - 1) * q, then in f32 without fused operations `sumi = 0 + s0 * d1_0 + s1 * d1_1` and
+/// `sum += d * sumi`, block after block. The vector levels change only how the integer sums are
+/// formed, so every level returns the same bits.
+pub fn dot_q2_0_q8_0_isa(isa: Isa, w: &[u8], a: &[u8]) -> f32 {
+    debug_assert_eq!(w.len() / q2_0::BLOCK_BYTES * Q2_0_ACT_BYTES, a.len());
+    match isa {
+        // SAFETY: the level was detected (kernels::isa) before being chosen.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni | Isa::Amx => unsafe { x86::dot_q2_0_q8_0_vnni(w, a) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::dot_q2_0_q8_0_avx2(w, a) },
+        _ => {
+            let mut sum = 0f32;
+            for (wb, ab) in w
+                .chunks_exact(q2_0::BLOCK_BYTES)
+                .zip(a.chunks_exact(Q2_0_ACT_BYTES))
+            {
+                let mut s = [0i32; 2];
+                for (k, s) in s.iter_mut().enumerate() {
+                    let q = &ab[k * q8_0::BLOCK_BYTES + 2..(k + 1) * q8_0::BLOCK_BYTES];
+                    for (e, &q) in q.iter().enumerate() {
+                        *s += (q2_0::code(wb, 32 * k + e) - 1) * (q as i8) as i32;
+                    }
+                }
+                sum = q2_0_block_sum(sum, wb, ab, s);
+            }
+            sum
+        }
+    }
+}
+
+/// The float steps of one Q2_0 block given its two integer sums (every level shares them).
+#[inline(always)]
+fn q2_0_block_sum(sum: f32, wb: &[u8], ab: &[u8], s: [i32; 2]) -> f32 {
+    let mut sumi = 0f32;
+    sumi += s[0] as f32 * d_of(ab);
+    sumi += s[1] as f32 * d_of(&ab[q8_0::BLOCK_BYTES..]);
+    sum + d_of(wb) * sumi
+}
+
+/// Q1_0 weights . Q8_0 activations on the CPU's level (`isa::best_isa`).
+pub fn dot_q1_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    dot_q1_0_q8_0_isa(best_isa(), w, a)
+}
+
+/// Q1_0 weights (one row of 128-value blocks) . Q8_0 activations, as the reference's x86 AVX2
+/// kernel: per Q8_0 block, the activations with the sign of their weight bit summed exactly
+/// into the usual eight lanes (`lane`), where a clear bit negates an int8 with wrap-around (so
+/// -128 stays -128, as the kernel's byte negation does); per lane, `blk = d1_0 * l0`, then
+/// `blk = fma(d1_k, l_k, blk)` for the other three, then `acc = fma(d, blk, acc)`; `hsum8` at
+/// the end.
+pub fn dot_q1_0_q8_0_isa(isa: Isa, w: &[u8], a: &[u8]) -> f32 {
+    debug_assert_eq!(w.len() / q1_0::BLOCK_BYTES * Q1_0_ACT_BYTES, a.len());
+    match isa {
+        // SAFETY: the level was detected (kernels::isa) before being chosen.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni | Isa::Amx => unsafe { x86::dot_q1_0_q8_0_vnni(w, a) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::dot_q1_0_q8_0_avx2(w, a) },
+        _ => {
+            let mut acc = [0f32; 8];
+            for (wb, ab) in w
+                .chunks_exact(q1_0::BLOCK_BYTES)
+                .zip(a.chunks_exact(Q1_0_ACT_BYTES))
+            {
+                let mut blk = [0f32; 8];
+                for (k, yb) in ab.chunks_exact(q8_0::BLOCK_BYTES).enumerate() {
+                    let mut lanes = [0i32; 8];
+                    for (e, &q) in yb[2..].iter().enumerate() {
+                        let q = q as i8;
+                        let v = if q1_0::bit(wb, 32 * k + e) {
+                            q
+                        } else {
+                            q.wrapping_neg()
+                        };
+                        lanes[lane(e)] += v as i32;
+                    }
+                    let d1 = d_of(yb);
+                    for u in 0..8 {
+                        blk[u] = if k == 0 {
+                            d1 * lanes[u] as f32
+                        } else {
+                            d1.mul_add(lanes[u] as f32, blk[u])
+                        };
+                    }
+                }
+                let d = d_of(wb);
+                for u in 0..8 {
+                    acc[u] = d.mul_add(blk[u], acc[u]);
+                }
+            }
+            hsum8(acc)
+        }
+    }
+}
+
+/// The vector levels of the Q1_0 / Q2_0 dot products. Each level differs only in how four
+/// bytes are summed into an int32 lane (AVX2: `maddubs` then `madd`; AVX-512 VNNI: `dpbusd`).
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{d_of, hsum8_avx, q2_0_block_sum, Q1_0_ACT_BYTES, Q2_0_ACT_BYTES};
+    use crate::quant::{q1_0, q2_0, q8_0};
+    use std::arch::x86_64::*;
+
+    /// Lane u of the result: bytes 4u..4u+3 of `u8s` (unsigned) times those of `i8s` (signed),
+    /// summed, with AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn sum4_avx2(u8s: __m256i, i8s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u8s, i8s), _mm256_set1_epi16(1))
+    }
+
+    /// `sum4_avx2` in one AVX-512 VNNI instruction.
+    #[target_feature(enable = "avx512f,avx512vl,avx512vnni")]
+    #[inline]
+    fn sum4_vnni(u8s: __m256i, i8s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u8s, i8s)
+    }
+
+    /// The sum of eight int32 lanes (exact in any order).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn hsum_i32(v: __m256i) -> i32 {
+        let x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0b01_00_11_10));
+        let x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0b10_11_00_01));
+        _mm_cvtsi128_si32(x)
+    }
+
+    /// The 32 codes of half `k` of a Q2_0 block, one per byte, in value order: the 8 code bytes
+    /// broadcast, shifted by 0/2/4/6 per 64-bit lane (lane i then holds value 4b + i of byte b
+    /// in its byte b), then transposed back to value order.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn q2_0_codes(block: &[u8], k: usize) -> __m256i {
+        let b = &block[2 + 8 * k..10 + 8 * k];
+        let bytes = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let planes = _mm256_and_si256(
+            _mm256_srlv_epi64(
+                _mm256_set1_epi64x(bytes as i64),
+                _mm256_setr_epi64x(0, 2, 4, 6),
+            ),
+            _mm256_set1_epi8(3),
+        );
+        // dwords (plane i, bytes 4h..4h+3) to 128-bit lane h, plane order; then within a lane
+        // byte 4i + r (value 4r + i) goes to byte 4r + i.
+        let by_half =
+            _mm256_permutevar8x32_epi32(planes, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+        let transpose = _mm256_setr_epi8(
+            0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6,
+            10, 14, 3, 7, 11, 15,
+        );
+        _mm256_shuffle_epi8(by_half, transpose)
+    }
+
+    /// The 32 int8 values of a Q8_0 block.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn q8_0_values(block: &[u8]) -> __m256i {
+        let q = &block[2..q8_0::BLOCK_BYTES];
+        // SAFETY: 32 bytes at q.
+        unsafe { _mm256_loadu_si256(q.as_ptr().cast()) }
+    }
+
+    macro_rules! q2_0_kernel {
+        ($name:ident, $features:literal, $sum4:ident) => {
+            /// `dot_q2_0_q8_0_isa` at one vector level.
+            ///
+            /// # Safety
+            /// The CPU has the features named.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(w: &[u8], a: &[u8]) -> f32 {
+                let ones = _mm256_set1_epi8(1);
+                let mut sum = 0f32;
+                for (wb, ab) in w
+                    .chunks_exact(q2_0::BLOCK_BYTES)
+                    .zip(a.chunks_exact(Q2_0_ACT_BYTES))
+                {
+                    let mut s = [0i32; 2];
+                    for (k, s) in s.iter_mut().enumerate() {
+                        let q = q8_0_values(&ab[k * q8_0::BLOCK_BYTES..]);
+                        // sum(code * q) - sum(q) = sum((code - 1) * q), each lane exact
+                        let lanes = _mm256_sub_epi32($sum4(q2_0_codes(wb, k), q), $sum4(ones, q));
+                        *s = hsum_i32(lanes);
+                    }
+                    sum = q2_0_block_sum(sum, wb, ab, s);
+                }
+                sum
+            }
+        };
+    }
+    q2_0_kernel!(dot_q2_0_q8_0_avx2, "avx2", sum4_avx2);
+    q2_0_kernel!(
+        dot_q2_0_q8_0_vnni,
+        "avx2,avx512f,avx512vl,avx512vnni",
+        sum4_vnni
+    );
+
+    macro_rules! q1_0_kernel {
+        ($name:ident, $features:literal, $sum4:ident) => {
+            /// `dot_q1_0_q8_0_isa` at one vector level.
+            ///
+            /// # Safety
+            /// The CPU has the features named.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(w: &[u8], a: &[u8]) -> f32 {
+                let ones = _mm256_set1_epi8(1);
+                // byte e of a Q8_0 block takes bit e % 8 of code byte e / 8
+                let spread = _mm256_setr_epi8(
+                    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                    3, 3, 3, 3, 3, 3,
+                );
+                let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+                let mut acc = _mm256_setzero_ps();
+                for (wb, ab) in w
+                    .chunks_exact(q1_0::BLOCK_BYTES)
+                    .zip(a.chunks_exact(Q1_0_ACT_BYTES))
+                {
+                    let mut blk = _mm256_setzero_ps();
+                    for (k, yb) in ab.chunks_exact(q8_0::BLOCK_BYTES).enumerate() {
+                        let m = &wb[2 + 4 * k..6 + 4 * k];
+                        let m = i32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+                        let set = _mm256_and_si256(
+                            _mm256_shuffle_epi8(_mm256_set1_epi32(m), spread),
+                            bit,
+                        );
+                        // -1 where the bit is clear: (q ^ -1) - (-1) = -q, wrapping
+                        let neg = _mm256_cmpeq_epi8(set, _mm256_setzero_si256());
+                        let q = q8_0_values(yb);
+                        let signed = _mm256_sub_epi8(_mm256_xor_si256(q, neg), neg);
+                        let lanes = _mm256_cvtepi32_ps($sum4(ones, signed));
+                        let d1 = _mm256_set1_ps(d_of(yb));
+                        blk = if k == 0 {
+                            _mm256_mul_ps(d1, lanes)
+                        } else {
+                            _mm256_fmadd_ps(d1, lanes, blk)
+                        };
+                    }
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(d_of(wb)), blk, acc);
+                }
+                // SAFETY: AVX is part of every level here.
+                unsafe { hsum8_avx(acc) }
+            }
+        };
+    }
+    q1_0_kernel!(dot_q1_0_q8_0_avx2, "avx2,fma", sum4_avx2);
+    q1_0_kernel!(
+        dot_q1_0_q8_0_vnni,
+        "avx2,fma,avx512f,avx512vl,avx512vnni",
+        sum4_vnni
+    );
 }
 
 /// Q6_K weights . Q8_K activations, as llama.cpp's x86 kernel: unsigned 6-bit values times
@@ -221,6 +494,146 @@ mod tests {
                 ((got as f64) - want).abs() <= 1e-5 * want.abs(),
                 "{got} vs {want}"
             );
+        }
+    }
+
+    /// Q1_0 (`q1 = true`) or Q2_0 weight rows of `n` values: random bytes (every code, Q2_0's
+    /// +2 included) with random finite scales, and uniform rows (every value -1, +1, +2).
+    fn q1_q2_rows(q1: bool, n: usize, rng: &mut SplitMix64) -> Vec<Vec<u8>> {
+        let (block, bb) = if q1 { (128, 18) } else { (64, 18) };
+        let scale = |rng: &mut SplitMix64| {
+            let m = 10f32.powf(rng.unit() * 8.0 - 6.0);
+            let m = if rng.below(2) == 0 { m } else { -m };
+            crate::quant::float::f32_to_f16(if rng.below(10) == 0 { 0.0 } else { m })
+        };
+        let mut rows = Vec::new();
+        let mut random = vec![0u8; n / block * bb];
+        for b in random.chunks_exact_mut(bb) {
+            b[..2].copy_from_slice(&scale(rng).to_le_bytes());
+            b[2..].iter_mut().for_each(|v| *v = rng.next_u64() as u8);
+        }
+        rows.push(random);
+        for fill in [0x00u8, 0x55, 0xaa, 0xff] {
+            let mut r = vec![fill; n / block * bb];
+            for b in r.chunks_exact_mut(bb) {
+                b[..2].copy_from_slice(&0x3c00u16.to_le_bytes());
+            }
+            rows.push(r);
+        }
+        rows
+    }
+
+    /// Q8_0 activation rows of `n` values: the activation quantizer on normal, big, tiny
+    /// (subnormal: every code -128), zero and constant inputs, and raw random blocks.
+    fn q8_0_rows(n: usize, rng: &mut SplitMix64) -> Vec<Vec<u8>> {
+        let mut inputs: Vec<Vec<f32>> = vec![
+            (0..n).map(|_| rng.normal()).collect(),
+            (0..n).map(|_| rng.normal() * 1e30).collect(),
+            (0..n).map(|_| rng.normal() * 1e-39).collect(),
+            vec![0.0; n],
+            vec![-1.0; n],
+            vec![1.0; n],
+        ];
+        inputs.push(
+            (0..n)
+                .map(|i| if i % 3 == 0 { -127.0 } else { 0.5 })
+                .collect(),
+        );
+        let mut rows: Vec<Vec<u8>> = inputs
+            .iter()
+            .map(|x| {
+                let mut a = vec![0u8; n / 32 * 34];
+                crate::kernels::quantize_q8_0(x, &mut a);
+                a
+            })
+            .collect();
+        let mut raw = vec![0u8; n / 32 * 34];
+        for b in raw.chunks_exact_mut(34) {
+            let d = crate::quant::float::f32_to_f16(rng.normal() * 1e-2);
+            b[..2].copy_from_slice(&d.to_le_bytes());
+            b[2..].iter_mut().for_each(|v| *v = rng.next_u64() as u8);
+        }
+        rows.push(raw);
+        rows
+    }
+
+    #[test]
+    fn q1_0_q2_0_every_level_matches_the_scalar_bits() {
+        use crate::kernels::isa::available_isas;
+        let mut rng = SplitMix64(0x5150_2000);
+        for q1 in [true, false] {
+            let block = if q1 { 128 } else { 64 };
+            // odd block counts, one block, a model-sized row
+            for blocks in [1usize, 3, 7, 40, 2560 / block + 1] {
+                let n = blocks * block;
+                let acts = q8_0_rows(n, &mut rng);
+                for (wi, w) in q1_q2_rows(q1, n, &mut rng).iter().enumerate() {
+                    for (ai, a) in acts.iter().enumerate() {
+                        let dot = |isa| {
+                            if q1 {
+                                dot_q1_0_q8_0_isa(isa, w, a)
+                            } else {
+                                dot_q2_0_q8_0_isa(isa, w, a)
+                            }
+                        };
+                        let want = dot(Isa::Scalar);
+                        for isa in available_isas() {
+                            let got = dot(isa);
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "q1 {q1} n {n} w {wi} a {ai} {isa:?}: {got:e} vs {want:e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn q1_0_q2_0_dots_agree_with_dequantized_sums() {
+        let mut rng = SplitMix64(77);
+        for (ty, block) in [(GgmlType::Q1_0, 128usize), (GgmlType::Q2_0, 64)] {
+            let n = block * 9;
+            for case in 0..10 {
+                let x: Vec<f32> = (0..n).map(|_| rng.normal() * (1 + case) as f32).collect();
+                let wv: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+                let mut a = vec![0u8; n / 32 * 34];
+                crate::kernels::quantize_q8_0(&x, &mut a);
+                let mut w = vec![0u8; ty.tensor_bytes(n as u64).unwrap() as usize];
+                quant::quantize(ty, &wv, &mut w).unwrap();
+                let ours = match ty {
+                    GgmlType::Q1_0 => dot_q1_0_q8_0(&w, &a),
+                    _ => dot_q2_0_q8_0(&w, &a),
+                } as f64;
+                let want = reference(ty, &w, GgmlType::Q8_0, &a, n);
+                assert!(
+                    (ours - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{ty}: {ours} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn q1_0_negates_minus_128_with_wrap_around() {
+        // Every bit clear (-1 weights), every activation -128 with d = 1: the reference's x86
+        // kernel negates the bytes, and -(-128) wraps to -128, so the sum is -128 * 128, not
+        // +128 * 128. Q2_0's code 0 (-1) has no such wrap: its products are exact.
+        let w = [0x00u8, 0x3c]
+            .into_iter()
+            .chain([0u8; 16])
+            .collect::<Vec<u8>>();
+        let a: Vec<u8> = (0..4)
+            .flat_map(|_| [0x00u8, 0x3c].into_iter().chain([0x80u8; 32]))
+            .collect();
+        for isa in crate::kernels::isa::available_isas() {
+            assert_eq!(dot_q1_0_q8_0_isa(isa, &w, &a), -16384.0, "{isa:?}");
+        }
+        let w2: Vec<u8> = (0..2).flat_map(|_| w.iter().copied()).collect();
+        for isa in crate::kernels::isa::available_isas() {
+            assert_eq!(dot_q2_0_q8_0_isa(isa, &w2, &a), 16384.0, "{isa:?}");
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Matrix kernels: a weight matrix in its stored format times activation rows.
 //!
 //! Like the reference's CPU backend, each activation row is first converted to the weight
-//! type's partner format (F16 -> f16, BF16 -> bf16, Q8_0 -> Q8_0, TQ1_0/TQ2_0/Q6_K -> Q8_K,
-//! I2_S -> per-token int8), then every output is one dot product. The functions here are the
-//! plain scalar references; faster kernels must match them.
+//! type's partner format (F16 -> f16, BF16 -> bf16, Q8_0/Q1_0/Q2_0 -> Q8_0,
+//! TQ1_0/TQ2_0/Q6_K -> Q8_K, I2_S -> per-token int8), then every output is one dot product. The
+//! functions here are the plain scalar references; faster kernels must match them.
 //!
 //! `isa` says which instruction set the CPU kernels use (detected once); each op then has one
 //! file with its ISA variants beside its scalar twin: `ternary` (repacked ternary weights),
@@ -23,7 +23,9 @@ pub mod quantize;
 pub mod rope;
 pub mod ternary;
 
-pub use dot::{dot_q6_k_q8_k, dot_q8_0_q8_0, dot_tq1_0_q8_k, dot_tq2_0_q8_k};
+pub use dot::{
+    dot_q1_0_q8_0, dot_q2_0_q8_0, dot_q6_k_q8_k, dot_q8_0_q8_0, dot_tq1_0_q8_k, dot_tq2_0_q8_k,
+};
 pub use quantize::{quantize_i8_per_token, quantize_q8_0, quantize_q8_k};
 
 use crate::error::{Error, Result};
@@ -92,6 +94,8 @@ pub fn supports(ty: GgmlType) -> bool {
             | GgmlType::TQ1_0
             | GgmlType::TQ2_0
             | GgmlType::I2_S
+            | GgmlType::Q1_0
+            | GgmlType::Q2_0
     )
 }
 
@@ -114,7 +118,8 @@ impl MatRef<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activations {
     /// As the reference does for the weight type: f16/bf16 rounding for F16/BF16 weights,
-    /// Q8_0 for Q8_0, Q8_K for TQ1_0/TQ2_0/Q6_K, per-token int8 for I2_S, f32 otherwise.
+    /// Q8_0 for Q8_0/Q1_0/Q2_0, Q8_K for TQ1_0/TQ2_0/Q6_K, per-token int8 for I2_S, f32
+    /// otherwise.
     ByWeightType,
     /// Per-token int8 whatever the storage: BitNet b1.58's BitLinear, so that I2_S, TQ2_0 and
     /// F32 copies of the same ternary weights compute the same function.
@@ -141,7 +146,7 @@ fn convert(ty: GgmlType, mode: Activations, x: &[f32]) -> Act {
     match ty {
         GgmlType::F16 => Act::Float(x.iter().map(|&v| f16_to_f32(f32_to_f16(v))).collect()),
         GgmlType::BF16 => Act::Float(x.iter().map(|&v| bf16_to_f32(f32_to_bf16(v))).collect()),
-        GgmlType::Q8_0 => {
+        GgmlType::Q8_0 | GgmlType::Q1_0 | GgmlType::Q2_0 => {
             let mut b = vec![0u8; x.len() / q8_0::BLOCK * q8_0::BLOCK_BYTES];
             quantize_q8_0(x, &mut b);
             Act::Blocks(b)
@@ -197,6 +202,8 @@ fn dot_row(w: &MatRef<'_>, r: usize, act: &Act) -> f32 {
         (GgmlType::TQ1_0, Act::Blocks(a)) => dot_tq1_0_q8_k(row, a),
         (GgmlType::TQ2_0, Act::Blocks(a)) => dot_tq2_0_q8_k(row, a),
         (GgmlType::Q6_K, Act::Blocks(a)) => dot_q6_k_q8_k(row, a),
+        (GgmlType::Q1_0, Act::Blocks(a)) => dot_q1_0_q8_0(row, a),
+        (GgmlType::Q2_0, Act::Blocks(a)) => dot_q2_0_q8_0(row, a),
         (GgmlType::I2_S, Act::Int8 { q, sum, scale }) => {
             let mut isum = 0i32;
             for (i, &v) in q.iter().enumerate() {

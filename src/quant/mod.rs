@@ -345,7 +345,10 @@ mod tests {
         let err = dequantize(GgmlType::Q2_0, &[0u8; 18], &mut out).unwrap_err();
         assert_eq!(err.message, "Q2_0: 18 bytes do not hold 128 values");
         let err = dequantize(GgmlType::Q2_0, &[0u8; 18], &mut out[..96]).unwrap_err();
-        assert_eq!(err.message, "Q2_0: 96 values is not a multiple of the block size 64");
+        assert_eq!(
+            err.message,
+            "Q2_0: 96 values is not a multiple of the block size 64"
+        );
         let err = quantize(GgmlType::Q1_0, &[0f32; 64], &mut [0u8; 9]).unwrap_err();
         assert_eq!(err.message, "Q1_0: cannot write 64 values into 9 bytes");
     }
