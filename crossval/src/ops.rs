@@ -6,7 +6,8 @@
 //! Inputs: activation rows of several shapes (normal, small, all -1, all +1, big, zeros, exact
 //! rounding ties, one outlier, tiny/subnormal, alternating signs), weight rows of random valid
 //! blocks (ternary codes quantized by ggml itself, random bytes where every byte is valid,
-//! finite random f16 scales), several row lengths.
+//! finite random f16 scales), several row lengths. For the weight formats we write (Q1_0,
+//! Q2_0), also our writer and reader against ggml's (`from_float_ref`, `to_float`).
 
 use bitnet::kernels;
 use bitnet::rng::SplitMix64;
@@ -211,6 +212,29 @@ fn weight_rows(
             let x: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
             rows.push(("quantized normal".to_string(), ggml.from_float(&x)?));
         }
+        types::Q1_0 | types::Q2_0 => {
+            // Every byte is a valid block body (Q2_0's code 3 is +2); finite random scales.
+            for name in ["random codes/scales", "random codes/scales 2"] {
+                let mut w = vec![0u8; blocks * bb];
+                for b in w.chunks_exact_mut(bb) {
+                    b[..2].copy_from_slice(&random_scale(rng));
+                    for x in &mut b[2..] {
+                        *x = rng.below(256) as u8;
+                    }
+                }
+                rows.push((name.to_string(), w));
+            }
+            // Uniform codes, scale 1: all -1, 0x55 / 0xaa patterns, all +1 (Q1_0) or +2 (Q2_0).
+            for fill in [0x00u8, 0x55, 0xaa, 0xff] {
+                let mut w = vec![fill; blocks * bb];
+                for b in w.chunks_exact_mut(bb) {
+                    b[..2].copy_from_slice(&f16_bits(1.0));
+                }
+                rows.push((format!("uniform {fill:#04x}"), w));
+            }
+            let x: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+            rows.push(("quantized normal".to_string(), ggml.from_float(&x)?));
+        }
         types::Q8_0 => {
             for name in ["random bytes", "random bytes 2"] {
                 let mut w = vec![0u8; blocks * bb];
@@ -273,12 +297,13 @@ pub fn check_dot(ty: u32, seed: u64) -> Result<OpResult> {
         types::TQ2_0 => kernels::dot_tq2_0_q8_k,
         types::Q6_K => kernels::dot_q6_k_q8_k,
         types::Q8_0 => kernels::dot_q8_0_q8_0,
+        types::Q1_0 => kernels::dot_q1_0_q8_0,
+        types::Q2_0 => kernels::dot_q2_0_q8_0,
         _ => return Err(format!("no dot product of ours for ggml type {ty}").into()),
     };
-    let expected_partner = if ty == types::Q8_0 {
-        types::Q8_0
-    } else {
-        types::Q8_K
+    let expected_partner = match ty {
+        types::Q8_0 | types::Q1_0 | types::Q2_0 => types::Q8_0,
+        _ => types::Q8_K,
     };
     if wt.vec_dot_type != expected_partner {
         return Err(format!(
@@ -309,6 +334,92 @@ pub fn check_dot(ty: u32, seed: u64) -> Result<OpResult> {
     Ok(res)
 }
 
+/// Weight values for a writer check: the activation patterns plus what only a weight file
+/// meets (non-finite values, signed zeros, a lone huge value).
+fn weight_patterns(n: usize, rng: &mut SplitMix64) -> Vec<(String, Vec<f32>)> {
+    let mut v = activation_patterns(n, rng);
+    let with = |rng: &mut SplitMix64, special: f32, every: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                if i % every == 5 {
+                    special
+                } else {
+                    rng.normal()
+                }
+            })
+            .collect()
+    };
+    v.push(("NaN per 64".into(), with(rng, f32::NAN, 64)));
+    v.push(("NaN per 7".into(), with(rng, f32::NAN, 7)));
+    v.push(("+inf per 64".into(), with(rng, f32::INFINITY, 64)));
+    v.push(("-inf per 200".into(), with(rng, f32::NEG_INFINITY, 200)));
+    v.push(("3e38 per 9 (sums overflow)".into(), with(rng, 3e38, 9)));
+    v.push(("-0.0 per 3".into(), with(rng, -0.0, 3)));
+    v.push(("all -0.0".into(), vec![-0.0; n]));
+    v.push(("all NaN".into(), vec![f32::NAN; n]));
+    v
+}
+
+/// Our writer and reader of weight type `ty` (Q1_0 or Q2_0) against ggml's: `quant::quantize`
+/// against both ggml writers (`from_float_ref` and the CPU backend's `from_float`), byte for
+/// byte; `quant::dequantize` against `to_float`, bit for bit, on random blocks (any bytes,
+/// scales NaN and infinite included) and on ggml's own output.
+pub fn check_weight_format(ty: u32, seed: u64) -> Result<OpResult> {
+    use bitnet::quant::{self, GgmlType};
+    let ggml = GgmlCpuType::get(ty)?;
+    let ours = match ty {
+        types::Q1_0 => GgmlType::Q1_0,
+        types::Q2_0 => GgmlType::Q2_0,
+        _ => return Err(format!("no weight format check for ggml type {ty}").into()),
+    };
+    if ours.block_size() as usize != ggml.block_size
+        || ours.block_bytes() as usize != ggml.block_bytes
+    {
+        return Err(format!("{}: block geometry differs from ggml's", ggml.name).into());
+    }
+    let mut res = OpResult::new(&format!("format_{}", ggml.name.to_lowercase()));
+    let mut rng = SplitMix64(seed);
+    for n in [128usize, 384, 1152, 2560, 6912] {
+        for (name, x) in weight_patterns(n, &mut rng) {
+            let mut mine = vec![0u8; ggml.block_bytes * n / ggml.block_size];
+            quant::quantize(ours, &x, &mut mine)?;
+            let reference = ggml.from_float_ref(&x)?;
+            let cpu = ggml.from_float(&x)?;
+            res.record(mine == reference, || {
+                format!("quantize n={n} {name}: {}", hex_diff(&mine, &reference))
+            });
+            res.record(mine == cpu, || {
+                format!("quantize (cpu) n={n} {name}: {}", hex_diff(&mine, &cpu))
+            });
+        }
+        let random: Vec<u8> = (0..ggml.block_bytes * n / ggml.block_size)
+            .map(|_| rng.below(256) as u8)
+            .collect();
+        let normal: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+        for (name, data) in [
+            ("random bytes", random),
+            ("ggml-quantized normal", ggml.from_float_ref(&normal)?),
+        ] {
+            let theirs = ggml.to_float(&data)?;
+            let mut mine = vec![0f32; n];
+            quant::dequantize(ours, &data, &mut mine)?;
+            let first = mine
+                .iter()
+                .zip(&theirs)
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            res.record(first.is_none(), || {
+                let i = first.unwrap_or(0);
+                format!(
+                    "dequantize n={n} {name}: value {i}: ours {:#010x} ggml {:#010x}",
+                    mine[i].to_bits(),
+                    theirs[i].to_bits()
+                )
+            });
+        }
+    }
+    Ok(res)
+}
+
 /// Every op check.
 pub fn run_all(seed: u64) -> Result<Vec<OpResult>> {
     Ok(vec![
@@ -318,5 +429,9 @@ pub fn run_all(seed: u64) -> Result<Vec<OpResult>> {
         check_dot(types::TQ2_0, seed + 3)?,
         check_dot(types::Q6_K, seed + 4)?,
         check_dot(types::Q8_0, seed + 5)?,
+        check_weight_format(types::Q1_0, seed + 6)?,
+        check_weight_format(types::Q2_0, seed + 7)?,
+        check_dot(types::Q1_0, seed + 8)?,
+        check_dot(types::Q2_0, seed + 9)?,
     ])
 }

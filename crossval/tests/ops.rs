@@ -3,7 +3,7 @@
 
 mod common;
 
-use crossval::ops::{check_dot, check_quantizer, OpResult};
+use crossval::ops::{check_dot, check_quantizer, check_weight_format, OpResult};
 use crossval::reference::types;
 
 fn assert_exact(r: OpResult) {
@@ -57,5 +57,27 @@ fn dot_q6_k_q8_k_matches_ggml() {
 fn dot_q8_0_q8_0_matches_ggml() {
     if common::reference_available() {
         assert_exact(check_dot(types::Q8_0, 16).unwrap());
+    }
+}
+
+#[test]
+fn q1_0_and_q2_0_formats_match_ggml() {
+    if common::reference_available() {
+        assert_exact(check_weight_format(types::Q1_0, 17).unwrap());
+        assert_exact(check_weight_format(types::Q2_0, 18).unwrap());
+    }
+}
+
+#[test]
+fn dot_q1_0_q8_0_matches_ggml() {
+    if common::reference_available() {
+        assert_exact(check_dot(types::Q1_0, 19).unwrap());
+    }
+}
+
+#[test]
+fn dot_q2_0_q8_0_matches_ggml() {
+    if common::reference_available() {
+        assert_exact(check_dot(types::Q2_0, 20).unwrap());
     }
 }

@@ -86,4 +86,6 @@ pub mod types {
     pub const Q8_K: u32 = 15;
     pub const TQ1_0: u32 = 34;
     pub const TQ2_0: u32 = 35;
+    pub const Q1_0: u32 = 41;
+    pub const Q2_0: u32 = 42;
 }

@@ -393,6 +393,8 @@ pub struct GgmlCpuType {
     pub block_bytes: usize,
     pub vec_dot_type: u32,
     traits: ffi::ggml_type_traits_cpu,
+    /// ggml-base's traits for the type: its dequantizer and reference writer.
+    base: ffi::ggml_type_traits,
 }
 
 impl GgmlCpuType {
@@ -405,6 +407,10 @@ impl GgmlCpuType {
             if t.is_null() {
                 return Err(format!("ggml has no CPU traits for type {ty}").into());
             }
+            let base = api.ggml_get_type_traits(ty as ffi::ggml_type);
+            if base.is_null() {
+                return Err(format!("ggml has no traits for type {ty}").into());
+            }
             let name = CStr::from_ptr(api.ggml_type_name(ty as ffi::ggml_type))
                 .to_string_lossy()
                 .into_owned();
@@ -416,6 +422,7 @@ impl GgmlCpuType {
                 block_bytes: api.ggml_type_size(ty as ffi::ggml_type),
                 vec_dot_type: (*t).vec_dot_type as u32,
                 traits: *t,
+                base: *base,
             })
         }
     }
@@ -434,6 +441,38 @@ impl GgmlCpuType {
         // SAFETY: `x` holds x.len() floats, `out` is sized for that many values of this type.
         unsafe { f(x.as_ptr(), out.as_mut_ptr().cast(), x.len() as i64) };
         let _ = self.lib;
+        Ok(out)
+    }
+
+    /// ggml's reference writer `from_float_ref` for this type (what its quantize tool calls):
+    /// `x.len()` must be a whole number of blocks.
+    pub fn from_float_ref(&self, x: &[f32]) -> Result<Vec<u8>> {
+        let f = self
+            .base
+            .from_float_ref
+            .ok_or_else(|| format!("ggml type {} has no from_float_ref", self.name))?;
+        if !x.len().is_multiple_of(self.block_size) {
+            return Err(format!("{} values are not whole {} blocks", x.len(), self.name).into());
+        }
+        let mut out = vec![0u8; x.len() / self.block_size * self.block_bytes];
+        // SAFETY: `x` holds x.len() floats, `out` is sized for that many values of this type.
+        unsafe { f(x.as_ptr(), out.as_mut_ptr().cast(), x.len() as i64) };
+        Ok(out)
+    }
+
+    /// ggml's dequantizer `to_float` for this type: `data` must be whole blocks.
+    pub fn to_float(&self, data: &[u8]) -> Result<Vec<f32>> {
+        let f = self
+            .base
+            .to_float
+            .ok_or_else(|| format!("ggml type {} has no to_float", self.name))?;
+        if !data.len().is_multiple_of(self.block_bytes) {
+            return Err(format!("{} bytes are not whole {} blocks", data.len(), self.name).into());
+        }
+        let n = data.len() / self.block_bytes * self.block_size;
+        let mut out = vec![0f32; n];
+        // SAFETY: `data` holds n / block_size whole blocks, `out` has room for n floats.
+        unsafe { f(data.as_ptr().cast(), out.as_mut_ptr(), n as i64) };
         Ok(out)
     }
 

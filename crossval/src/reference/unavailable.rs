@@ -92,4 +92,10 @@ impl GgmlCpuType {
     pub fn vec_dot(&self, _n: usize, _w: &[u8], _a: &[u8], _a_type: &GgmlCpuType) -> Result<f32> {
         match self.never {}
     }
+    pub fn from_float_ref(&self, _x: &[f32]) -> Result<Vec<u8>> {
+        match self.never {}
+    }
+    pub fn to_float(&self, _data: &[u8]) -> Result<Vec<f32>> {
+        match self.never {}
+    }
 }
