@@ -4,9 +4,13 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 
+use bitnet::gguf::writer::{GgufWriter, OwnedValue};
+use bitnet::gguf::MappedFile;
 use bitnet::model::{Batch, Context, ContextParams, Model, Pooling, SeqSet};
+use bitnet::quant::{self, GgmlType};
 use common::*;
 
 /// Sequence 0 alone.
@@ -183,6 +187,67 @@ fn same_weights_in_other_formats_agree() {
         let worst = worst_cosine(base, &run(name));
         println!("{name}: worst cosine {worst:.7} against its group's reference file");
         assert!(worst >= bar, "{name}: worst cosine {worst} < {bar}");
+    }
+}
+
+/// Copies `src` twice: `dst` with every F32 projection (`blk.*` matrices) stored as `ty` by our
+/// writer, and `dst_f32` with the values `ty` kept, dequantized, as F32: the same weights, for
+/// a comparison that differs only in the matmul's activation handling.
+fn requantized_copies(src: &Path, ty: GgmlType, dst: &Path, dst_f32: &Path) {
+    let map = MappedFile::open(src).unwrap();
+    let g = map.gguf().unwrap();
+    let (mut wq, mut wf) = (GgufWriter::default(), GgufWriter::default());
+    for (k, v) in g.metadata() {
+        wq.kv(k, OwnedValue::from_value(v));
+        wf.kv(k, OwnedValue::from_value(v));
+    }
+    for t in g.tensors() {
+        if t.name.starts_with("blk.") && t.dims.len() == 2 && t.ty == GgmlType::F32 {
+            let n = t.n_elements as usize;
+            let mut values = vec![0f32; n];
+            quant::dequantize(GgmlType::F32, t.data, &mut values).unwrap();
+            let mut q = vec![0u8; ty.tensor_bytes(n as u64).unwrap() as usize];
+            quant::quantize(ty, &values, &mut q).unwrap();
+            quant::dequantize(ty, &q, &mut values).unwrap();
+            wq.tensor(t.name, &t.dims, ty, q).unwrap();
+            wf.tensor_f32(t.name, &t.dims, &values).unwrap();
+        } else {
+            wq.tensor(t.name, &t.dims, t.ty, t.data.to_vec()).unwrap();
+            wf.tensor(t.name, &t.dims, t.ty, t.data.to_vec()).unwrap();
+        }
+    }
+    wq.write(dst).unwrap();
+    wf.write(dst_f32).unwrap();
+}
+
+#[test]
+fn q1_0_and_q2_0_projections_agree_with_their_f32_copies() {
+    // The `bitnet` test model with its projections written as Q2_0 / Q1_0 runs them with Q8_0
+    // activations (as the reference does); the F32 copy of the same values with float ones.
+    // That int8 rounding costs about what it costs Q8_0 weights (same_weights_in_other_formats).
+    let src = model("bitnet-spm-f32.gguf");
+    let dir = scratch("q1_0_q2_0_copies");
+    let tokens = prompt(&load("bitnet-spm-f32.gguf"));
+    for ty in [GgmlType::Q2_0, GgmlType::Q1_0] {
+        let (q, f) = (
+            dir.join(format!("{ty}.gguf")),
+            dir.join(format!("{ty}-f32.gguf")),
+        );
+        requantized_copies(&src, ty, &q, &f);
+        let mq = Arc::new(Model::load(&q).unwrap());
+        let steps = stepwise(&mq, &tokens);
+        let worst = worst_cosine(
+            &steps,
+            &stepwise(&Arc::new(Model::load(&f).unwrap()), &tokens),
+        );
+        println!("{ty}: worst cosine {worst:.7} against the F32 copy");
+        assert!(worst >= 0.999, "{ty}: worst cosine {worst}");
+        // Prefill runs the same kernels in the same order as decode: identical logits.
+        let mut c = ctx(&mq);
+        prefill(&mut c, &tokens);
+        for (i, s) in steps.iter().enumerate() {
+            assert_eq!(c.logits(i).unwrap(), &s[..], "{ty}: position {i}");
+        }
     }
 }
 

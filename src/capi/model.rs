@@ -118,6 +118,8 @@ fn guess_ftype(g: &Gguf<'_>) -> c_int {
         Some(GgmlType::Q8_0) => llama_ftype::LLAMA_FTYPE_MOSTLY_Q8_0,
         Some(GgmlType::TQ1_0) => llama_ftype::LLAMA_FTYPE_MOSTLY_TQ1_0,
         Some(GgmlType::TQ2_0) => llama_ftype::LLAMA_FTYPE_MOSTLY_TQ2_0,
+        Some(GgmlType::Q1_0) => llama_ftype::LLAMA_FTYPE_MOSTLY_Q1_0,
+        Some(GgmlType::Q2_0) => llama_ftype::LLAMA_FTYPE_MOSTLY_Q2_0,
         _ => llama_ftype::LLAMA_FTYPE_ALL_F32,
     };
     f as c_int | llama_ftype::LLAMA_FTYPE_GUESSED as c_int

@@ -377,3 +377,44 @@ fn q1_0_and_q2_0_tensors() {
     assert!(err(&with_tensor(&[96], 42, 18, None))
         .ends_with("tensor t: row length 96 is not a multiple of Q2_0's block size 64"));
 }
+
+#[test]
+fn q1_0_and_q2_0_tensors_written_and_read_back() {
+    use crate::quant::{self, GgmlType};
+    let mut rng = SplitMix64(41);
+    let values: Vec<f32> = (0..128 * 3).map(|_| rng.normal()).collect();
+    let mut w = GgufWriter::default();
+    w.kv("general.architecture", V::str("llama"));
+    let mut blobs = Vec::new();
+    for (name, ty) in [("a", GgmlType::Q1_0), ("b", GgmlType::Q2_0)] {
+        let mut data = vec![0u8; ty.tensor_bytes(values.len() as u64).unwrap() as usize];
+        quant::quantize(ty, &values, &mut data).unwrap();
+        w.tensor(name, &[128, 3], ty, data.clone()).unwrap();
+        blobs.push(data);
+    }
+    // The writer refuses bytes that do not fit the shape, and rows of partial blocks.
+    assert!(w
+        .tensor("c", &[128, 3], GgmlType::Q2_0, vec![0; 18])
+        .is_err());
+    assert!(w.tensor("c", &[96], GgmlType::Q1_0, vec![0; 18]).is_err());
+    let bytes = w.to_bytes();
+    let g = Gguf::parse(&bytes).unwrap();
+    for (t, blob) in g.tensors().iter().zip(&blobs) {
+        assert_eq!(t.data, &blob[..]);
+        let mut back = vec![0f32; values.len()];
+        quant::dequantize(t.ty, t.data, &mut back).unwrap();
+        let again = crate::quant::testing::quantize_vec(t.ty, &back);
+        // Dequantized values are a fixed point of the writer for Q2_0; Q1_0 keeps every sign.
+        if t.ty == GgmlType::Q2_0 {
+            assert_eq!(&again, blob);
+        }
+        for (x, y) in values.iter().zip(&back) {
+            let same_sign = x.is_sign_negative() == y.is_sign_negative();
+            assert!(
+                same_sign || (t.ty == GgmlType::Q2_0 && *y == 0.0),
+                "{}",
+                t.name
+            );
+        }
+    }
+}
