@@ -24,6 +24,14 @@ pub fn bit(block: &[u8], j: usize) -> bool {
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
     for (block, out) in super::blocks_out(data, BLOCK_BYTES, out, BLOCK) {
         let d = super::f16_at(block, 0);
+        // The reference converts the scale with the CPU's half instruction (F16C), which sets
+        // a NaN's quiet bit; `f16_at` keeps a signalling NaN as it is (gguf-py's rule for F16
+        // tensors). Q1_0 stores d itself, unlike formats that multiply it, so quiet it here.
+        let d = if d.is_nan() {
+            f32::from_bits(d.to_bits() | 0x0040_0000)
+        } else {
+            d
+        };
         for (j, o) in out.iter_mut().enumerate() {
             *o = if bit(block, j) { d } else { -d };
         }
