@@ -341,6 +341,17 @@ fn init_from_model(
         LOG_INFO,
         &format!("llama_init_from_model: n_ctx = {n_ctx}, n_batch = {n_batch}, n_ubatch = {n_ubatch}, n_seq_max = {n_seq_max}"),
     );
+    if params.flash_attn_type != llama_flash_attn_type::LLAMA_FLASH_ATTN_TYPE_DISABLED as c_int {
+        // The reference's CPU flash attention sums values in f16 on its one-query path; ours
+        // has one attention, its non-flash path (f32 sums over the f16 cache): say which.
+        let asked = super::system::llama_flash_attn_type_name(params.flash_attn_type);
+        // SAFETY: llama_flash_attn_type_name returns a static NUL-terminated string.
+        let asked = unsafe { std::ffi::CStr::from_ptr(asked) }.to_string_lossy();
+        guard::log(
+            LOG_INFO,
+            &format!("llama_init_from_model: flash_attn = {asked} -> disabled (one attention: f32 sums over the f16 KV cache, as the reference with flash_attn disabled)"),
+        );
+    }
     let ctx = llama_context {
         model,
         engine,
