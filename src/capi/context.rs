@@ -22,6 +22,8 @@ pub struct llama_context {
     engine: Option<Context>,
     pub(crate) n_vocab: usize,
     n_ctx: u32,
+    /// Cells one sequence may use: all of n_ctx with a unified KV cache, else its share.
+    n_ctx_seq: u32,
     n_batch: u32,
     n_ubatch: u32,
     n_seq_max: u32,
@@ -301,8 +303,11 @@ fn init_from_model(
         params.n_ubatch
     });
     n_ctx = pad256(n_ctx);
+    // A unified KV cache is one pool every sequence draws on (llama-server's --kv-unified:
+    // a slot may use the whole context); otherwise each sequence has its share.
+    let mut n_ctx_seq = n_ctx;
     if !params.kv_unified {
-        let n_ctx_seq = pad256(n_ctx / n_seq_max);
+        n_ctx_seq = pad256(n_ctx / n_seq_max);
         if n_ctx_seq == 0 {
             return Err("n_ctx_seq == 0".into());
         }
@@ -357,6 +362,7 @@ fn init_from_model(
         engine,
         n_vocab: m.vocab.n_tokens(),
         n_ctx,
+        n_ctx_seq,
         n_batch,
         n_ubatch,
         n_seq_max,
@@ -408,7 +414,7 @@ pub unsafe extern "C" fn llama_n_ctx(ctx: *const llama_context) -> u32 {
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_ctx_seq(ctx: *const llama_context) -> u32 {
-    with_handle!(&ctx, 0, |c| Ok(c.n_ctx / c.n_seq_max))
+    with_handle!(&ctx, 0, |c| Ok(c.n_ctx_seq))
 }
 
 #[no_mangle]
