@@ -37,6 +37,11 @@ DECLARED = {
     ("ggml-org/models", "bert-bge-small/ggml-model-f16.gguf"): {"pooling": "cls"},
 }
 
+# BITNET_SRV_THREADS (suite.py --threads): llama-server's --threads where a test leaves it
+# unset (llama-server's default: every core). The thread count changes no result; it is there
+# for a loaded machine, where ggml's spinning worker threads slow the reference down badly.
+THREADS = int(os.environ.get("BITNET_SRV_THREADS") or 0)
+
 _start = utils.ServerProcess.start
 
 
@@ -50,6 +55,8 @@ def _start_local(self, *args, **kwargs):
         for attr, value in DECLARED.get(hub, {}).items():
             if getattr(self, attr) is None:
                 setattr(self, attr, value)
+    if THREADS and self.n_threads is None:
+        self.n_threads = THREADS
         self.model_hf_repo = None
         self.model_hf_file = None
     return _start(self, *args, **kwargs)
