@@ -989,6 +989,38 @@ fn n_ctx_zero_takes_the_training_context_and_batch_is_capped() {
     }
 }
 
+#[test]
+fn n_ctx_seq_is_the_whole_context_when_the_kv_cache_is_unified() {
+    // llama-server sizes its slots with llama_n_ctx_seq: with --kv-unified each slot may use
+    // the whole context (the reference's cparams.n_ctx_seq = n_ctx), otherwise its share,
+    // padded to 256 cells, and n_ctx becomes n_seq_max shares.
+    let m = load(F32_MODEL);
+    // SAFETY: handles come from this test's own llama_* calls and are freed once.
+    unsafe {
+        for (unified, n_ctx, n_seq_max, want_ctx, want_seq) in [
+            (true, 256, 4, 256, 256),
+            (true, 300, 3, 512, 512),
+            (false, 256, 4, 1024, 256),
+            (false, 1024, 4, 1024, 256),
+            (false, 512, 1, 512, 512),
+        ] {
+            let mut p = llama_context_default_params();
+            p.n_ctx = n_ctx;
+            p.n_seq_max = n_seq_max;
+            p.kv_unified = unified;
+            let c = llama_init_from_model(m, p);
+            assert!(!c.is_null());
+            assert_eq!(
+                (llama_n_ctx(c), llama_n_ctx_seq(c)),
+                (want_ctx, want_seq),
+                "kv_unified {unified}, n_ctx {n_ctx}, n_seq_max {n_seq_max}"
+            );
+            llama_free(c);
+        }
+        llama_model_free(m);
+    }
+}
+
 // ---- Samplers.
 
 /// A foreign sampler that sets only `apply`: picks the candidate with the lowest logit.

@@ -22,6 +22,8 @@ pub struct llama_context {
     engine: Option<Context>,
     pub(crate) n_vocab: usize,
     n_ctx: u32,
+    /// Cells one sequence may use: all of n_ctx with a unified KV cache, else its share.
+    n_ctx_seq: u32,
     n_batch: u32,
     n_ubatch: u32,
     n_seq_max: u32,
@@ -301,8 +303,11 @@ fn init_from_model(
         params.n_ubatch
     });
     n_ctx = pad256(n_ctx);
+    // A unified KV cache is one pool every sequence draws on (llama-server's --kv-unified:
+    // a slot may use the whole context); otherwise each sequence has its share.
+    let mut n_ctx_seq = n_ctx;
     if !params.kv_unified {
-        let n_ctx_seq = pad256(n_ctx / n_seq_max);
+        n_ctx_seq = pad256(n_ctx / n_seq_max);
         if n_ctx_seq == 0 {
             return Err("n_ctx_seq == 0".into());
         }
@@ -341,11 +346,23 @@ fn init_from_model(
         LOG_INFO,
         &format!("llama_init_from_model: n_ctx = {n_ctx}, n_batch = {n_batch}, n_ubatch = {n_ubatch}, n_seq_max = {n_seq_max}"),
     );
+    if params.flash_attn_type != llama_flash_attn_type::LLAMA_FLASH_ATTN_TYPE_DISABLED as c_int {
+        // The reference's CPU flash attention sums values in f16 on its one-query path; ours
+        // has one attention, its non-flash path (f32 sums over the f16 cache): say which.
+        let asked = super::system::llama_flash_attn_type_name(params.flash_attn_type);
+        // SAFETY: llama_flash_attn_type_name returns a static NUL-terminated string.
+        let asked = unsafe { std::ffi::CStr::from_ptr(asked) }.to_string_lossy();
+        guard::log(
+            LOG_INFO,
+            &format!("llama_init_from_model: flash_attn = {asked} -> disabled (one attention: f32 sums over the f16 KV cache, as the reference with flash_attn disabled)"),
+        );
+    }
     let ctx = llama_context {
         model,
         engine,
         n_vocab: m.vocab.n_tokens(),
         n_ctx,
+        n_ctx_seq,
         n_batch,
         n_ubatch,
         n_seq_max,
@@ -397,7 +414,7 @@ pub unsafe extern "C" fn llama_n_ctx(ctx: *const llama_context) -> u32 {
 
 #[no_mangle]
 pub unsafe extern "C" fn llama_n_ctx_seq(ctx: *const llama_context) -> u32 {
-    with_handle!(&ctx, 0, |c| Ok(c.n_ctx / c.n_seq_max))
+    with_handle!(&ctx, 0, |c| Ok(c.n_ctx_seq))
 }
 
 #[no_mangle]

@@ -27,6 +27,21 @@ LOCAL = {
     ("ggml-org/models", "bert-bge-small/ggml-model-f16.gguf"): MODEL,
 }
 
+# What a hub file declares in its metadata and the stand-in does not, as server arguments
+# (attribute -> value), applied where the test leaves them unset. bge-small is a sentence
+# embedding model that pools its first ([CLS]) token, and llama.cpp's converter writes that
+# into the file (`bert.pooling_type`); our fixture is a causal LM without a pooling type, so
+# without this every test that relies on the file's own pooling would get llama-server's 400
+# "Pooling type 'none' is not OAI compatible" instead of exercising the embedding path.
+DECLARED = {
+    ("ggml-org/models", "bert-bge-small/ggml-model-f16.gguf"): {"pooling": "cls"},
+}
+
+# BITNET_SRV_THREADS (suite.py --threads): llama-server's --threads where a test leaves it
+# unset (llama-server's default: every core). The thread count changes no result; it is there
+# for a loaded machine, where ggml's spinning worker threads slow the reference down badly.
+THREADS = int(os.environ.get("BITNET_SRV_THREADS") or 0)
+
 _start = utils.ServerProcess.start
 
 
@@ -37,6 +52,11 @@ def _start_local(self, *args, **kwargs):
             name = "/".join(part for part in hub if part)
             pytest.skip(f"hub model {name} not available (no network; no local stand-in)")
         self.model_file = LOCAL[hub]
+        for attr, value in DECLARED.get(hub, {}).items():
+            if getattr(self, attr) is None:
+                setattr(self, attr, value)
+    if THREADS and self.n_threads is None:
+        self.n_threads = THREADS
         self.model_hf_repo = None
         self.model_hf_file = None
     return _start(self, *args, **kwargs)

@@ -6,12 +6,23 @@ binary, same float-weight fixture, greedy:
    candidates can be nearly tied: a text that differs only from a token where the reference's
    two best candidates are within TIE_NATS of each other and ours took the other one of the two
    is reported as a near-tie flip, not a mismatch (both libraries' top-2 log-probabilities at
-   that token are printed);
+   that token, from the responses compared, are printed);
 2. on ours with `-np 4` (4 slots, continuous batching), 8 requests sent at once (a mix of
    completion/chat, streamed or not, prompts of different lengths so prefill chunks and single
    decode tokens share batches) each give exactly the text that request gets alone.
 
     python tests/server/parity.py --bin DIR --ours DIR --model FILE [--model FILE ...]
+        [--flash-attn off|on|auto]
+
+Both servers run with `--flash-attn off` unless told otherwise. llama-server's default `auto`
+turns the reference's flash attention on for a CPU. ggml's CPU flash attention over an f16 V
+cache has two paths: batches of queries (a prompt) go through a tiled kernel that sums in f32,
+a single query (every decoded token) through one that sums the weighted values in f16. That
+moves log-probabilities by about 0.01 nats and makes the reference's answer depend on which
+path a token took (the same request asked again after a prompt-cache hit, whose last prompt
+token is re-evaluated alone, can pick another token). Our library has one attention, the reference's non-flash path (f32
+sums over the f16 cache), whatever `flash_attn_type` asks; `--flash-attn off` makes the
+reference compute the same function. tests/server/README.md has the measurements.
 
 Exit status 0 when everything matches; every mismatch is printed.
 """
@@ -22,7 +33,7 @@ import os
 import sys
 import tempfile
 
-from srv import Server, add_common_args, completion_text
+from srv import Server, add_common_args, completion_text, token_probs
 
 # Two candidates whose log-probabilities are closer than this are a tie at float precision:
 # crossval accepts logits at cosine >= 0.99999 from the reference (relative error ~4e-3).
@@ -43,44 +54,39 @@ PROMPTS = [
 
 
 def request(i, prompt):
-    """The i-th request: (path, body). Greedy; lengths differ so slots finish at other steps."""
+    """The i-th request: (path, body). Greedy, with the top-2 candidates of every token (what
+    the near-tie rule reads; it does not change what is sampled); lengths differ so slots
+    finish at other steps."""
     n = 16 + 8 * (i % 4)
     if i % 2 == 0:
         return "/completion", {"prompt": prompt, "n_predict": n, "temperature": 0,
-                               "seed": 42}
+                               "seed": 42, "n_probs": 2}
     return "/v1/chat/completions", {"messages": [{"role": "user", "content": prompt}],
-                                    "max_tokens": n, "temperature": 0, "seed": 42}
+                                    "max_tokens": n, "temperature": 0, "seed": 42,
+                                    "logprobs": True, "top_logprobs": 2}
 
 
 def answer(server, path, body, streamed):
+    """(text, [(token, top-2 [(candidate, logprob)])]) of one request."""
     if streamed:
-        return server.stream(path, body)[0]
+        text, _, probs = server.stream(path, body)
+        return text, probs
     r = server.post(path, body)
     r.raise_for_status()
-    return completion_text(r.json())
+    return completion_text(r.json()), token_probs(r.json())
 
 
-def texts(server):
-    """{(i, streamed): text} for every request, one at a time."""
+def answers(server):
+    """{(i, streamed): (text, probs)} for every request, one at a time."""
     return {(i, s): answer(server, *request(i, p), s)
             for i, p in enumerate(PROMPTS) for s in (False, True)}
 
 
-def top2(server, i):
-    """Request i once more with log-probabilities: [(token, [(candidate, logprob)] * 2)]."""
-    path, body = request(i, PROMPTS[i])
-    if path == "/completion":
-        r = server.post(path, {**body, "n_probs": 2}).json()
-        return [(t["token"], [(c["token"], c["logprob"]) for c in t["top_logprobs"]])
-                for t in r["completion_probabilities"]]
-    r = server.post(path, {**body, "logprobs": True, "top_logprobs": 2}).json()
-    return [(t["token"], [(c["token"], c["logprob"]) for c in t["top_logprobs"]])
-            for t in r["choices"][0]["logprobs"]["content"]]
-
-
 def near_tie(ours, ref):
     """Where two token lists first differ, if that is a near tie ours resolved the other way:
-    (index, ours' top-2, the reference's top-2); else None."""
+    (index, ours' top-2, the reference's top-2); else None. Both lists come from the very
+    responses whose texts differ (the reference's own top-2 can change with its cache state,
+    so they are not asked for again)."""
     for k, ((tok_o, top_o), (tok_r, top_r)) in enumerate(zip(ours, ref)):
         if tok_o == tok_r:
             continue
@@ -93,17 +99,17 @@ def near_tie(ours, ref):
 
 def check_libraries(args, model, logs):
     bad = ties = 0
-    got, probs = {}, {}
+    got = {}
     for name, lib in (("ref", None), ("ours", args.ours)):
         log = os.path.join(logs, f"{os.path.basename(model)}.{name}.log")
-        with Server(args.bin, model, lib=lib, log=log, threads=args.threads) as server:
-            got[name] = texts(server)
-            probs[name] = {i: top2(server, i) for i in range(len(PROMPTS))}
+        with Server(args.bin, model, lib=lib, log=log, threads=args.threads,
+                    args=["--flash-attn", args.flash_attn]) as server:
+            got[name] = answers(server)
     for key in sorted(got["ref"]):
         i, streamed = key
-        ours, ref = got["ours"][key], got["ref"][key]
+        (ours, ours_probs), (ref, ref_probs) = got["ours"][key], got["ref"][key]
         kind = "streamed" if streamed else "plain"
-        tie = near_tie(probs["ours"][i], probs["ref"][i]) if ours != ref else None
+        tie = near_tie(ours_probs, ref_probs) if ours != ref else None
         if tie:
             ties += 1
             k, top_o, top_r = tie
@@ -111,15 +117,21 @@ def check_libraries(args, model, logs):
                   f"ref top-2 {top_r}")
         elif ours != ref:
             bad += 1
-            print(f"  DIFFERS request {i} {kind}:\n    ours {ours!r}\n    ref  {ref!r}")
-        if streamed and got["ours"][(i, False)] != ours:
+            k = next((k for k, (o, r) in enumerate(zip(ours_probs, ref_probs)) if o[0] != r[0]),
+                     None)
+            where = "" if k is None else \
+                f"\n    first different token {k}: ours top-2 {ours_probs[k][1]}, " \
+                f"ref top-2 {ref_probs[k][1]}"
+            print(f"  DIFFERS request {i} {kind}:\n    ours {ours!r}\n    ref  {ref!r}{where}")
+        if streamed and got["ours"][(i, False)][0] != ours:
             bad += 1
             print(f"  DIFFERS request {i}: ours streamed {ours!r} vs plain "
-                  f"{got['ours'][(i, False)]!r}")
+                  f"{got['ours'][(i, False)][0]!r}")
     n = len(got["ref"])
-    print(f"parity {os.path.basename(model)}: {n - bad - ties} of {n} responses equal to the "
-          f"reference, {ties} near-tie flips, {bad} mismatches ({n // 2} requests, plain and "
-          f"streamed); e.g. request 0: {got['ours'][(0, False)]!r}")
+    print(f"parity {os.path.basename(model)} (--flash-attn {args.flash_attn}): "
+          f"{n - bad - ties} of {n} responses equal to the reference, {ties} near-tie flips, "
+          f"{bad} mismatches ({n // 2} requests, plain and streamed); e.g. request 0: "
+          f"{got['ours'][(0, False)][0]!r}")
     return bad
 
 
@@ -128,10 +140,10 @@ def check_slots(args, model, logs):
     with Server(args.bin, model, lib=args.ours, log=log, threads=args.threads,
                 args=["-np", 4, "-cb"]) as server:
         jobs = [(i, p, i % 3 == 0) for i, p in enumerate(PROMPTS)]
-        alone = {i: answer(server, *request(i, p), s) for i, p, s in jobs}
+        alone = {i: answer(server, *request(i, p), s)[0] for i, p, s in jobs}
         with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
             futures = {i: pool.submit(answer, server, *request(i, p), s) for i, p, s in jobs}
-            together = {i: f.result() for i, f in futures.items()}
+            together = {i: f.result()[0] for i, f in futures.items()}
         alive = server.alive()
     bad = 0
     for i in alone:
@@ -152,6 +164,9 @@ def main():
     add_common_args(ap)
     ap.add_argument("--logs", default=None, help="directory for the servers' logs")
     ap.add_argument("--model-extra", action="append", default=[], help="more models to check")
+    ap.add_argument("--flash-attn", choices=["off", "on", "auto"], default="off",
+                    help="llama-server --flash-attn for the comparison with the reference "
+                         "(default off: see the module's docstring)")
     args = ap.parse_args()
     logs = args.logs or tempfile.mkdtemp(prefix="bitnet-srv-parity-")
     os.makedirs(logs, exist_ok=True)

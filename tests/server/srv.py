@@ -95,12 +95,13 @@ class Server:
         return requests.post(self.url + path, json=body, timeout=timeout)
 
     def stream(self, path, body, timeout=300):
-        """The concatenated text of a streamed /completion or /v1/chat/completions and the last
-        event's finish state (stop/limit reason)."""
+        """A streamed /completion or /v1/chat/completions: its concatenated text, the last
+        event (finish state: stop/limit reason) and the tokens' probabilities when the body
+        asked for them (`token_probs` of every event, in order)."""
         r = requests.post(self.url + path, json={**body, "stream": True}, stream=True,
                           timeout=timeout)
         r.raise_for_status()
-        text, last = [], None
+        text, probs, last = [], [], None
         for raw in r.iter_lines():
             line = raw.decode("utf-8")
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -113,7 +114,8 @@ class Server:
                 delta = choice.get("delta", {})
                 if delta.get("content"):
                     text.append(delta["content"])
-        return "".join(text), last
+            probs += token_probs(event)
+        return "".join(text), last, probs
 
 
 def completion_text(body):
@@ -121,3 +123,14 @@ def completion_text(body):
     if "content" in body:
         return body["content"]
     return body["choices"][0]["message"]["content"] or ""
+
+
+def token_probs(body):
+    """[(token, [(candidate, logprob), ...])] of an answer or stream event that asked for
+    probabilities (/completion: `n_probs`; /v1/chat/completions: `logprobs` and
+    `top_logprobs`); [] when it did not."""
+    tokens = list(body.get("completion_probabilities") or [])
+    for choice in body.get("choices", []):
+        tokens += (choice.get("logprobs") or {}).get("content") or []
+    return [(t["token"], [(c["token"], c["logprob"]) for c in t["top_logprobs"]])
+            for t in tokens]

@@ -3,7 +3,7 @@ llama-server on bitnet-rs's libllama and on the reference libllama, with the sam
 and compares the outcome of every test between the two.
 
     python tests/server/suite.py --bin DIR --ours DIR --model FILE [--out DIR] [--only ours|ref]
-        [--files test_basic,test_completion,...] [-k EXPR]
+        [--files test_basic,test_completion,...] [-k EXPR] [--threads N]
 
 --bin: the llama.cpp tools (cpp_ref/build_tools.sh: bin=; their RUNPATH finds the reference
 libllama in ../lib); --ours: the directory holding our libllama.so.0 (put in front with
@@ -71,6 +71,8 @@ def run_lib(name, tests, args, lib_path, port):
         "PORT": str(port),
         "LLAMA_CACHE": os.path.join(tests, "tmp"),
     })
+    if args.threads:
+        env["BITNET_SRV_THREADS"] = str(args.threads)
     cmd = [sys.executable, "-m", "pytest", "-p", "bitnet_presets", "-p", "no:cacheprovider",
            "-q", "-rN", "--tb=line"]
     if args.k:
@@ -112,6 +114,9 @@ def main():
     ap.add_argument("--parallel", action="store_true", help="run both libraries at once")
     ap.add_argument("--summarize", action="store_true", help="only summarize --out's results")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per library (default 3600)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="llama-server --threads where a test sets none (default: the server's "
+                         "own default, every core)")
     args = ap.parse_args()
     args.files = [f.strip() for f in args.files.split(",") if f.strip()]
     args.out = args.out or tempfile.mkdtemp(prefix="bitnet-srv-suite-")
