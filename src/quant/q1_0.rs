@@ -20,13 +20,12 @@ pub fn bit(block: &[u8], j: usize) -> bool {
     (block[2 + j / 8] >> (j % 8)) & 1 == 1
 }
 
-/// Dequantizes whole Q1_0 blocks.
+/// Dequantizes whole Q1_0 blocks. A signaling-NaN scale comes out quiet (its payload kept), as
+/// the reference's f16 conversion (x86 F16C) gives it; the other formats multiply the scale,
+/// which quiets it anyway.
 pub fn dequantize(data: &[u8], out: &mut [f32]) {
     for (block, out) in super::blocks_out(data, BLOCK_BYTES, out, BLOCK) {
         let d = super::f16_at(block, 0);
-        // The reference converts the scale with the CPU's half instruction (F16C), which sets
-        // a NaN's quiet bit; `f16_at` keeps a signalling NaN as it is (gguf-py's rule for F16
-        // tensors). Q1_0 stores d itself, unlike formats that multiply it, so quiet it here.
         let d = if d.is_nan() {
             f32::from_bits(d.to_bits() | 0x0040_0000)
         } else {
@@ -132,6 +131,11 @@ mod tests {
         let b = quantize_vec(TY, &x);
         assert_eq!(&b[..2], &0x7c00u16.to_le_bytes());
         assert_eq!(b[2], 0xfe);
+        // a signaling-NaN scale (f16 0x7d01) reads back quiet, payload kept, either sign
+        let mut b = block_of(0x01, 0x7d01);
+        b[2] = 0x01;
+        let y = dequantize_vec(TY, &b);
+        assert_eq!((y[0].to_bits(), y[1].to_bits()), (0x7fe0_2000, 0xffe0_2000));
         // big finite values: the f32 sum overflows to infinity too
         let b = quantize_vec(TY, &[3e38; 128]);
         assert_eq!(&b[..2], &0x7c00u16.to_le_bytes());
