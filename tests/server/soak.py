@@ -124,6 +124,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-growth-mb", type=float, default=32.0)
     ap.add_argument("--max-seconds", type=float, default=1800.0)
+    ap.add_argument("--cache-ram", type=int, default=None,
+                    help="llama-server --cache-ram MiB (its prompt cache of idle slots' states, "
+                         "8192 by default: RSS grows with it by design; 0 turns it off)")
     ap.add_argument("--log", default=None, help="llama-server's log (default: a temporary file)")
     args = ap.parse_args()
     log = args.log or os.path.join(tempfile.mkdtemp(prefix="bitnet-srv-soak-"), "server.log")
@@ -134,7 +137,9 @@ def main():
     rss = {}
     started = time.time()
     with Server(args.bin, args.model, lib=args.ours, log=log, threads=args.threads,
-                ctx=512 * args.np, args=["-np", args.np, "-cb"]) as server:
+                ctx=512 * args.np,
+                args=["-np", args.np, "-cb"]
+                + ([] if args.cache_ram is None else ["--cache-ram", args.cache_ram])) as server:
         rss["start"] = server.rss_kb()
 
         deadline = started + args.max_seconds
