@@ -935,21 +935,6 @@ mod x86 {
         _mm_cvtsi128_si32(s)
     }
 
-    /// Calls `f(r, t0, len)` over row tiles x token tiles x rows: each weight tile is reused
-    /// for every token tile while both sit in L1.
-    fn tiles(rows: Range<usize>, n: usize, mut f: impl FnMut(usize, usize, usize)) {
-        let mut r0 = rows.start;
-        while r0 < rows.end {
-            let r1 = (r0 + ROW_TILE).min(rows.end);
-            token_tiles(n, |t0, len| {
-                for r in r0..r1 {
-                    f(r, t0, len);
-                }
-            });
-            r0 = r1;
-        }
-    }
-
     fn token_ptrs<const NT: usize>(act: &ActBuf, t0: usize) -> [*const i8; NT] {
         std::array::from_fn(|i| act.token(t0 + i).as_ptr())
     }
@@ -1413,26 +1398,6 @@ mod x86 {
 
     // ---- AVX2 ----
 
-    /// sum(code * q) over one 256-value block as eight int32 lanes: eight maddubs products
-    /// (each |.| <= 768) added in int16 (|.| <= 6144), then widened once.
-    #[target_feature(enable = "avx2")]
-    unsafe fn block_avx2(w: *const u8, a: *const i8) -> __m256i {
-        let mask = _mm256_set1_epi8(3);
-        let wa = _mm256_loadu_si256(w as *const _);
-        let wb = _mm256_loadu_si256(w.add(32) as *const _);
-        let mut s16 = _mm256_setzero_si256();
-        for k in 0..4 {
-            let sh = _mm_cvtsi32_si128(2 * k);
-            let ca = _mm256_and_si256(_mm256_srl_epi16(wa, sh), mask);
-            let cb = _mm256_and_si256(_mm256_srl_epi16(wb, sh), mask);
-            let aa = _mm256_loadu_si256(a.add(64 * k as usize) as *const _);
-            let ab = _mm256_loadu_si256(a.add(64 * k as usize + 32) as *const _);
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(ca, aa));
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(cb, ab));
-        }
-        _mm256_madd_epi16(s16, _mm256_set1_epi16(1))
-    }
-
     /// The trailing natural-order group of 128 (four products in int16: |.| <= 3072).
     #[target_feature(enable = "avx2")]
     unsafe fn half_block_avx2(w: *const u8, a: *const i8) -> __m256i {
@@ -1447,6 +1412,119 @@ mod x86 {
         _mm256_madd_epi16(s16, _mm256_set1_epi16(1))
     }
 
+    /// The codes of value group k (0..4) of a 32-byte step as bytes 0..=3 (immediate shifts).
+    #[inline(always)]
+    unsafe fn unpack_avx2(wv: __m256i, k: usize) -> __m256i {
+        let mask = _mm256_set1_epi8(3);
+        match k {
+            0 => _mm256_and_si256(wv, mask),
+            1 => _mm256_and_si256(_mm256_srli_epi16::<2>(wv), mask),
+            2 => _mm256_and_si256(_mm256_srli_epi16::<4>(wv), mask),
+            _ => _mm256_and_si256(_mm256_srli_epi16::<6>(wv), mask),
+        }
+    }
+
+    /// int16 sums of one whole 256-value block of row `w` against NT tokens: the block's
+    /// codes are unpacked once and used for every token. Lane layout and bounds as
+    /// `half_block_avx2` (eight maddubs products per token in int16: |.| <= 6144). With NT == 1 the weight
+    /// stream is prefetched PREFETCH bytes ahead (decode reads every weight once).
+    #[inline(always)]
+    unsafe fn block_tile_avx2<const NT: usize>(
+        w: *const u8,
+        q: &[*const i8; NT],
+        off: usize,
+    ) -> [__m256i; NT] {
+        if NT == 1 {
+            _mm_prefetch::<_MM_HINT_T0>(w.add(PREFETCH) as *const i8);
+        }
+        let wa = _mm256_loadu_si256(w as *const _);
+        let wb = _mm256_loadu_si256(w.add(32) as *const _);
+        let mut s16 = [_mm256_setzero_si256(); NT];
+        for k in 0..4 {
+            let ca = unpack_avx2(wa, k);
+            let cb = unpack_avx2(wb, k);
+            for t in 0..NT {
+                let a = q[t].add(off + 64 * k);
+                let pa = _mm256_maddubs_epi16(ca, _mm256_loadu_si256(a as *const _));
+                let pb = _mm256_maddubs_epi16(cb, _mm256_loadu_si256(a.add(32) as *const _));
+                s16[t] = _mm256_add_epi16(s16[t], _mm256_add_epi16(pa, pb));
+            }
+        }
+        s16
+    }
+
+    /// Whole-row integer sums sum(code * q) of row `w` for NT tokens (the totals path).
+    #[target_feature(enable = "avx2")]
+    unsafe fn row_totals_avx2<const NT: usize>(
+        w: *const u8,
+        cols: usize,
+        q: [*const i8; NT],
+    ) -> [i32; NT] {
+        let ones = _mm256_set1_epi16(1);
+        let nb = cols / QK;
+        let mut acc = [_mm256_setzero_si256(); NT];
+        for b in 0..nb {
+            let s16 = block_tile_avx2::<NT>(w.add(b * 64), &q, b * QK);
+            for t in 0..NT {
+                acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(s16[t], ones));
+            }
+        }
+        if !cols.is_multiple_of(QK) {
+            for t in 0..NT {
+                acc[t] =
+                    _mm256_add_epi32(acc[t], half_block_avx2(w.add(nb * 64), q[t].add(nb * QK)));
+            }
+        }
+        std::array::from_fn(|t| hsum256_epi32(acc[t]))
+    }
+
+    /// The Q8_K dot of `q8k_row_scalar` for NT tokens of one row, bit for bit: per block the
+    /// same eight int32 lanes minus the lane corrections, converted and accumulated with
+    /// fma(lanes, d_a * d_w, acc) per token, then the pairwise sum of the lanes.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn row_blocks_avx2<const NT: usize>(
+        w: *const u8,
+        w_d: *const f32,
+        nb: usize,
+        q: [*const i8; NT],
+        a_d: [*const f32; NT],
+        corr: [*const i32; NT],
+    ) -> [f32; NT] {
+        let ones = _mm256_set1_epi16(1);
+        let mut accf = [_mm256_setzero_ps(); NT];
+        for b in 0..nb {
+            let s16 = block_tile_avx2::<NT>(w.add(b * 64), &q, b * QK);
+            let wd = *w_d.add(b);
+            for t in 0..NT {
+                let c = _mm256_loadu_si256(corr[t].add(b * 8) as *const _);
+                let lanes = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), c);
+                let d = _mm256_set1_ps(*a_d[t].add(b) * wd);
+                accf[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), d, accf[t]);
+            }
+        }
+        std::array::from_fn(|t| hsum8_avx(accf[t]))
+    }
+
+    /// Tiles for the AVX2 paths: ROW_TILE rows at a time (their codes stay in L1), inside
+    /// which tokens go 4 at a time, then 2, then 1: `f(r0..r1, t0, len)`.
+    fn tiles_avx2(rows: Range<usize>, n: usize, mut f: impl FnMut(Range<usize>, usize, usize)) {
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let r1 = (r0 + ROW_TILE).min(rows.end);
+            let mut t = 0;
+            while t < n {
+                let len = match n - t {
+                    4.. => 4,
+                    2 | 3 => 2,
+                    _ => 1,
+                };
+                f(r0..r1, t, len);
+                t += len;
+            }
+            r0 = r1;
+        }
+    }
+
     /// # Safety
     /// The CPU has AVX2.
     #[target_feature(enable = "avx2")]
@@ -1458,30 +1536,31 @@ mod x86 {
     ) {
         let codes = m.codes().as_ptr();
         let rb = m.row_bytes();
-        let nb = m.cols / QK;
-        tiles(rows, act.n, |r, t0, len| {
-            for t in t0..t0 + len {
-                // SAFETY: row r and token t lie inside their buffers; AVX2 is present.
-                let s = unsafe {
-                    let w = codes.add(r * rb);
-                    let a = act.token(t).as_ptr();
-                    let mut acc = _mm256_setzero_si256();
-                    for b in 0..nb {
-                        acc = _mm256_add_epi32(acc, block_avx2(w.add(b * 64), a.add(b * QK)));
+        tiles_avx2(rows, act.n, |rs, t0, len| {
+            for r in rs {
+                // SAFETY: row r and tokens t0..t0 + len lie inside their buffers; AVX2 is
+                // present (the caller's promise).
+                let w = unsafe { codes.add(r * rb) };
+                match len {
+                    4 => {
+                        let s = unsafe { row_totals_avx2::<4>(w, m.cols, token_ptrs(act, t0)) };
+                        s.iter().enumerate().for_each(|(i, &v)| emit(r, t0 + i, v));
                     }
-                    if !m.cols.is_multiple_of(QK) {
-                        acc =
-                            _mm256_add_epi32(acc, half_block_avx2(w.add(nb * 64), a.add(nb * QK)));
+                    2 => {
+                        let s = unsafe { row_totals_avx2::<2>(w, m.cols, token_ptrs(act, t0)) };
+                        s.iter().enumerate().for_each(|(i, &v)| emit(r, t0 + i, v));
                     }
-                    hsum256_epi32(acc)
-                };
-                emit(r, t, s);
+                    _ => {
+                        let s = unsafe { row_totals_avx2::<1>(w, m.cols, token_ptrs(act, t0)) };
+                        emit(r, t0, s[0]);
+                    }
+                }
             }
         });
     }
 
     /// # Safety
-    /// The CPU has AVX2 and FMA.
+    /// The CPU has AVX2 and FMA; `act` is in Q8K mode.
     pub unsafe fn blocks_avx2(
         m: &TernaryMat,
         act: &ActBuf,
@@ -1491,37 +1570,32 @@ mod x86 {
         let codes = m.codes().as_ptr();
         let rb = m.row_bytes();
         let nb = m.cols / QK;
-        tiles(rows, act.n, |r, t0, len| {
-            for t in t0..t0 + len {
-                // SAFETY: as in totals_avx2; FMA comes with every AVX2 CPU we dispatch to
-                // (`kernels::isa` requires both for Avx2).
-                let y = unsafe { row_blocks_avx2(m, codes.add(r * rb), r, act, t, nb) };
-                write(r, t, y);
+        tiles_avx2(rows, act.n, |rs, t0, len| {
+            for r in rs {
+                // SAFETY: row r, its block scales and tokens t0..t0 + len lie inside their
+                // buffers; FMA comes with every AVX2 CPU we dispatch to (`kernels::isa`
+                // requires both for Avx2).
+                let w = unsafe { codes.add(r * rb) };
+                let wd = unsafe { m.block_scales.as_ptr().add(r * nb) };
+                match len {
+                    4 => {
+                        let (q, d, c) = block_ptrs::<4>(act, t0, nb);
+                        let y = unsafe { row_blocks_avx2::<4>(w, wd, nb, q, d, c) };
+                        y.iter().enumerate().for_each(|(i, &v)| write(r, t0 + i, v));
+                    }
+                    2 => {
+                        let (q, d, c) = block_ptrs::<2>(act, t0, nb);
+                        let y = unsafe { row_blocks_avx2::<2>(w, wd, nb, q, d, c) };
+                        y.iter().enumerate().for_each(|(i, &v)| write(r, t0 + i, v));
+                    }
+                    _ => {
+                        let (q, d, c) = block_ptrs::<1>(act, t0, nb);
+                        let y = unsafe { row_blocks_avx2::<1>(w, wd, nb, q, d, c) };
+                        write(r, t0, y[0]);
+                    }
+                }
             }
         });
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn row_blocks_avx2(
-        m: &TernaryMat,
-        w: *const u8,
-        r: usize,
-        act: &ActBuf,
-        t: usize,
-        nb: usize,
-    ) -> f32 {
-        let a = act.token(t).as_ptr();
-        let mut accf = _mm256_setzero_ps();
-        for b in 0..nb {
-            // maddubs + madd lane L holds values 4L..4L+3 of each 32-value chunk: the
-            // reference's lanes exactly.
-            let mut lanes = block_avx2(w.add(b * 64), a.add(b * QK));
-            let corr = _mm256_loadu_si256(act.lane_corr[(t * nb + b) * 8..].as_ptr() as *const _);
-            lanes = _mm256_sub_epi32(lanes, corr);
-            let d = _mm256_set1_ps(act.block_d[t * nb + b] * m.block_scales[r * nb + b]);
-            accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), d, accf);
-        }
-        hsum8_avx(accf)
     }
 }
 
@@ -1674,7 +1748,7 @@ mod tests {
         let mut rng = SplitMix64(11);
         for ty in [GgmlType::I2_S, GgmlType::TQ2_0, GgmlType::TQ1_0] {
             for &(rows, cols) in &[(1, 256), (17, 512), (33, 768), (40, 2560)] {
-                for n in [1, 3, 4, 5, 9, 13, 16, 35] {
+                for n in [1, 2, 3, 4, 5, 9, 13, 16, 35] {
                     let x = random_acts(&mut rng, n * cols);
                     check(ty, rows, cols, n, None, &x);
                 }
