@@ -7,6 +7,9 @@
 #
 #   bash benches/out_types.sh [ROUNDS]     (default 5, 0: only make the files; env THREADS (2),
 #                                          P (128), N (64), BITNET)
+#   CPU_TIME=1 [FIRST=3] N=8 bash benches/out_types.sh [ROUNDS]
+#                                          (CPU time per decoded token instead, see below;
+#                                          FIRST=3: only the three `bitnet` files)
 #
 # Files: tests/models/prepare.sh --shape 2b4t writes bitnet-b1.58 I2_S / TQ2_0 and bitnet TQ2_0 /
 # TQ1_0; the two it does not (bitnet-b1.58 TQ1_0, bitnet I2_S, about 2.3 GB) are made here once
@@ -56,6 +59,36 @@ files=(
 )
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
+
+if [[ -n "${CPU_TIME:-}" ]]; then
+    # On a machine too loaded for wall-clock speeds: the CPU time one decoded token costs, one
+    # thread, from two runs that differ only in the number of tokens (-n N vs -n 5N, -p 0), so
+    # loading and repacking cancel out. Contention changes it far less than it changes tok/s.
+    files=("${files[@]:${FIRST:-0}}")
+    cpu() { /usr/bin/time -f "%U %S" "$bitnet" bench -m "$1" -t 1 -p 0 -n "$2" -r 1 --json 2>&1 >/dev/null |
+        tail -1 | python3 -c 'import sys; u, s = sys.stdin.read().split(); print(f"{float(u) + float(s):.2f}")'; }
+    for r in $(seq 1 "$rounds"); do
+        for i in $(seq 0 $((${#files[@]} - 1))); do
+            f="${files[$(((i + r) % ${#files[@]}))]}"
+            a="$(cpu "$f" "$n")" b="$(cpu "$f" $((5 * n)))" load="$(cut -d' ' -f1 /proc/loadavg)"
+            ms="$(python3 -c "print(f'{($b - $a) / (4 * $n) * 1000:.1f}')")"
+            echo "$r $(basename "$f" .gguf) $load $ms" >>"$out"
+            echo "round $r: $(basename "$f" .gguf): $ms ms CPU per decoded token (runs: $a s, $b s), load $load"
+        done
+    done
+    python3 - "$out" <<'PY'
+import statistics, sys
+from collections import defaultdict
+ms, loads = defaultdict(list), []
+for line in open(sys.argv[1]):
+    r, name, load, v = line.split()
+    ms[name].append(float(v)); loads.append(float(load))
+print(f"medians (load average: median {statistics.median(loads):.2f}, min {min(loads):.2f}, max {max(loads):.2f}):")
+for name, v in ms.items():
+    print(f"  {name:20s} {statistics.median(v):6.1f} ms CPU per decoded token ({min(v):.1f}-{max(v):.1f})")
+PY
+    exit 0
+fi
 for r in $(seq 1 "$rounds"); do
     # a rotated order each round, so no type always runs first or after the same neighbour
     for i in $(seq 0 $((${#files[@]} - 1))); do

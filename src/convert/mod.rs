@@ -117,9 +117,10 @@ impl OutType {
             .collect()
     }
 
-    /// The default: I2_S where the shape allows it (the engine repacks I2_S, TQ2_0 and TQ1_0
-    /// into the same kernels, and I2_S is the format whose activation rule, per-token int8, is
-    /// the BitLinear of both families), else F16 (1bitLLM 3B: n_ff 8640).
+    /// The default: I2_S where the shape allows it, else F16 (1bitLLM 3B: n_ff 8640). For
+    /// `bitnet-b1.58` the three ternary types run the same kernel (per-token int8 activations,
+    /// one scale per tensor); for `bitnet` I2_S took the least CPU per decoded token of the
+    /// three (`benches/out_types.sh`, docs/convert.md) and is the families' own BitLinear.
     pub fn default_for(c: &Config) -> OutType {
         if OutType::I2S.holds(c) {
             OutType::I2S
