@@ -21,8 +21,14 @@ fn checkpoint(name: &str) -> PathBuf {
 struct Reference {
     prompt: Vec<u32>,
     n_vocab: usize,
+    /// The family's own run, float32 throughout.
     logits: Vec<Vec<f32>>,
+    /// Of its norm-weight perturbations (make_checkpoints.py PERTURBATIONS), the furthest.
     perturbed: Vec<Vec<f32>>,
+    /// The same run with the engine's f16 roundings (Q, K, V and the attention probabilities;
+    /// the embedding/head and the head's input), and its furthest perturbation.
+    logits_f16: Vec<Vec<f32>>,
+    perturbed_f16: Vec<Vec<f32>>,
     greedy: Vec<u32>,
     margins: Vec<f32>,
 }
@@ -57,6 +63,8 @@ fn reference(name: &str) -> Reference {
         n_vocab,
         logits: rows(&dir.join("logits.f32"), n_vocab),
         perturbed: rows(&dir.join("logits_perturbed.f32"), n_vocab),
+        logits_f16: rows(&dir.join("logits_f16.f32"), n_vocab),
+        perturbed_f16: rows(&dir.join("logits_f16_perturbed.f32"), n_vocab),
         greedy: ids("greedy"),
         margins: j["greedy_margins"]
             .as_array()
@@ -97,6 +105,21 @@ fn worst_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
         .fold(1.0, f64::min)
 }
 
+/// 1 - cosine at each position (for the report lines).
+fn deficits(a: &[Vec<f32>], b: &[Vec<f32>]) -> Vec<String> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| format!("{:.1e}", (1.0 - cosine(x, y)).max(0.0)))
+        .collect()
+}
+
+/// How far below the noise floor a worst cosine may be and still count as on it. Runs that
+/// hold the same int8 values differ by float operation order alone: 1 - cosine below 1e-10 in
+/// these fixtures (ours vs the f16 reference before the first int8 flip). When ours and the
+/// floor's perturbation flip the same values, their distances differ by such terms (about
+/// 1e-11 seen); a ten-thousandth of the floor's own 1e-5.
+const FLOAT_ORDER: f64 = 1e-9;
+
 /// Our greedy continuation of the prompt, one token at a time.
 fn greedy(m: &Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {
     let mut c = context(m);
@@ -112,19 +135,24 @@ fn greedy(m: &Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {
     out
 }
 
-/// The acceptance check of one family: logits against the reference no further apart than the
-/// reference is from itself with its norm weights scaled by 1 + 1e-6 (the int8 noise floor,
-/// as crossval measures it) or closer than `min_cosine`, whichever is looser; then 32 greedy
-/// steps with the same tokens, up to the first step where the reference's top-1 - top-2
-/// margin is within 4x the largest logit difference seen on the prompt (there either token is
-/// a faithful answer, and the two continuations part).
-fn check_family(name: &str, min_cosine: f64) {
+/// The acceptance check of one family. The bar: our logits are no further from the reference
+/// run with the engine's f16 roundings than that reference is from itself under the worst of
+/// its norm-weight perturbations of float32-rounding size (the int8 noise floor, as crossval
+/// measures it, over several perturbations; `FLOAT_ORDER` is the comparison's resolution).
+/// Against the plain float32 reference (which differs from ours by those f16 roundings, a
+/// systematic difference the int8 quantizers amplify) the figures are printed and held to
+/// cosine >= 0.9999. Then 32 greedy steps with the plain reference's tokens, up to the first
+/// step where its top-1 - top-2 margin is within 4x the largest logit difference seen on the
+/// prompt (there either token is a faithful answer, and the two continuations part).
+fn check_family(name: &str) {
     let r = reference(name);
     let (_, m) = converted(name, None);
     assert_eq!(m.hparams().n_vocab, r.n_vocab, "{name}: vocabulary size");
     let ours = prompt_logits(&m, &r.prompt);
     let cos = worst_cosine(&ours, &r.logits);
     let floor = worst_cosine(&r.perturbed, &r.logits);
+    let cos16 = worst_cosine(&ours, &r.logits_f16);
+    let floor16 = worst_cosine(&r.perturbed_f16, &r.logits_f16);
     let max_diff = ours
         .iter()
         .flatten()
@@ -143,9 +171,14 @@ fn check_family(name: &str, min_cosine: f64) {
         .take_while(|(a, b)| a == b)
         .count();
     eprintln!(
-        "{name}: worst cosine vs reference {cos:.7} (reference vs itself, norms x (1 + 1e-6): \
-         {floor:.7}), largest logit difference {max_diff:.5}; greedy: {same} of {} tokens equal, \
-         the first {decided} steps have a reference margin above 4x that (margins: {:?})",
+        "{name}: worst cosine vs the f16 reference {cos16:.8} (its noise floor {floor16:.8}); \
+         vs the float32 reference {cos:.8} (its noise floor {floor:.8}); 1 - cosine per \
+         position: ours vs f16 reference {:?}, its floor {:?}, ours vs float32 \
+         reference {:?}; largest logit difference {max_diff:.5}; greedy: {same} of {} tokens \
+         equal, the first {decided} steps have a reference margin above 4x that (margins: {:?})",
+        deficits(&ours, &r.logits_f16),
+        deficits(&r.perturbed_f16, &r.logits_f16),
+        deficits(&ours, &r.logits),
         r.greedy.len(),
         r.margins
             .iter()
@@ -153,8 +186,12 @@ fn check_family(name: &str, min_cosine: f64) {
             .collect::<Vec<_>>()
     );
     assert!(
-        cos >= min_cosine.min(floor),
-        "{name}: worst cosine {cos} below {min_cosine} and below the noise floor {floor}"
+        cos16 >= floor16 - FLOAT_ORDER,
+        "{name}: worst cosine vs the f16 reference {cos16} below its noise floor {floor16}"
+    );
+    assert!(
+        cos >= 0.9999,
+        "{name}: worst cosine vs the float32 reference {cos}"
     );
     assert!(
         same >= decided,
@@ -165,17 +202,17 @@ fn check_family(name: &str, min_cosine: f64) {
 
 #[test]
 fn bitnet_2b4t_packed_matches_transformers() {
-    check_family("bitnet-2b4t", 0.9999);
+    check_family("bitnet-2b4t");
 }
 
 #[test]
 fn bitnet_2b4t_bf16_masters_match_transformers() {
-    check_family("bitnet-2b4t-bf16", 0.9999);
+    check_family("bitnet-2b4t-bf16");
 }
 
 #[test]
 fn onebitllm_matches_its_modeling_code() {
-    check_family("1bitllm", 0.9999);
+    check_family("1bitllm");
 }
 
 /// `bitnet-b1.58` quantizes every projection input to int8 per token whatever the storage, so
@@ -192,8 +229,10 @@ fn every_output_type_of_2b4t_gives_the_same_logits() {
         let cos = worst_cosine(&got, &want);
         let vs_ref = worst_cosine(&got, &r.logits);
         eprintln!(
-            "bitnet-2b4t --type {}: worst cosine vs i2_s {cos:.8}, vs transformers {vs_ref:.7}",
-            ty.name()
+            "bitnet-2b4t --type {}: worst cosine vs i2_s {cos:.8}, vs transformers {vs_ref:.7} \
+             (with f16 roundings {:.7})",
+            ty.name(),
+            worst_cosine(&got, &r.logits_f16)
         );
         assert!(cos >= 0.99999, "{}: {cos}", ty.name());
         assert!(vs_ref >= 0.9999, "{}: {vs_ref}", ty.name());
@@ -211,8 +250,9 @@ fn every_output_type_of_1bitllm_runs_close_to_the_reference() {
         let got = prompt_logits(&m, &r.prompt);
         let vs_ref = worst_cosine(&got, &r.logits);
         eprintln!(
-            "1bitllm --type {}: worst cosine vs reference {vs_ref:.7}",
-            ty.name()
+            "1bitllm --type {}: worst cosine vs reference {vs_ref:.7} (with f16 roundings {:.7})",
+            ty.name(),
+            worst_cosine(&got, &r.logits_f16)
         );
         assert!(vs_ref >= 0.999, "{}: {vs_ref}", ty.name());
     }

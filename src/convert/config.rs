@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
+use crate::fixture::synthetic::Shape;
 use crate::{Error, Result};
 
 /// How transformers' BitNet quantization config stores the projections: `bitlinear` (the
@@ -87,15 +88,10 @@ pub enum Storage {
 pub struct Config {
     pub family: Family,
     pub storage: Storage,
-    pub n_embd: usize,
-    pub n_ff: usize,
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub n_head_kv: usize,
-    pub n_vocab: usize,
-    pub n_ctx_train: usize,
+    /// The hyperparameters as the GGUF writes them (`arch` from the family; `name` unused:
+    /// the file is named after the checkpoint folder).
+    pub shape: Shape,
     pub rms_eps: f32,
-    pub rope_theta: f32,
     /// `tie_word_embeddings`; None when the config does not say (then a checkpoint without
     /// `lm_head.weight` is tied).
     pub tie_embeddings: Option<bool>,
@@ -106,7 +102,7 @@ pub struct Config {
 
 impl Config {
     pub fn head_dim(&self) -> usize {
-        self.n_embd / self.n_head
+        self.shape.n_embd / self.shape.n_head
     }
 
     pub fn read(path: &Path) -> Result<Config> {
@@ -232,24 +228,29 @@ impl Config {
         let c = Config {
             family,
             storage,
-            n_embd: need("hidden_size")?,
-            n_ff: need("intermediate_size")?,
-            n_layer: need("num_hidden_layers")?,
-            n_head,
-            n_head_kv: usize_of("num_key_value_heads")?.unwrap_or(n_head),
-            n_vocab: need("vocab_size")?,
-            n_ctx_train: need("max_position_embeddings")?,
+            shape: Shape {
+                arch: family.arch(),
+                name: "",
+                context_length: need("max_position_embeddings")?,
+                n_embd: need("hidden_size")?,
+                n_ff: need("intermediate_size")?,
+                n_layer: need("num_hidden_layers")?,
+                n_head,
+                n_head_kv: usize_of("num_key_value_heads")?.unwrap_or(n_head),
+                n_vocab: need("vocab_size")?,
+                rope_theta: float_of("rope_theta", 10000.0)?,
+            },
             rms_eps: float_of("rms_norm_eps", 1e-6)?,
-            rope_theta: float_of("rope_theta", 10000.0)?,
             tie_embeddings: j.get("tie_word_embeddings").and_then(Json::as_bool),
             bos: token_of("bos_token_id")?,
             eos: token_of("eos_token_id")?,
             pad: token_of("pad_token_id")?,
         };
-        if !c.n_embd.is_multiple_of(c.n_head) || !c.n_head.is_multiple_of(c.n_head_kv) {
+        let s = &c.shape;
+        if !s.n_embd.is_multiple_of(s.n_head) || !s.n_head.is_multiple_of(s.n_head_kv) {
             return Err(Error::format(format!(
                 "hidden_size {} / num_attention_heads {} / num_key_value_heads {} do not divide",
-                c.n_embd, c.n_head, c.n_head_kv
+                s.n_embd, s.n_head, s.n_head_kv
             )));
         }
         if let Some(hd) = usize_of("head_dim")? {

@@ -19,7 +19,7 @@ pub mod vocab;
 
 use std::path::{Path, PathBuf};
 
-use crate::fixture::synthetic::{put_hparams, Shape};
+use crate::fixture::synthetic::put_hparams;
 use crate::gguf::writer::{GgufWriter, OwnedValue};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -105,7 +105,7 @@ impl OutType {
     /// Whether every projection's input length (n_embd, n_ff) is a whole number of blocks.
     fn holds(self, c: &Config) -> bool {
         let block = self.projection_type().block_size() as usize;
-        c.n_embd.is_multiple_of(block) && c.n_ff.is_multiple_of(block)
+        c.shape.n_embd.is_multiple_of(block) && c.shape.n_ff.is_multiple_of(block)
     }
 
     /// The names of the types that can hold a model of this shape.
@@ -117,9 +117,10 @@ impl OutType {
             .collect()
     }
 
-    /// The default: I2_S where the shape allows it (the engine repacks I2_S, TQ2_0 and TQ1_0
-    /// into the same kernels, and I2_S is the format whose activation rule, per-token int8, is
-    /// the BitLinear of both families), else F16 (1bitLLM 3B: n_ff 8640).
+    /// The default: I2_S where the shape allows it, else F16 (1bitLLM 3B: n_ff 8640). For
+    /// `bitnet-b1.58` the three ternary types run the same kernel (per-token int8 activations,
+    /// one scale per tensor); for `bitnet` I2_S took the least CPU per decoded token of the
+    /// three (`benches/out_types.sh`, docs/convert.md) and is the families' own BitLinear.
     pub fn default_for(c: &Config) -> OutType {
         if OutType::I2S.holds(c) {
             OutType::I2S
@@ -197,19 +198,7 @@ pub fn convert(dir: &Path, out: &Path, out_type: Option<OutType>) -> Result<Repo
     let mut g = GgufWriter::default();
     let arch = config.family.arch();
     let name = model_name(dir);
-    let shape = Shape {
-        arch,
-        name: "",
-        context_length: config.n_ctx_train,
-        n_embd: config.n_embd,
-        n_ff: config.n_ff,
-        n_layer: config.n_layer,
-        n_head: config.n_head,
-        n_head_kv: config.n_head_kv,
-        n_vocab: config.n_vocab,
-        rope_theta: config.rope_theta,
-    };
-    put_hparams(&mut g, &shape, &name, config.rms_eps);
+    put_hparams(&mut g, &config.shape, &name, config.rms_eps);
     g.kv("general.file_type", OwnedValue::U32(out_type.file_type()))
         .kv("general.quantization_version", OwnedValue::U32(2))
         .kv(

@@ -39,15 +39,20 @@ pub struct Planned {
 
 /// The seven projections: (GGUF name, Hugging Face module, rows, cols).
 fn projections(c: &Config) -> [(&'static str, &'static str, usize, usize); 7] {
-    let kv = c.n_head_kv * c.head_dim();
+    let kv = c.shape.n_head_kv * c.head_dim();
     [
-        ("attn_q", "self_attn.q_proj", c.n_embd, c.n_embd),
-        ("attn_k", "self_attn.k_proj", kv, c.n_embd),
-        ("attn_v", "self_attn.v_proj", kv, c.n_embd),
-        ("attn_output", "self_attn.o_proj", c.n_embd, c.n_embd),
-        ("ffn_gate", "mlp.gate_proj", c.n_ff, c.n_embd),
-        ("ffn_up", "mlp.up_proj", c.n_ff, c.n_embd),
-        ("ffn_down", "mlp.down_proj", c.n_embd, c.n_ff),
+        ("attn_q", "self_attn.q_proj", c.shape.n_embd, c.shape.n_embd),
+        ("attn_k", "self_attn.k_proj", kv, c.shape.n_embd),
+        ("attn_v", "self_attn.v_proj", kv, c.shape.n_embd),
+        (
+            "attn_output",
+            "self_attn.o_proj",
+            c.shape.n_embd,
+            c.shape.n_embd,
+        ),
+        ("ffn_gate", "mlp.gate_proj", c.shape.n_ff, c.shape.n_embd),
+        ("ffn_up", "mlp.up_proj", c.shape.n_ff, c.shape.n_embd),
+        ("ffn_down", "mlp.down_proj", c.shape.n_embd, c.shape.n_ff),
     ]
 }
 
@@ -105,14 +110,14 @@ pub fn plan(c: &Config, ckpt: &Checkpoint, out: OutType) -> Result<Vec<Planned>>
         &mut planned,
         embd,
         "token_embd.weight",
-        &[c.n_vocab, c.n_embd],
+        &[c.shape.n_vocab, c.shape.n_embd],
         float_ty,
     )?;
     float(
         &mut planned,
         get("model.norm.weight")?,
         "output_norm.weight",
-        &[c.n_embd],
+        &[c.shape.n_embd],
         GgmlType::F32,
     )?;
     let tied = c
@@ -124,7 +129,7 @@ pub fn plan(c: &Config, ckpt: &Checkpoint, out: OutType) -> Result<Vec<Planned>>
             &mut planned,
             head,
             "output.weight",
-            &[c.n_vocab, c.n_embd],
+            &[c.shape.n_vocab, c.shape.n_embd],
             float_ty,
         )?;
     } else if ckpt.get("lm_head.weight").is_some() {
@@ -132,7 +137,7 @@ pub fn plan(c: &Config, ckpt: &Checkpoint, out: OutType) -> Result<Vec<Planned>>
         get("lm_head.weight")?;
     }
     let (attn_sub, ffn_sub) = sub_norms(c.family);
-    for l in 0..c.n_layer {
+    for l in 0..c.shape.n_layer {
         let hf = |x: &str| format!("model.layers.{l}.{x}");
         let gg = |x: &str| format!("blk.{l}.{x}");
         for (gguf, module, rows, cols) in projections(c) {
@@ -187,10 +192,10 @@ pub fn plan(c: &Config, ckpt: &Checkpoint, out: OutType) -> Result<Vec<Planned>>
             }
         }
         for (gguf, hf_name, n) in [
-            ("attn_norm", "input_layernorm", c.n_embd),
-            ("attn_sub_norm", attn_sub, c.n_embd),
-            ("ffn_norm", "post_attention_layernorm", c.n_embd),
-            ("ffn_sub_norm", ffn_sub, c.n_ff),
+            ("attn_norm", "input_layernorm", c.shape.n_embd),
+            ("attn_sub_norm", attn_sub, c.shape.n_embd),
+            ("ffn_norm", "post_attention_layernorm", c.shape.n_embd),
+            ("ffn_sub_norm", ffn_sub, c.shape.n_ff),
         ] {
             let t = get(&hf(&format!("{hf_name}.weight")))?;
             float(
@@ -206,7 +211,7 @@ pub fn plan(c: &Config, ckpt: &Checkpoint, out: OutType) -> Result<Vec<Planned>>
         return Err(Error::unsupported(format!(
             "unknown tensor {extra} (not part of a {} checkpoint with {} layers)",
             c.family.arch(),
-            c.n_layer
+            c.shape.n_layer
         )));
     }
     Ok(planned)

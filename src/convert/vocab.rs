@@ -139,10 +139,10 @@ pub fn read(dir: &Path, config: &Config) -> Result<Vocab> {
     let mut p = if spm_path.exists() {
         let bytes = std::fs::read(&spm_path)
             .map_err(|e| Error::io(format!("cannot read {}: {e}", spm_path.display())))?;
-        read_spm(&bytes, config.n_vocab).map_err(|e| e.context(spm_path.display()))?
+        read_spm(&bytes, config.shape.n_vocab).map_err(|e| e.context(spm_path.display()))?
     } else if json_path.exists() {
         let json = read_json(&json_path)?;
-        read_bpe(&json, config.n_vocab).map_err(|e| e.context(json_path.display()))?
+        read_bpe(&json, config.shape.n_vocab).map_err(|e| e.context(json_path.display()))?
     } else {
         return Err(Error::bad_input(format!(
             "{}: no tokenizer.model and no tokenizer.json",

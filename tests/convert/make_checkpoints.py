@@ -29,9 +29,19 @@ published config/modeling file; docs/convert.md):
                      projections are BitLinear: weight_quant absmean ternary, activation_quant
                      per-token int8; the head a plain float product with the embedding).
 
-Every reference runs the prompt teacher-forced (logits of every position) and the same model
-with every RMSNorm weight scaled by 1 + 1e-6 (the int8 noise floor, as crossval measures it),
-then 32 greedy steps with each step's top-1 - top-2 margin.
+Every family gets two references, each run teacher-forced on the prompt (logits of every
+position):
+- plain: the family's own way of running, float32 throughout (logits.f32);
+- f16: the same with our engine's f16 roundings emulated (logits_f16.f32): the query, the keys
+  and the values rounded to f16 before the attention products and the softmax probabilities
+  rounded to f16 before they weight the values (the engine's f16 KV cache and llama.cpp's
+  non-flash CPU attention; src/kernels/attention.rs), the embedding stored as f16 and the head's
+  input rounded to f16 (the converter's F16 embedding/head; an F16 head gets f16 input).
+Each reference is also run under PERTURBATIONS (RMSNorm weights moved by 1e-6 relative, a few
+float32 ulps, uniformly or with per-element random signs); the one that moves it furthest (worst
+per-position cosine) is kept as logits[_f16]_perturbed.f32: the int8-activation noise floor
+(docs/parity.md). Then 32 greedy steps of the plain reference with each step's top-1 - top-2
+margin.
 """
 
 import json
@@ -53,6 +63,10 @@ SEED = 1234
 PROMPT = [5, 77, 160, 23, 201, 99, 140, 8, 250, 31, 64, 180]
 N_GREEDY = 32
 EPS_NORM = 1e-6
+# (label, sign) uniform, or (label, seed): every element of every norm weight x (1 + s * EPS_NORM)
+# with s = +1 / -1 uniformly, or drawn per element from a generator seeded with `seed`.
+PERTURBATIONS = [("norms x (1 + 1e-6)", +1), ("norms x (1 - 1e-6)", -1)] + [
+    (f"norms x (1 +- 1e-6), random signs, seed {k}", f"seed{k}") for k in range(1, 7)]
 
 TEXT = (
     "BitNet b1.58 is a ternary language model: every weight is -1, 0 or +1. "
@@ -123,14 +137,16 @@ def spm_tokenizer(out_dir):
     on TEXT, plus two added tokens past it as in 1bitLLM's 32000 + 2. Returns (spm size, total)."""
     import sentencepiece as spm
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.txt"
-        corpus.write_text(TEXT)
+        (Path(tmp) / "corpus.txt").write_text(TEXT)
+        cwd = os.getcwd()
+        os.chdir(tmp)  # relative names: the trainer writes its input path into the model
         spm.SentencePieceTrainer.train(
-            input=str(corpus), model_prefix=str(Path(tmp) / "m"), vocab_size=320, model_type="bpe",
+            input="corpus.txt", model_prefix="m", vocab_size=320, model_type="bpe",
             byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
             add_dummy_prefix=True, split_digits=True, normalization_rule_name="identity",
             remove_extra_whitespaces=False,
             minloglevel=2)
+        os.chdir(cwd)
         model = (Path(tmp) / "m.model").read_bytes()
     (out_dir / "tokenizer.model").write_bytes(model)
     sp = spm.SentencePieceProcessor(model_proto=model)
@@ -219,6 +235,36 @@ def save_sharded(out_dir, tensors, n_shards):
                {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
+# ---------------------------------------------------------------- the engine's f16 roundings
+
+def to_f16(x):
+    """x rounded to f16 (nearest even), back in float32."""
+    return x.half().float()
+
+
+def f16_attention(q, k, v, scale, mask):
+    """Attention as our engine (and llama.cpp's CPU backend without flash attention) computes
+    it: keys and values come from an f16 cache, the query is rounded to f16 for the scores,
+    softmax in f32, the probabilities rounded to f16 before they weight the values; products
+    accumulated in f32. q: [heads, n, hd]; k, v: [heads, m, hd] (already repeated for GQA);
+    mask: additive, broadcast to [heads, n, m]. Returns [heads, n, hd]."""
+    scores = to_f16(q) @ to_f16(k).transpose(-1, -2) * scale + mask
+    p = torch.softmax(scores, dim=-1, dtype=torch.float32)
+    return to_f16(p) @ to_f16(v)
+
+
+def transformers_f16_attention(module, query, key, value, attention_mask, scaling,
+                               dropout=0.0, **kwargs):
+    """`f16_attention` as a transformers attention implementation (eager's signature and
+    mask; query/key/value [batch, heads, n, hd] after RoPE)."""
+    from transformers.models.llama.modeling_llama import repeat_kv
+    k = repeat_kv(key, module.num_key_value_groups)
+    v = repeat_kv(value, module.num_key_value_groups)
+    mask = attention_mask if attention_mask is not None else 0.0
+    out = f16_attention(query, k, v, scaling, mask)
+    return out.transpose(1, 2).contiguous(), None
+
+
 # ---------------------------------------------------------------- 1bitLLM reference model
 
 def rms_norm(x, w, eps):
@@ -236,10 +282,10 @@ class OneBitLlm:
     attention (rotate-half RoPE, no GQA), BitLinear projections (activation_quant: per-token
     int8 with 127 / max|x|; weight_quant: absmean ternary), inner_attn_ln before o_proj,
     ffn_layernorm before down_proj, SiLU FFN, a plain float head (the embedding when tied).
-    float32 throughout."""
+    float32 throughout; with `f16`, the engine's f16 roundings (see `f16_attention`)."""
 
-    def __init__(self, cfg, t):
-        self.cfg, self.t = cfg, {k: v.float() for k, v in t.items()}
+    def __init__(self, cfg, t, f16=False):
+        self.cfg, self.t, self.f16 = cfg, {k: v.float() for k, v in t.items()}, f16
 
     @staticmethod
     def activation_quant(x):
@@ -270,8 +316,12 @@ class OneBitLlm:
             k = self.bitlinear(h, p + "self_attn.k_proj.weight").view(n, nh, hd).transpose(0, 1)
             v = self.bitlinear(h, p + "self_attn.v_proj.weight").view(n, nh, hd).transpose(0, 1)
             q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-            att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1)
-            a = (att @ v).transpose(0, 1).reshape(n, e)
+            if self.f16:
+                a = f16_attention(q, k, v, 1 / math.sqrt(hd), mask)
+            else:
+                att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1)
+                a = att @ v
+            a = a.transpose(0, 1).reshape(n, e)
             a = rms_norm(a, t[p + "self_attn.inner_attn_ln.weight"], eps)
             x = x + self.bitlinear(a, p + "self_attn.o_proj.weight")
             h = rms_norm(x, t[p + "post_attention_layernorm.weight"], eps)
@@ -281,6 +331,8 @@ class OneBitLlm:
             x = x + self.bitlinear(m, p + "mlp.down_proj.weight")
         x = rms_norm(x, t["model.norm.weight"], eps)
         head = t.get("lm_head.weight", t["model.embed_tokens.weight"])  # tied when absent
+        if self.f16:
+            x, head = to_f16(x), to_f16(head)
         return x @ head.T
 
 
@@ -290,10 +342,24 @@ def is_norm(name):
     return "norm" in name or "_ln." in name or "layernorm" in name
 
 
-def perturbed(tensors):
-    """The same weights with every RMSNorm weight scaled by 1 + EPS_NORM, in float32 (a
-    16-bit copy would round the change away)."""
-    return {k: v.float() * (1 + EPS_NORM) if is_norm(k) else v for k, v in tensors.items()}
+def perturb(named, how):
+    """Every norm weight in `named` ((name, float32 tensor) pairs, changed in place) times
+    1 + s * EPS_NORM: s = `how` for +1 / -1, else per element +-1 from a generator seeded by the
+    digits of `how`, drawn in the order given. In float32: a 16-bit copy would round it away."""
+    gen = None if how in (1, -1) else torch.Generator().manual_seed(int(how[4:]))
+    for name, v in named:
+        if not is_norm(name):
+            continue
+        assert v.dtype == torch.float32, name
+        s = how if gen is None else torch.randint(0, 2, v.shape, generator=gen).float() * 2 - 1
+        v.mul_(1 + s * EPS_NORM)
+
+
+def perturbed(tensors, how):
+    """A float32 copy of `tensors` with `perturb` applied."""
+    t = {k: v.float().clone() for k, v in tensors.items()}
+    perturb(sorted(t.items()), how)
+    return t
 
 
 def greedy(run, ids):
@@ -330,39 +396,83 @@ def tokenized(out_dir):
     return {t: tok(t, add_special_tokens=False)["input_ids"] for t in TOKENIZE}
 
 
-def write_reference(out_dir, run, run_perturbed, family_note):
+def worst_cosine(a, b):
+    return float(F.cosine_similarity(a.double(), b.double(), dim=-1).min())
+
+
+def save_logits(path, logits):
+    logits.float().numpy().astype("<f4").tofile(path)
+
+
+def reference_and_floor(out_dir, runner, f16):
+    """Runs `runner(f16, how)` (how: None or a PERTURBATIONS key) on the prompt; writes the
+    logits and the perturbed logits furthest from them. Returns (logits, {label: cosine})."""
+    suffix = "_f16" if f16 else ""
     with torch.no_grad():
-        logits = run(PROMPT)
-        logits_p = run_perturbed(PROMPT)
-        tokens, margins = greedy(run, PROMPT)
-    logits.float().numpy().astype("<f4").tofile(out_dir / "logits.f32")
-    logits_p.float().numpy().astype("<f4").tofile(out_dir / "logits_perturbed.f32")
-    cos = F.cosine_similarity(logits.double(), logits_p.double(), dim=-1)
+        logits = runner(f16, None)(PROMPT)
+        floors = {}
+        worst = None
+        for label, how in PERTURBATIONS:
+            lp = runner(f16, how)(PROMPT)
+            floors[label] = worst_cosine(logits, lp)
+            if worst is None or floors[label] < worst[0]:
+                worst = (floors[label], lp)
+    save_logits(out_dir / f"logits{suffix}.f32", logits)
+    save_logits(out_dir / f"logits{suffix}_perturbed.f32", worst[1])
+    return logits, floors
+
+
+def write_reference(out_dir, runner, family_note):
+    """`runner(f16, how)` -> a function from token ids to logits [n, n_vocab]: the reference,
+    with the engine's f16 roundings or not, its norm weights perturbed by `how` or not."""
+    logits, floors = reference_and_floor(out_dir, runner, False)
+    logits16, floors16 = reference_and_floor(out_dir, runner, True)
+    with torch.no_grad():
+        tokens, margins = greedy(runner(False, None), PROMPT)
     write_json(out_dir / "reference.json", {
         "how": family_note,
         "prompt": PROMPT,
         "n_vocab": logits.shape[-1],
-        "logits": "logits.f32 (little-endian f32, one row of n_vocab per prompt token)",
-        "logits_perturbed": f"the same with every RMSNorm weight x (1 + {EPS_NORM})",
-        "noise_floor_worst_cosine": float(cos.min()),
+        "logits": "logits.f32 (little-endian f32, one row of n_vocab per prompt token), float32",
+        "logits_f16": "logits_f16.f32: the same with the engine's f16 roundings (Q, K, V and "
+                      "the attention probabilities; the embedding/head and the head's input)",
+        "logits_perturbed": "of the perturbations, the one furthest from logits.f32 (worst "
+                            "per-position cosine); logits_f16_perturbed.f32 the same for "
+                            "logits_f16.f32",
+        "noise_floor_worst_cosine": {"float32": floors, "f16": floors16},
+        "f16_vs_float32_worst_cosine": worst_cosine(logits, logits16),
         "greedy": tokens,
         "greedy_margins": margins,
         "tokenized": tokenized(out_dir),
     })
-    print(f"{out_dir.name}: noise floor worst cosine {float(cos.min()):.7f}, "
-          f"smallest greedy margin {min(margins):.4f}")
+    print(f"{out_dir.name}: noise floor (worst of {len(PERTURBATIONS)}) float32 "
+          f"{min(floors.values()):.7f}, f16 {min(floors16.values()):.7f}; f16 vs float32 "
+          f"{worst_cosine(logits, logits16):.7f}; smallest greedy margin {min(margins):.4f}")
 
 
-def hf_runner(model_dir, perturb=False):
-    from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-    model.eval()
-    if perturb:
+def hf_runner(model_dir):
+    """`write_reference`'s runner for transformers: float32, eager attention or
+    `transformers_f16_attention` (registered under its own name, with eager's mask)."""
+    from transformers import AttentionInterface, AutoModelForCausalLM
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    AttentionInterface.register("bitnet_rs_f16", transformers_f16_attention)
+    AttentionMaskInterface.register("bitnet_rs_f16", eager_mask)
+
+    def runner(f16, how):
+        model = AutoModelForCausalLM.from_pretrained(
+            str(model_dir), dtype=torch.float32,
+            attn_implementation="bitnet_rs_f16" if f16 else "eager")
+        model.eval()
         with torch.no_grad():
-            for name, p in model.named_parameters():
-                if is_norm(name):
-                    p.mul_(1 + EPS_NORM)
-    return lambda ids: model(torch.tensor([ids])).logits[0]
+            if how is not None:
+                perturb([(n, p.data) for n, p in model.named_parameters()], how)
+            if f16:
+                emb = model.model.embed_tokens.weight
+                emb.copy_(to_f16(emb))
+                assert model.lm_head.weight.data_ptr() == emb.data_ptr()  # tied
+                model.lm_head.register_forward_pre_hook(lambda m, args: (to_f16(args[0]),))
+        return lambda ids: model(torch.tensor([ids])).logits[0]
+    return runner
 
 
 def bitnet_config(vocab, bos, eos, quant):
@@ -418,12 +528,12 @@ def make_2b4t():
     write_json(packed_dir / "generation_config.json", gen_cfg)
     save_sharded(packed_dir, packed, 1)
 
-    note = ("transformers {} BitNetForCausalLM, dtype float32, {}; teacher-forced prompt logits")
+    note = ("transformers {} BitNetForCausalLM, dtype float32, eager attention, {}; "
+            "teacher-forced prompt logits")
     import transformers
     for d, what in [(packed_dir, "BitLinear (packed ternary weights, per-token int8 activations)"),
                     (bf16_dir, "AutoBitLinear online (absmean ternary weights, per-token int8 activations)")]:
-        run, run_p = hf_runner(d), hf_runner(d, perturb=True)
-        write_reference(d, run, run_p, note.format(transformers.__version__, what))
+        write_reference(d, hf_runner(d), note.format(transformers.__version__, what))
 
 
 def make_1bitllm():
@@ -452,7 +562,7 @@ def make_1bitllm():
     del cfg["_sub"]
     t = {k: v.to(torch.float16) for k, v in t.items()}
     save_sharded(d, t, 2)
-    write_reference(d, OneBitLlm(cfg, t), OneBitLlm(cfg, perturbed(t)),
+    write_reference(d, lambda f16, how: OneBitLlm(cfg, t if how is None else perturbed(t, how), f16),
                     "OneBitLlm in tests/convert/make_checkpoints.py (1bitLLM's modeling code "
                     "re-implemented in torch), float32; teacher-forced prompt logits")
 
