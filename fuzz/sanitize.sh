@@ -9,21 +9,24 @@
 # flags differ from every other build). --target keeps the flags off build scripts and proc
 # macros. The standard library itself is not instrumented (that needs -Zbuild-std and the
 # rust-src component, which this machine does not have): ASan still sees every heap access our
-# code makes, since it replaces malloc/free for the whole process.
+# code makes, since it replaces malloc/free for the whole process. The compiler (1.95 here)
+# refuses to link instrumented crates against the uninstrumented std ("mixing -Zsanitizer will
+# cause an ABI mismatch"); -Cunsafe-allow-abi-mismatch=sanitizer accepts exactly that mix.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/.."
 cache="${BITNET_CACHE_DIR:-$HOME/.cache/bitnet-rs}/fuzz"
 triple="x86_64-unknown-linux-gnu"
 export RUSTC_BOOTSTRAP=1
+mismatch="-Cunsafe-allow-abi-mismatch=sanitizer"
 case "${1:-}" in
     asan)
-        RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR="$cache/target-asan-tests" \
+        RUSTFLAGS="-Zsanitizer=address $mismatch" CARGO_TARGET_DIR="$cache/target-asan-tests" \
             ASAN_OPTIONS="detect_leaks=1" \
             cargo test --target "$triple" --lib -- gguf:: kernels::pool capi::guard ;;
     tsan)
-        RUSTFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR="$cache/target-tsan-tests" \
+        RUSTFLAGS="-Zsanitizer=thread $mismatch" CARGO_TARGET_DIR="$cache/target-tsan-tests" \
             TSAN_OPTIONS="halt_on_error=1" \
             cargo test --target "$triple" --test thread_stress ;;
-    *) sed -n '2,11p' "$0"; exit 2 ;;
+    *) sed -n '2,13p' "$0"; exit 2 ;;
 esac
