@@ -17,7 +17,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 cache="${BITNET_CACHE_DIR:-$HOME/.cache/bitnet-rs}/fuzz"
-targets=(gguf tokenizer grammar chat_template state capi)
+targets=(gguf tokenizer grammar chat_template state capi convert hub)
 triple="x86_64-unknown-linux-gnu"
 sanitizer="${FUZZ_SANITIZER:-none}"
 
@@ -53,7 +53,8 @@ vocabs() {
 
 max_len() {
     case "$1" in
-        gguf) echo 65536 ;;
+        gguf|convert) echo 65536 ;;
+        hub) echo 16384 ;;
         tokenizer) echo 8192 ;;
         chat_template) echo 20000 ;;
         *) echo 4096 ;;
