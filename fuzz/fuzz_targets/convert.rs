@@ -108,7 +108,10 @@ fn stages(dir: &Path, out_type: Option<OutType>) {
             }
         }
     }
-    if let Ok(c) = &config {
+    // The converter reads the vocabulary only once the plan has checked the embedding
+    // [vocab_size, n_embd] against the weights, which bounds it by the input's size; called on
+    // its own it would take the config's vocab_size (up to 2^24) as given.
+    if let Some(c) = config.as_ref().ok().filter(|c| c.n_vocab <= 1 << 16) {
         let _ = vocab::read(dir, c);
     }
 }
