@@ -6,7 +6,9 @@
 #   fuzz/sanitize.sh tsan   tests/thread_stress.rs under ThreadSanitizer, with --nocapture: the
 #                           test harness's output capture is a Vec behind std's Mutex, and with
 #                           std uninstrumented TSan sees the Vec's memcpy/realloc from two
-#                           threads' log lines but not the lock (a false positive in std)
+#                           threads' log lines but not the lock (a false positive in std);
+#                           fuzz/tsan.supp silences libtest's result channel (the same, after
+#                           the test); 10 s of stress unless BITNET_STRESS_SECS says otherwise
 #
 # Each builds in its own target dir under ${BITNET_CACHE_DIR:-~/.cache/bitnet-rs}/fuzz (the
 # flags differ from every other build). --target keeps the flags off build scripts and proc
@@ -29,7 +31,8 @@ case "${1:-}" in
             cargo test --target "$triple" --lib -- gguf:: kernels::pool capi::guard ;;
     tsan)
         RUSTFLAGS="-Zsanitizer=thread $mismatch" CARGO_TARGET_DIR="$cache/target-tsan-tests" \
-            TSAN_OPTIONS="halt_on_error=1" \
+            TSAN_OPTIONS="halt_on_error=1 suppressions=$here/tsan.supp" \
+            BITNET_STRESS_SECS="${BITNET_STRESS_SECS:-10}" \
             cargo test --target "$triple" --test thread_stress -- --nocapture ;;
-    *) sed -n '2,13p' "$0"; exit 2 ;;
+    *) sed -n '2,19p' "$0"; exit 2 ;;
 esac
