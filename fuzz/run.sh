@@ -10,12 +10,14 @@
 # FUZZ_SANITIZER=address builds with AddressSanitizer (RUSTC_BOOTSTRAP=1 -Zsanitizer=address, in
 # its own target dir). The build and the work corpora live under
 # ${BITNET_CACHE_DIR:-~/.cache/bitnet-rs}/fuzz; a crash leaves its input in
-# .../fuzz/artifacts/TARGET/ and exits non-zero.
+# .../fuzz/artifacts/TARGET/ and exits non-zero. FUZZ_TARGET_DIR overrides the build directory
+# (default .../fuzz/target-SANITIZER) and FUZZ_WORK_DIR the work corpora's (.../fuzz/corpus), so
+# a second checkout can build and fuzz beside a running campaign without touching its files.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 cache="${BITNET_CACHE_DIR:-$HOME/.cache/bitnet-rs}/fuzz"
-targets=(gguf tokenizer grammar chat_template state capi)
+targets=(gguf tokenizer grammar chat_template state capi convert hub)
 triple="x86_64-unknown-linux-gnu"
 sanitizer="${FUZZ_SANITIZER:-none}"
 
@@ -24,13 +26,13 @@ sanitizer="${FUZZ_SANITIZER:-none}"
 flags="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4"
 flags+=" -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table"
 flags+=" -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
-target_dir="$cache/target-$sanitizer"
+target_dir="${FUZZ_TARGET_DIR:-$cache/target-$sanitizer}"
 case "$sanitizer" in
     none) ;;
     address)
         # -Z flags need a nightly compiler; RUSTC_BOOTSTRAP=1 lets the stable one take them.
         export RUSTC_BOOTSTRAP=1
-        flags+=" -Zsanitizer=address" ;;
+        flags+=" -Zsanitizer=address -Cunsafe-allow-abi-mismatch=sanitizer" ;;
     *) echo "run.sh: FUZZ_SANITIZER must be none or address" >&2; exit 2 ;;
 esac
 
@@ -51,7 +53,8 @@ vocabs() {
 
 max_len() {
     case "$1" in
-        gguf) echo 65536 ;;
+        gguf|convert) echo 65536 ;;
+        hub) echo 16384 ;;
         tokenizer) echo 8192 ;;
         chat_template) echo 20000 ;;
         *) echo 4096 ;;
@@ -84,9 +87,9 @@ case "${1:-}" in
         bin="$target_dir/$triple/release/$t"
         [[ "$t" == tokenizer ]] && vocabs
         tmp="$(mktemp -d)"
-        "$bin" -merge=1 -max_len="$(max_len "$t")" "$tmp" "$repo/fuzz/corpus/$t" "$cache/corpus/$t"
+        "$bin" -merge=1 -max_len="$(max_len "$t")" "$tmp" "$repo/fuzz/corpus/$t" "${FUZZ_WORK_DIR:-$cache/corpus}/$t"
         rm -rf "$repo/fuzz/corpus/$t" && mv "$tmp" "$repo/fuzz/corpus/$t" ;;
-    ""|-h|--help) sed -n '2,13p' "$0"; exit 2 ;;
+    ""|-h|--help) sed -n '2,16p' "$0"; exit 2 ;;
     *)
         t="$1"; secs="${2:?usage: run.sh TARGET SECONDS}"; shift 2
         [[ " ${targets[*]} " == *" $t "* ]] || { echo "run.sh: unknown target $t (${targets[*]})" >&2; exit 2; }

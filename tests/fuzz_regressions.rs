@@ -99,3 +99,51 @@ fn left_recursion_behind_indirectly_empty_rules_is_refused() {
     let fine = "root ::= ws \"(\"* ws item\nitem ::= [a-z]+\nws ::= [ ]*\n";
     assert!(grammar::grammar(&vocab, fine, "root", None).is_ok());
 }
+
+/// convert target: a tokenizer.model with one byte changed (piece `<0xF5>` became `<0xF6>`, a
+/// second `<0xF6>`) was converted, and the GGUF written did not load ("token ... duplicates
+/// token ..."; llama.cpp asserts distinct tokens too). The converter now refuses a vocabulary
+/// with two equal tokens before writing anything, also when the equal pair comes from
+/// tokenizer_config.json's added tokens.
+#[test]
+fn convert_refuses_a_vocabulary_with_two_equal_tokens() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/convert");
+    let cases: [(&str, &str, &[u8], &[u8]); 2] = [
+        ("1bitllm", "tokenizer.model", b"<0xF5>", b"<0xF6>"),
+        (
+            "bitnet-2b4t",
+            "tokenizer_config.json",
+            b"\"<|start_header_id|>\"",
+            b"\"<|begin_of_text|>\"",
+        ),
+    ];
+    for (family, file, from, to) in cases {
+        let dir = std::env::temp_dir().join(format!(
+            "bitnet-fuzz-regr-dup-{family}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(fixtures.join(family)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("the fixture holds the piece");
+        let changed = [&bytes[..at], to, &bytes[at + from.len()..]].concat();
+        std::fs::write(dir.join(file), changed).unwrap();
+        let out = dir.join("out").join("model.gguf");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let err = bitnet::convert::convert(&dir, &out, None).expect_err("converted");
+        let left = std::fs::read_dir(out.parent().unwrap()).unwrap().count();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            err.message.contains("same text as token"),
+            "{family}: {err}"
+        );
+        assert_eq!(left, 0, "{family}: a failed conversion left files");
+    }
+}

@@ -229,6 +229,26 @@ pub fn scratch_dir() -> &'static Path {
     })
 }
 
+/// This process's folder for `target` on tmpfs (`/dev/shm`, where there is one: the convert
+/// and hub targets write, sync and delete files on every input), else under `scratch_dir`.
+/// The folders of processes that are gone are removed first (a fuzzer never exits cleanly).
+pub fn fast_dir(target: &str) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        return scratch_dir().join(target);
+    }
+    let prefix = format!("bitnet-fuzz-{target}-");
+    for entry in std::fs::read_dir(shm).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(&prefix) {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    shm.join(format!("{prefix}{}", std::process::id()))
+}
+
 /// The tiny I2_S model, written once per process.
 pub fn tiny_model_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
@@ -287,3 +307,12 @@ pub fn small_context_params(n_ctx: u32, n_batch: u32, n_seq_max: u32) -> llama_c
     p.n_threads_batch = 1;
     p
 }
+
+/// What starts each file of a `convert` input: `CONVERT_FILE_SEP name '\n' bytes`.
+pub const CONVERT_FILE_SEP: &[u8] = b"\0\0FILE:";
+
+/// What separates the sections (a partial download, then raw HTTP responses) of a `hub` input.
+pub const HUB_SEP: &[u8] = b"\n=====\n";
+
+/// The commit the `hub` seeds' responses name (40 lowercase hex digits, as the hub's).
+pub const HUB_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";

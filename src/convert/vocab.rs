@@ -35,6 +35,11 @@ pub struct Vocab {
     pub summary: String,
 }
 
+/// The text of an id the tokenizer files leave empty.
+fn pad_text(id: usize) -> Vec<u8> {
+    format!("[PAD{id}]").into_bytes()
+}
+
 struct Tokens {
     pieces: Vec<Option<Vec<u8>>>,
     scores: Vec<f32>,
@@ -86,6 +91,38 @@ impl Tokens {
             .map(|i| i as u32)
     }
 
+    /// Every token's text as it goes into the file: its piece, `[PAD<id>]` for an id left
+    /// empty, and `[EMPTY_<id>]` for an empty piece (what the loader reads an empty one as).
+    fn texts(&self) -> impl Iterator<Item = std::borrow::Cow<'_, [u8]>> {
+        use std::borrow::Cow;
+        self.pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p.as_deref() {
+                None => Cow::Owned(pad_text(i)),
+                Some([]) => Cow::Owned(format!("[EMPTY_{i}]").into_bytes()),
+                Some(p) => Cow::Borrowed(p),
+            })
+    }
+
+    /// The loader (like llama.cpp, which asserts it) needs every token's text to be distinct:
+    /// a vocabulary with two equal tokens is refused here rather than written to a file that
+    /// does not load.
+    fn check_distinct(&self) -> Result<()> {
+        let mut seen = std::collections::HashMap::with_capacity(self.pieces.len());
+        for (i, text) in self.texts().enumerate() {
+            if let Some(first) = seen.insert(text.clone(), i) {
+                return Err(Error::format(format!(
+                    "token {i} {:?} is the same text as token {first}: a GGUF vocabulary needs \
+                     distinct tokens (tokenizer files and tokenizer_config.json's added tokens \
+                     together)",
+                    String::from_utf8_lossy(&text)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn into_entries(self, model: &str, pre: &str) -> Vec<(String, OwnedValue)> {
         let types = (self.types.iter().zip(&self.pieces))
             .map(|(&t, p)| OwnedValue::I32(if p.is_some() { t } else { UNUSED }))
@@ -94,7 +131,7 @@ impl Tokens {
             .pieces
             .into_iter()
             .enumerate()
-            .map(|(i, p)| OwnedValue::String(p.unwrap_or_else(|| format!("[PAD{i}]").into_bytes())))
+            .map(|(i, p)| OwnedValue::String(p.unwrap_or_else(|| pad_text(i))))
             .collect();
         let scores = self.scores.iter().map(|&s| OwnedValue::F32(s)).collect();
         vec![
@@ -213,6 +250,7 @@ pub fn read(dir: &Path, config: &Config) -> Result<Vocab> {
         "{} vocabulary of {n} tokens, pre-tokenizer {}",
         p.model, p.pre
     );
+    p.tokens.check_distinct()?;
     let mut entries = p.tokens.into_entries(p.model, p.pre);
     if let Some(m) = p.merges {
         entries.push(("tokenizer.ggml.merges".into(), m));
