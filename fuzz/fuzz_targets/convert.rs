@@ -111,7 +111,7 @@ fn stages(dir: &Path, out_type: Option<OutType>) {
     // The converter reads the vocabulary only once the plan has checked the embedding
     // [vocab_size, n_embd] against the weights, which bounds it by the input's size; called on
     // its own it would take the config's vocab_size (up to 2^24) as given.
-    if let Some(c) = config.as_ref().ok().filter(|c| c.n_vocab <= 1 << 16) {
+    if let Some(c) = config.as_ref().ok().filter(|c| c.shape.n_vocab <= 1 << 16) {
         let _ = vocab::read(dir, c);
     }
 }
@@ -125,6 +125,7 @@ fn check_output(path: &Path, report: &convert::Report, dir: &Path) {
     assert_eq!(g.architecture(), Some(report.arch));
     let n_vocab = Config::read(&dir.join("config.json"))
         .expect("a converted config reads")
+        .shape
         .n_vocab;
     let cpath = c_string(path.to_str().unwrap().as_bytes());
     // SAFETY: a valid path string and default params; the model is freed once.
