@@ -84,8 +84,8 @@ pub fn matmul_f16_isa(
             Isa::Scalar
         };
         let out_ptr = SendPtr(out.as_mut_ptr());
-        pool::global().run(threads, &|i, nt| {
-            let rows = pool::split(rows, 16, i, nt);
+        let chunk = pool::chunk_len(rows, threads, 4, 16, 16);
+        pool::chunks(threads, rows, chunk, &|rows| {
             // The whole (Sync) wrapper, not its raw field.
             let out = out_ptr;
             // SAFETY: this thread writes only its rows of each token's output (disjoint from

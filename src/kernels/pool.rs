@@ -43,15 +43,14 @@ fn worker(shared: Arc<Shared>, index: usize) {
     let mut seen = 0usize;
     loop {
         // Wait for a new generation: spin, then sleep.
+        // No sched_yield while spinning: a yield hands the core to any runnable process of
+        // the machine for its whole time slice, so a worker that yields between two matmuls
+        // of one forward pass comes back milliseconds late whenever anything else is running.
         let start = Instant::now();
         let mut spins = 0u32;
         while shared.generation.load(Ordering::Acquire) == seen {
             std::hint::spin_loop();
             spins += 1;
-            if spins.is_multiple_of(64) {
-                // On an oversubscribed machine, let whatever we are keeping off the core run.
-                std::thread::yield_now();
-            }
             if spins.is_multiple_of(256) && start.elapsed() > SPIN {
                 let mut guard = shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
                 shared.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -132,12 +131,17 @@ impl Pool {
             s.wake.notify_all();
         }
         let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(0, n)));
+        // Wait for the workers. Jobs hand out work in chunks (`chunks`), so a worker still busy
+        // here is either finishing its last chunk (microseconds: spin) or off its core. Only
+        // after a while is it worth giving this core away, in case the machine has more
+        // runnable threads than cores and the late worker is waiting for this one.
+        let start = Instant::now();
         let mut spins = 0u32;
         while s.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
             spins += 1;
-            if spins.is_multiple_of(64) {
-                std::thread::yield_now(); // a descheduled worker may need this core
+            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+                std::thread::yield_now();
             }
         }
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -224,6 +228,38 @@ pub fn parts_mut(out: &mut [f32], threads: usize, f: &(dyn Fn(&mut [f32]) + Sync
         // `out` outlives `run`.
         f(unsafe { std::slice::from_raw_parts_mut(ptr.get().add(part.start), part.len()) });
     });
+}
+
+/// `f(range)` over `0..len` in chunks of `chunk` (the last one shorter), on up to `threads`
+/// pool threads that each take the next chunk as they finish the last. A thread the machine
+/// takes off its core for a time slice then holds up only its current chunk: the others take
+/// the rest, where a fixed split would leave them waiting for it at the end.
+pub fn chunks(
+    threads: usize,
+    len: usize,
+    chunk: usize,
+    f: &(dyn Fn(std::ops::Range<usize>) + Sync),
+) {
+    let chunk = chunk.max(1);
+    if threads <= 1 || len <= chunk {
+        return f(0..len);
+    }
+    let next = AtomicUsize::new(0);
+    global().run(threads, &|_, _| loop {
+        let start = next.fetch_add(chunk, Ordering::Relaxed);
+        if start >= len {
+            break;
+        }
+        f(start..(start + chunk).min(len));
+    });
+}
+
+/// A chunk size for `chunks`: about `per_thread` chunks per thread, a multiple of `align`, at
+/// least `min`.
+pub fn chunk_len(len: usize, threads: usize, per_thread: usize, align: usize, min: usize) -> usize {
+    (len / (threads.max(1) * per_thread))
+        .next_multiple_of(align)
+        .max(min)
 }
 
 /// Splits `0..len` into `n` nearly equal ranges whose starts are multiples of `align`; part `i`.

@@ -17,7 +17,6 @@
 //! at most 8 such vectors are added in int16 (|6144|) before widening to int32: no wrap.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::isa::{best_isa, Isa};
 use super::pool::{self, SendPtr};
@@ -638,7 +637,7 @@ fn finish_total(w: WeightScale, isum: i32, t: &TokenInfo) -> f32 {
 // Entry point.
 
 /// out[t * out_stride + r] = row r . token t, for every row and the `act.n` tokens, on up to
-/// `threads` pool threads. Rows are split between threads in multiples of 16.
+/// `threads` pool threads, which take chunks of rows (`pool::chunks`).
 pub fn matmul(m: &TernaryMat, act: &ActBuf, out: &mut [f32], out_stride: usize, threads: usize) {
     matmul_isa(best_isa(), m, act, out, out_stride, threads)
 }
@@ -658,34 +657,17 @@ pub fn matmul_isa(
         ptr: SendPtr(out.as_mut_ptr()),
         stride: out_stride,
     };
-    if act.n < DYNAMIC_TOKENS {
-        // Decode: one contiguous run of rows per thread keeps each weight stream sequential.
-        pool::global().run(threads, &|i, n| {
-            let rows = pool::split(m.rows, 16, i, n);
-            // SAFETY: this thread writes only rows `rows` of each token's output, disjoint from
-            // the other threads' rows; `out` is long enough (asserted) and outlives `run`.
-            unsafe { rows_dispatch(isa, mode, m, act, rows, &out) };
-        });
-        return;
-    }
-    // Prefill: threads take chunks of rows as they finish the last, so a thread the machine
-    // slows down does not leave the others waiting.
-    let chunk = (m.rows / (threads.max(1) * 8)).next_multiple_of(32).max(32);
-    let next = AtomicUsize::new(0);
-    pool::global().run(threads, &|_, _| loop {
-        let start = next.fetch_add(chunk, Ordering::Relaxed);
-        if start >= m.rows {
-            break;
-        }
-        let rows = start..(start + chunk).min(m.rows);
+    // Threads take chunks of rows as they finish the last, so a thread the machine slows
+    // down does not leave the others waiting. Decode (a few tokens) takes few, long chunks
+    // (each a sequential weight stream for the prefetchers), prefill more, shorter ones.
+    let per_thread = if act.n < 16 { 4 } else { 8 };
+    let chunk = pool::chunk_len(m.rows, threads, per_thread, 32, 32);
+    pool::chunks(threads, m.rows, chunk, &|rows| {
         // SAFETY: each chunk of rows is handed out once, so this thread alone writes those
-        // rows of each token's output; `out` is long enough (asserted) and outlives `run`.
+        // rows of each token's output; `out` is long enough (asserted) and outlives the call.
         unsafe { rows_dispatch(isa, mode, m, act, rows, &out) };
     });
 }
-
-/// Batches of at least this many tokens share rows out dynamically (`matmul_isa`).
-const DYNAMIC_TOKENS: usize = 16;
 
 /// Where a matmul's outputs go: token t's row r at `ptr + t * stride + r`.
 struct Out {
