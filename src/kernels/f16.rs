@@ -394,46 +394,50 @@ mod x86 {
             ) {
                 let row = |r: usize| w.as_ptr().add(r * cols * 2);
                 let tok = |t: usize| x.as_ptr().add(t * cols);
+                // Register tiles (AVX2 has 16 vector registers; each (row, token) pair holds
+                // two accumulators): one token goes 4 rows at a time (four weight streams),
+                // several tokens 2 rows x 2 tokens (each converted weight used twice, no
+                // spills), a last odd row 1 x 4 tokens.
                 let mut r = rows.start;
                 while r < rows.end {
-                    let nr = if rows.end - r >= 4 { 4 } else { 1 };
+                    let left = rows.end - r;
+                    let nr = match (n, left) {
+                        (1, 4..) => 4,
+                        (_, 2..) => 2,
+                        _ => 1,
+                    };
                     let mut t = 0;
                     while t < n {
-                        let nt = if nr == 4 && n - t >= 2 {
-                            2
-                        } else if nr == 1 && n - t >= 4 {
-                            4
-                        } else {
-                            1
+                        let nt = match (nr, n - t) {
+                            (2, 2..) => 2,
+                            (1, 4..) => 4,
+                            _ => 1,
                         };
+                        let rs: [usize; 4] = std::array::from_fn(|i| r + i.min(nr - 1));
+                        let ts: [usize; 4] = std::array::from_fn(|i| t + i.min(nt - 1));
                         match (nr, nt) {
-                            (4, 2) => {
-                                let y = $tile::<4, 2>(
-                                    std::array::from_fn(|i| row(r + i)),
-                                    [tok(t), tok(t + 1)],
-                                    cols,
-                                );
+                            (4, _) => {
+                                let y = $tile::<4, 1>(rs.map(row), [tok(t)], cols);
+                                for (i, yr) in y.iter().enumerate() {
+                                    write(r + i, t, yr[0]);
+                                }
+                            }
+                            (2, 2) => {
+                                let y =
+                                    $tile::<2, 2>([row(r), row(r + 1)], [tok(t), tok(t + 1)], cols);
                                 for (i, yr) in y.iter().enumerate() {
                                     write(r + i, t, yr[0]);
                                     write(r + i, t + 1, yr[1]);
                                 }
                             }
-                            (4, _) => {
-                                let y = $tile::<4, 1>(
-                                    std::array::from_fn(|i| row(r + i)),
-                                    [tok(t)],
-                                    cols,
-                                );
+                            (2, _) => {
+                                let y = $tile::<2, 1>([row(r), row(r + 1)], [tok(t)], cols);
                                 for (i, yr) in y.iter().enumerate() {
                                     write(r + i, t, yr[0]);
                                 }
                             }
                             (_, 4) => {
-                                let y = $tile::<1, 4>(
-                                    [row(r)],
-                                    std::array::from_fn(|i| tok(t + i)),
-                                    cols,
-                                );
+                                let y = $tile::<1, 4>([row(r)], ts.map(tok), cols);
                                 for (i, &v) in y[0].iter().enumerate() {
                                     write(r, t + i, v);
                                 }
@@ -649,7 +653,7 @@ mod tests {
         let mut rng = SplitMix64(3);
         for &(rows, cols) in &[(1, 16), (7, 64), (33, 2560), (5, 40)] {
             let w = random_f16(&mut rng, rows * cols);
-            for n in [1, 2, 3, 5] {
+            for n in [1, 2, 3, 4, 5, 8] {
                 let x: Vec<f32> = (0..n * cols).map(|_| rng.normal() * 3.0).collect();
                 let mut want = vec![0f32; n * rows];
                 matmul_f16_isa(Isa::Scalar, &w, rows, cols, &x, n, &mut want, rows, 1);
