@@ -147,3 +147,38 @@ fn convert_refuses_a_vocabulary_with_two_equal_tokens() {
         assert_eq!(left, 0, "{family}: a failed conversion left files");
     }
 }
+
+/// convert target: a tokenizer.model whose BYTE piece `<0xAB>` was cut to `<0` (the piece's
+/// and its message's lengths changed with it) was converted, and the GGUF written did not load
+/// ("byte token ... is not of the form <0xNN>"; llama.cpp throws at load on it too). The
+/// converter now refuses a BYTE piece it cannot read a byte from.
+#[test]
+fn convert_refuses_a_byte_piece_without_its_byte() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/convert/1bitllm");
+    let dir = std::env::temp_dir().join(format!("bitnet-fuzz-regr-byte-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let bytes = std::fs::read(dir.join("tokenizer.model")).unwrap();
+    // [0x0A, len, 0x0A, 0x06, "<0xAB>", ...]: field 1 (a piece message) whose field 1 is the text.
+    let piece = b"\x0a\x06<0xAB>";
+    let at = bytes
+        .windows(piece.len())
+        .position(|w| w == piece)
+        .expect("the fixture holds the piece");
+    assert_eq!(bytes[at - 2], 0x0a, "a piece message before the text");
+    let mut changed = bytes[..at - 1].to_vec();
+    changed.push(bytes[at - 1] - 4);
+    changed.extend_from_slice(b"\x0a\x02<0");
+    changed.extend_from_slice(&bytes[at + piece.len()..]);
+    std::fs::write(dir.join("tokenizer.model"), changed).unwrap();
+    let out = dir.join("out").join("model.gguf");
+    let err = bitnet::convert::convert(&dir, &out, None).expect_err("converted");
+    let left = std::fs::read_dir(dir.join("out")).unwrap().count();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(err.message.contains("BYTE type"), "{err}");
+    assert_eq!(left, 0, "a failed conversion left files");
+}

@@ -23,6 +23,7 @@ const UNKNOWN: i32 = 2;
 const CONTROL: i32 = 3;
 const USER_DEFINED: i32 = 4;
 const UNUSED: i32 = 5;
+const BYTE: i32 = 6;
 
 /// Llama-3's pre-tokenizer split (transformers' `tokenizer.json` spelling): llama.cpp's
 /// `llama-bpe`.
@@ -63,6 +64,14 @@ impl Tokens {
                 String::from_utf8_lossy(piece)
             ))
         })?;
+        // The loader reads a BYTE token's byte from its text ("<0xNN>"); llama.cpp throws at
+        // load on one too short to hold it, so such a file would load nowhere.
+        if ty == BYTE && crate::tokenizer::vocab::byte_of_byte_token(piece).is_none() {
+            return Err(Error::format(format!(
+                "{file}: token {id} ({}) has the BYTE type but is not a <0xNN> token",
+                String::from_utf8_lossy(piece)
+            )));
+        }
         self.pieces[i] = Some(piece.to_vec());
         self.scores[i] = score;
         self.types[i] = ty;
