@@ -502,7 +502,7 @@ mod x86 {
     }
 
     /// Q8_0 . Q8_0 over rows in `dot_scalar`'s order, four rows per pass (each activation
-    /// block loaded once for the four), the weight stream prefetched 4 KiB ahead. Per block:
+    /// block loaded once for the four), each row prefetched four rows ahead. Per block:
     /// |w| times the activation with w's sign (`vpsignb`), pairs summed in int16 (|.| <=
     /// 2 * 127 * 128, no wrap for weights in -127..=127 as Q8_0 quantization gives), widened
     /// with `vpmaddwd` into the eight lanes of four products.
@@ -541,7 +541,8 @@ mod x86 {
                     let adb = *ad.add(b);
                     for i in 0..R {
                         if t == 0 && b % 2 == 0 {
-                            _mm_prefetch::<_MM_HINT_T0>(w[i].add(b * 32 + 4096));
+                            // The same line of the row four rows on (the next pass).
+                            _mm_prefetch::<_MM_HINT_T0>(w[i].wrapping_add(b * 32 + R * cols));
                         }
                         let wv = _mm256_loadu_si256(w[i].add(b * 32) as *const _);
                         let p16 = _mm256_maddubs_epi16(
