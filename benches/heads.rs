@@ -60,10 +60,13 @@ fn main() {
         .collect();
     // Requantization at load (the pool's threads), timed.
     let t = Instant::now();
-    let q8 = Q8Head::from_f16(&w, ROWS, COLS);
+    let mut q8 = Q8Head::new(COLS);
+    q8.reserve(ROWS);
+    q8.append_f16(&w, ROWS);
     let q8_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut q4 = Q4Head::new(COLS);
+    q4.reserve(ROWS);
     q4.append_f16(&w, ROWS);
     let q4_s = t.elapsed().as_secs_f64();
     let x: Vec<f32> = (0..COLS).map(|_| rng.normal()).collect();

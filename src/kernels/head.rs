@@ -59,9 +59,19 @@ impl Q4Head {
     pub fn from_blocks(data: &[u8], rows: usize, cols: usize) -> Q4Head {
         let mut h = Q4Head::new(cols);
         assert_eq!(data.len(), rows * cols / q4_0::BLOCK * q4_0::BLOCK_BYTES);
+        h.reserve(rows);
         h.grow(rows);
         h.set_blocks(0, data);
         h
+    }
+
+    /// Makes room for `rows` more rows at once (one allocation, not one per appended slice),
+    /// on transparent huge pages where Linux allows: far fewer page faults while filling it.
+    pub fn reserve(&mut self, rows: usize) {
+        self.qs.reserve_exact(rows * self.cols / 2);
+        self.d.reserve_exact(rows * self.cols / q4_0::BLOCK);
+        super::advise_huge_pages(self.qs.as_ptr(), self.qs.capacity());
+        super::advise_huge_pages(self.d.as_ptr() as *const u8, self.d.capacity() * 2);
     }
 
     /// `rows` more rows of zeros; returns the index of the first.

@@ -281,6 +281,7 @@ impl Model {
             // Q8_0 copies of the head are never both resident (embedding lookups refault the
             // few rows they read).
             let mut q8 = Q8Head::new(head.cols);
+            q8.reserve(head.rows);
             let slice_rows = 4096;
             for r0 in (0..head.rows).step_by(slice_rows) {
                 let rows = slice_rows.min(head.rows - r0);
@@ -319,6 +320,7 @@ impl Model {
             )));
         }
         let mut q4 = Q4Head::new(head.cols);
+        q4.reserve(head.rows);
         let row_bytes = head.data.len() / head.rows;
         let slice_rows = 4096;
         for r0 in (0..head.rows).step_by(slice_rows) {
