@@ -137,14 +137,13 @@ impl Q8Head {
         }
     }
 
-    /// Makes room for `rows` more rows at once (one allocation, not one per appended slice),
-    /// on transparent huge pages where Linux allows: far fewer page faults while filling it.
+    /// Makes room for `rows` more rows at once (one allocation, not one per appended slice).
+    /// (Advising huge pages here made the Q8_0 head's load slower on this VM: 1.5 s against
+    /// 1.1 s, `benches/head_rounds.sh`; the fault-time zeroing of 2 MiB pages is not free.)
     pub fn reserve(&mut self, rows: usize) {
         let nb = self.cols / q8_0::BLOCK;
         self.qs.reserve_exact(rows * self.cols);
         self.d.reserve_exact(rows * nb);
-        super::advise_huge_pages(self.qs.as_ptr() as *const u8, self.qs.capacity());
-        super::advise_huge_pages(self.d.as_ptr() as *const u8, self.d.capacity() * 4);
     }
 
     /// Requantizes `rows` more F16 rows (`w`: rows x cols) and appends them.

@@ -65,13 +65,12 @@ impl Q4Head {
         h
     }
 
-    /// Makes room for `rows` more rows at once (one allocation, not one per appended slice),
-    /// on transparent huge pages where Linux allows: far fewer page faults while filling it.
+    /// Makes room for `rows` more rows at once (one allocation, not one per appended slice).
+    /// (Advising huge pages here made the Q8_0 head's load slower on this VM: 1.5 s against
+    /// 1.1 s, `benches/head_rounds.sh`; the fault-time zeroing of 2 MiB pages is not free.)
     pub fn reserve(&mut self, rows: usize) {
         self.qs.reserve_exact(rows * self.cols / 2);
         self.d.reserve_exact(rows * self.cols / q4_0::BLOCK);
-        super::advise_huge_pages(self.qs.as_ptr(), self.qs.capacity());
-        super::advise_huge_pages(self.d.as_ptr() as *const u8, self.d.capacity() * 2);
     }
 
     /// `rows` more rows of zeros; returns the index of the first.
