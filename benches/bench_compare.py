@@ -4,14 +4,15 @@
     python3 benches/bench_compare.py BASELINE.json CURRENT.json [--threshold 0.10]
 
 Both files are JSON from `bitnet bench --json`, `benches/compare_reference.sh` (OUT=...) or
-`cargo bench --bench kernels -- --out FILE`. They are flattened to dotted keys; a figure is
+`cargo bench --bench kernels -- --out FILE` or `cargo bench --bench heads`. They are flattened to dotted keys; a figure is
 compared when both files have it and its name says which way is better:
   higher: *_tok_s, *_speedup, bandwidth_share
   lower:  load_s, load_to_first_token_s, peak_rss_bytes
 (absolute kernel times are not compared: their speed-ups against the scalar reference are).
 A compare_reference.sh file also gets ours / llama.cpp TQ2_0 of the same run for every prompt
 and generation figure (`vs_llama.<config>.<figure>_speedup`); `--ratios-only` compares just
-those and the kernel speed-ups, the figures that survive a slower or busier machine.
+those, the kernel speed-ups and the heads bench's `heads.<head>.bandwidth_share` (each head's
+GB/s over the read loop's of the same round), the figures that survive a slower or busier machine.
 Exit status 1 when any figure is worse than the baseline by more than the threshold
 (relative), 0 otherwise; every compared figure is printed.
 """
@@ -66,7 +67,9 @@ def main(argv):
         d = direction(key)
         if d == 0 or key not in cur or base[key] == 0:
             continue
-        if ratios_only and not key.endswith("_speedup"):
+        # heads.<head>.bandwidth_share (benches/heads.rs) is a same-round ratio too.
+        if ratios_only and not (key.endswith("_speedup")
+                                or (key.startswith("heads.") and key.endswith("bandwidth_share"))):
             continue
         change = (cur[key] - base[key]) / abs(base[key]) * d  # > 0: better
         mark = "REGRESSION" if change < -threshold else "ok"

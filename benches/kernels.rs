@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use bitnet::kernels::exp::{exp_in_place, silu_mul};
 use bitnet::kernels::f16::{matmul_f16_isa, Q8Head};
+use bitnet::kernels::head::Q4Head;
 use bitnet::kernels::isa::{available_isas, Isa};
 use bitnet::kernels::ternary::{matmul_isa, ActBuf, ActMode, TernaryMat};
 use bitnet::quant::{self, GgmlType};
@@ -27,6 +28,7 @@ const FLOORS: &[(&str, f64)] = &[
     ("i2_s_pertoken_matvec", 30.0),
     ("f16_head_matvec", 12.0),
     ("q8_0_head_matvec", 3.0),
+    ("q4_0_head_matvec", 3.0),
     ("exp", 1.4),
     ("silu_mul", 1.3),
 ];
@@ -104,7 +106,7 @@ fn ternary(
     }
 }
 
-fn f16_head(rows: usize, cols: usize) -> (Row, Row) {
+fn f16_head(rows: usize, cols: usize) -> (Row, Row, Row) {
     let mut rng = SplitMix64(8);
     let w: Vec<u8> = (0..rows * cols)
         .flat_map(|_| half::f16::from_f32(rng.normal() * 0.05).to_le_bytes())
@@ -139,10 +141,28 @@ fn f16_head(rows: usize, cols: usize) -> (Row, Row) {
             )
         })
         .collect();
+    let q8 = Row {
+        name: "q8_0_head_matvec",
+        scalar_s,
+        simd,
+    };
+    let mut q4 = Q4Head::new(cols);
+    q4.append_f16(&w, rows);
+    let scalar_s = time(3, || q4.matmul_isa(Isa::Scalar, &x, 1, &mut out, rows, 1));
+    let simd = isas()
+        .into_iter()
+        .map(|isa| {
+            (
+                isa,
+                time(15, || q4.matmul_isa(isa, &x, 1, &mut out, rows, 1)),
+            )
+        })
+        .collect();
     (
         f16,
+        q8,
         Row {
-            name: "q8_0_head_matvec",
+            name: "q4_0_head_matvec",
             scalar_s,
             simd,
         },
@@ -257,7 +277,7 @@ fn main() {
         .position(|a| a == "--out")
         .and_then(|i| args.get(i + 1).cloned());
 
-    let (f16, q8) = f16_head(8192, 2560);
+    let (f16, q8, q4) = f16_head(8192, 2560);
     let [exp, silu] = activations();
     let rows = [
         ternary(
@@ -286,6 +306,7 @@ fn main() {
         ),
         f16,
         q8,
+        q4,
         exp,
         silu,
     ];

@@ -116,3 +116,62 @@ fn q8_0_head_reads_the_same_embedding_rows() {
     }
     assert!(read.embedding_row(n_vocab, &mut b).is_err());
 }
+
+#[test]
+fn q4_0_head_stays_close_to_f16_and_reads_the_same_embedding_rows() {
+    for name in ["bitnet-bpe-tq2_0.gguf", "bitnet-spm-f16.gguf"] {
+        let stored = load(name, true, HeadType::AsStored);
+        let q4m = load(name, true, HeadType::Q4_0);
+        let f16 = run(&stored, 2);
+        let q4 = run(&q4m, 2);
+        // The same head on 1 thread: the same bits (rows split differently).
+        assert_eq!(run(&q4m, 1), q4, "{name}");
+        assert!(q4m.head_q4().is_some());
+        assert!(q4m.decode_weight_bytes() < stored.decode_weight_bytes());
+        for (a, b) in q4.iter().zip(&f16) {
+            let cos = cosine(a, b);
+            assert!(cos > 0.99, "{name}: cosine {cos}");
+        }
+        let (n_vocab, n_embd) = (stored.hparams().n_vocab, stored.hparams().n_embd);
+        let (mut a, mut b) = (vec![0f32; n_embd], vec![0f32; n_embd]);
+        for tok in [0, n_vocab / 2, n_vocab - 1] {
+            stored.embedding_row(tok, &mut a).unwrap();
+            q4m.embedding_row(tok, &mut b).unwrap();
+            assert_eq!(a, b, "{name} token {tok}");
+        }
+    }
+}
+
+#[test]
+fn q4_0_head_from_every_stored_float_type_matches_quantizing_the_values() {
+    // F32 and BF16 heads go through the generic path (dequantize, then quant::q4_0): the
+    // head's logits equal the scalar Q4_0 matmul over those values quantized.
+    use bitnet::kernels::{matmul_scalar, Activations, MatRef};
+    use bitnet::quant::{self, GgmlType};
+    for name in [
+        "bitnet-spm-f32.gguf",
+        "bitnet-spm-bf16.gguf",
+        "bitnet-spm-f16.gguf",
+    ] {
+        let m = load(name, true, HeadType::Q4_0);
+        let out = m.mat(&m.output);
+        let mut vals = vec![0f32; out.rows * out.cols];
+        quant::dequantize(out.ty, out.data, &mut vals).unwrap();
+        let mut blocks = vec![0u8; vals.len() / 32 * 18];
+        quant::quantize(GgmlType::Q4_0, &vals, &mut blocks).unwrap();
+        let q = MatRef {
+            ty: GgmlType::Q4_0,
+            rows: out.rows,
+            cols: out.cols,
+            data: &blocks,
+        };
+        let x: Vec<f32> = (0..2 * out.cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let mut want = vec![0f32; 2 * out.rows];
+        matmul_scalar(&q, Activations::ByWeightType, &x, 2, &mut want).unwrap();
+        let mut got = vec![0f32; 2 * out.rows];
+        m.head_matmul(&x, 2, &mut got, 2).unwrap();
+        assert_eq!(got, want, "{name}");
+    }
+}

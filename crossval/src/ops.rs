@@ -235,7 +235,7 @@ fn weight_rows(
             let x: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
             rows.push(("quantized normal".to_string(), ggml.from_float(&x)?));
         }
-        types::Q8_0 => {
+        types::Q8_0 | types::Q4_0 => {
             for name in ["random bytes", "random bytes 2"] {
                 let mut w = vec![0u8; blocks * bb];
                 for b in w.chunks_exact_mut(bb) {
@@ -297,12 +297,13 @@ pub fn check_dot(ty: u32, seed: u64) -> Result<OpResult> {
         types::TQ2_0 => kernels::dot_tq2_0_q8_k,
         types::Q6_K => kernels::dot_q6_k_q8_k,
         types::Q8_0 => kernels::dot_q8_0_q8_0,
+        types::Q4_0 => kernels::dot_q4_0_q8_0,
         types::Q1_0 => kernels::dot_q1_0_q8_0,
         types::Q2_0 => kernels::dot_q2_0_q8_0,
         _ => return Err(format!("no dot product of ours for ggml type {ty}").into()),
     };
     let expected_partner = match ty {
-        types::Q8_0 | types::Q1_0 | types::Q2_0 => types::Q8_0,
+        types::Q8_0 | types::Q4_0 | types::Q1_0 | types::Q2_0 => types::Q8_0,
         _ => types::Q8_K,
     };
     if wt.vec_dot_type != expected_partner {
@@ -360,7 +361,7 @@ fn weight_patterns(n: usize, rng: &mut SplitMix64) -> Vec<(String, Vec<f32>)> {
     v
 }
 
-/// Our writer and reader of weight type `ty` (Q1_0 or Q2_0) against ggml's: `quant::quantize`
+/// Our writer and reader of weight type `ty` (Q1_0, Q2_0 or Q4_0) against ggml's: `quant::quantize`
 /// against both ggml writers (`from_float_ref` and the CPU backend's `from_float`), byte for
 /// byte; `quant::dequantize` against `to_float`, bit for bit, on random blocks (any bytes,
 /// scales NaN and infinite included) and on ggml's own output.
@@ -370,6 +371,7 @@ pub fn check_weight_format(ty: u32, seed: u64) -> Result<OpResult> {
     let ours = match ty {
         types::Q1_0 => GgmlType::Q1_0,
         types::Q2_0 => GgmlType::Q2_0,
+        types::Q4_0 => GgmlType::Q4_0,
         _ => return Err(format!("no weight format check for ggml type {ty}").into()),
     };
     if ours.block_size() as usize != ggml.block_size
@@ -433,5 +435,7 @@ pub fn run_all(seed: u64) -> Result<Vec<OpResult>> {
         check_weight_format(types::Q2_0, seed + 7)?,
         check_dot(types::Q1_0, seed + 8)?,
         check_dot(types::Q2_0, seed + 9)?,
+        check_weight_format(types::Q4_0, seed + 10)?,
+        check_dot(types::Q4_0, seed + 11)?,
     ])
 }

@@ -81,3 +81,17 @@ fn dot_q2_0_q8_0_matches_ggml() {
         assert_exact(check_dot(types::Q2_0, 20).unwrap());
     }
 }
+
+#[test]
+fn q4_0_format_matches_ggml() {
+    if common::reference_available() {
+        assert_exact(check_weight_format(types::Q4_0, 23).unwrap());
+    }
+}
+
+#[test]
+fn dot_q4_0_q8_0_matches_ggml() {
+    if common::reference_available() {
+        assert_exact(check_dot(types::Q4_0, 24).unwrap());
+    }
+}

@@ -9,6 +9,7 @@ use super::guard::{self, ffi, ffi_as, handle, with_handle, Fallible, LOG_INFO, L
 use super::types::*;
 use super::vocab::llama_vocab;
 use crate::gguf::{Gguf, MappedFile, Value};
+use crate::model::weights::{HeadType, LoadOptions};
 use crate::model::{HParams, Model};
 use crate::quant::GgmlType;
 use crate::tokenizer::Tokenizer;
@@ -260,7 +261,12 @@ pub(crate) fn load(path: &Path, params: &llama_model_params) -> Fallible<Option<
     drop(g);
     drop(file);
     if !params.vocab_only {
-        let engine = Arc::new(Model::load(path).map_err(|e| e.to_string())?);
+        // The head as BITNET_HEAD asks (default: as stored).
+        let opts = LoadOptions {
+            head: HeadType::from_env().map_err(|e| e.to_string())?,
+            ..LoadOptions::default()
+        };
+        let engine = Arc::new(Model::load_with(path, &opts).map_err(|e| e.to_string())?);
         #[cfg(feature = "cuda")]
         {
             model.gpu = offload(params, &engine)?;

@@ -26,6 +26,8 @@ pub struct Args {
     pub json: bool,
     /// Run on the GPU (feature `cuda`).
     pub gpu: bool,
+    /// `--quality N`: only the head-quality run, over N teacher-forced positions.
+    pub quality: Option<usize>,
 }
 
 pub fn parse(args: &[String]) -> Result<Args> {
@@ -38,6 +40,7 @@ pub fn parse(args: &[String]) -> Result<Args> {
         reps: 1,
         json: false,
         gpu: false,
+        quality: None,
     };
     let num = |flag: &str, v: &str| -> Result<usize> {
         v.parse()
@@ -69,13 +72,13 @@ pub fn parse(args: &[String]) -> Result<Args> {
             "-t" => a.threads = num("-t", &value("-t")?)?.max(1),
             "-r" => a.reps = num("-r", &value("-r")?)?.max(1),
             "--head" => {
-                a.head = match value("--head")?.as_str() {
-                    "f16" => HeadType::AsStored,
-                    "q8_0" => HeadType::Q8_0,
-                    h => return Err(Error::bad_input(format!("bench: --head f16|q8_0, not {h}"))),
-                }
+                let h = value("--head")?;
+                a.head = HeadType::parse(&h).ok_or_else(|| {
+                    Error::bad_input(format!("bench: --head f16|q8_0|q4_0, not {h}"))
+                })?;
             }
             "--json" => a.json = true,
+            "--quality" => a.quality = Some(num("--quality", &value("--quality")?)?.max(1)),
             "--gpu" => a.gpu = true,
             s => return Err(Error::bad_input(format!("bench: unknown argument {s}"))),
         }
@@ -169,6 +172,9 @@ pub fn run(args: &[String]) -> Result<()> {
         head: a.head,
         ..LoadOptions::default()
     };
+    if let Some(n) = a.quality {
+        return quality_only(&a, &opts, n);
+    }
     let file_bytes = std::fs::metadata(&a.model)
         .map_err(|e| Error::io(format!("cannot stat {}: {e}", a.model)))?
         .len();
@@ -239,16 +245,13 @@ pub fn run(args: &[String]) -> Result<()> {
     let share = bytes_per_token as f64 * tg / bandwidth;
 
     // The int8 head's accuracy cost: the same tokens through an F16-head model.
-    let head_accuracy = if a.head == HeadType::Q8_0 {
-        Some(head_agreement(&a, &model, &mut rng)?)
+    let head_accuracy = if a.head != HeadType::AsStored {
+        Some(head_quality(&a, &model, QUALITY_POSITIONS)?)
     } else {
         None
     };
 
-    let head = match a.head {
-        HeadType::AsStored => "f16",
-        HeadType::Q8_0 => "q8_0",
-    };
+    let head = a.head.name();
     if a.json {
         let mut o = String::from("{");
         let mut first = true;
@@ -286,9 +289,10 @@ pub fn run(args: &[String]) -> Result<()> {
             format!("{:.3}", bandwidth / 1e9),
         );
         field(&mut o, "bandwidth_share", format!("{share:.4}"));
-        if let Some((cos, top1)) = head_accuracy {
-            field(&mut o, "head_cosine_vs_f16", format!("{cos:.6}"));
-            field(&mut o, "head_top1_vs_f16", format!("{top1:.4}"));
+        if let Some(q) = head_accuracy {
+            field(&mut o, "head_cosine_vs_f16", format!("{:.6}", q.cosine));
+            field(&mut o, "head_kl_vs_f16", format!("{:.6e}", q.kl));
+            field(&mut o, "head_top1_vs_f16", format!("{:.4}", q.top1));
         }
         o.push('}');
         println!("{o}");
@@ -315,11 +319,8 @@ pub fn run(args: &[String]) -> Result<()> {
             bytes_per_token as f64 / 1e6,
             share * 100.0
         );
-        if let Some((cos, top1)) = head_accuracy {
-            println!(
-                "q8_0 head vs f16 mean cosine {cos:.6}, top-1 agreement {:.1}%",
-                top1 * 100.0
-            );
+        if let Some(q) = head_accuracy {
+            println!("{head} head vs f16 {}", q.describe());
         }
     }
     Ok(())
@@ -387,23 +388,90 @@ fn open_gpu(a: &Args, _: &Arc<Model>) -> Result<Option<Gpu>> {
 
 /// Mean cosine and top-1 agreement of the logits of `model` (int8 head) against the same file
 /// with its F16 head, over 32 random tokens decoded one by one.
-fn head_agreement(a: &Args, model: &Arc<Model>, rng: &mut SplitMix64) -> Result<(f64, f64)> {
-    let f16_model = Arc::new(Model::load(&a.model)?);
-    let n = 32;
+/// Teacher-forced positions of the head-quality run inside a speed run.
+const QUALITY_POSITIONS: usize = 32;
+
+/// How a requantized head's logits compare with the stored (F16) head's over one fixed
+/// teacher-forced run: means over positions of the logits' cosine and of KL(P_f16 || P_head)
+/// (nats, softmax in f64), and the share of positions where both pick the same top token.
+struct Quality {
+    positions: usize,
+    cosine: f64,
+    kl: f64,
+    top1: f64,
+}
+
+impl Quality {
+    fn describe(&self) -> String {
+        format!(
+            "over {} teacher-forced positions: mean KL {:.3e} nats, top-1 agreement {:.1}%, mean logit cosine {:.6}",
+            self.positions,
+            self.kl,
+            self.top1 * 100.0,
+            self.cosine
+        )
+    }
+}
+
+/// KL(P || Q) of the softmax distributions of logits `p` and `q`, in f64.
+fn kl_divergence(p: &[f32], q: &[f32]) -> f64 {
+    let log_softmax = |x: &[f32]| -> Vec<f64> {
+        let m = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let lse = m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+        x.iter().map(|&v| v as f64 - lse).collect()
+    };
+    let (lp, lq) = (log_softmax(p), log_softmax(q));
+    let kl: f64 = lp.iter().zip(&lq).map(|(&a, &b)| a.exp() * (a - b)).sum();
+    // Rounding can leave a hair below 0 when both distributions are (nearly) one-hot.
+    kl.max(0.0)
+}
+
+/// The model as loaded (`model`) against the same file with its stored head, fed the same
+/// fixed tokens (seed 7, `n` of them, one batch, every position's logits).
+fn head_quality(a: &Args, model: &Arc<Model>, n: usize) -> Result<Quality> {
+    let stored = Arc::new(Model::load(&a.model)?);
     let params = ContextParams {
         n_threads: a.threads,
-        ..ContextParams::new(n + 1, 1)
+        ..ContextParams::new(n, n.min(512))
     };
-    let mut c8 = Context::new(Arc::clone(model), params)?;
-    let mut c16 = Context::new(f16_model, params)?;
-    let toks = random_tokens(rng, n, model.hparams().n_vocab);
-    let (mut cos_sum, mut agree) = (0f64, 0usize);
-    for (i, tok) in toks.iter().enumerate() {
-        decode(&mut c8, std::slice::from_ref(tok), i, true)?;
-        decode(&mut c16, std::slice::from_ref(tok), i, true)?;
-        let (x, y) = (c8.logits(0).unwrap_or(&[]), c16.logits(0).unwrap_or(&[]));
-        cos_sum += fixture::cosine(x, y);
+    let toks = random_tokens(&mut SplitMix64(7), n, model.hparams().n_vocab);
+    let logits = |m: &Arc<Model>| -> Result<Vec<Vec<f32>>> {
+        let mut ctx = Context::new(Arc::clone(m), params)?;
+        let mut rows = Vec::with_capacity(n);
+        for (i, chunk) in toks.chunks(512).enumerate() {
+            rows.extend(fixture::decode_rows(&mut ctx, chunk, (i * 512) as i32, 0)?);
+        }
+        Ok(rows)
+    };
+    let (x, y) = (logits(model)?, logits(&stored)?);
+    let (mut cos, mut kl, mut agree) = (0f64, 0f64, 0usize);
+    for (x, y) in x.iter().zip(&y) {
+        cos += fixture::cosine(x, y);
+        kl += kl_divergence(y, x);
         agree += (fixture::argmax(x) == fixture::argmax(y)) as usize;
     }
-    Ok((cos_sum / n as f64, agree as f64 / n as f64))
+    Ok(Quality {
+        positions: n,
+        cosine: cos / n as f64,
+        kl: kl / n as f64,
+        top1: agree as f64 / n as f64,
+    })
+}
+
+/// `bitnet bench --quality N`: the head-quality run alone.
+fn quality_only(a: &Args, opts: &LoadOptions, n: usize) -> Result<()> {
+    let model = Arc::new(Model::load_with(&a.model, opts)?);
+    let q = head_quality(a, &model, n)?;
+    let head = a.head.name();
+    if a.json {
+        let mut s = String::new();
+        json::string(&mut s, &a.model);
+        println!(
+            "{{\"model\":{s},\"head\":\"{head}\",\"positions\":{n},\"head_cosine_vs_f16\":{:.6},\"head_kl_vs_f16\":{:.6e},\"head_top1_vs_f16\":{:.4}}}",
+            q.cosine, q.kl, q.top1
+        );
+    } else {
+        println!("{} {head} head vs stored head {}", a.model, q.describe());
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@
 
 use super::isa::{best_isa, Isa};
 use crate::quant::float::f16_to_f32;
-use crate::quant::{q1_0, q2_0, q6_k, q8_0, q8_k, tq1_0, tq2_0};
+use crate::quant::{q1_0, q2_0, q4_0, q6_k, q8_0, q8_k, tq1_0, tq2_0};
 
 /// The reference's horizontal sum of eight f32 lanes: ((a4+a0) + (a6+a2)) + ((a5+a1) + (a7+a3)).
 pub fn hsum8(a: [f32; 8]) -> f32 {
@@ -99,6 +99,26 @@ pub fn dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
         let mut lanes = [0i32; 8];
         for e in 0..32 {
             lanes[lane(e)] += (wb[2 + e] as i8) as i32 * (ab[2 + e] as i8) as i32;
+        }
+        for u in 0..8 {
+            acc[u] = d.mul_add(lanes[u] as f32, acc[u]);
+        }
+    }
+    hsum8(acc)
+}
+
+/// Q4_0 weights . Q8_0 activations, as llama.cpp's x86 kernel: codes - 8 times the
+/// activations in the eight lanes, `acc[u] += (d_w * d_x) * lane[u]` fused, then `hsum8`.
+pub fn dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (wb, ab) in w
+        .chunks_exact(q4_0::BLOCK_BYTES)
+        .zip(a.chunks_exact(q8_0::BLOCK_BYTES))
+    {
+        let d = d_of(wb) * d_of(ab);
+        let mut lanes = [0i32; 8];
+        for e in 0..32 {
+            lanes[lane(e)] += (q4_0::code(wb, e) as i32 - 8) * (ab[2 + e] as i8) as i32;
         }
         for u in 0..8 {
             acc[u] = d.mul_add(lanes[u] as f32, acc[u]);

@@ -16,19 +16,13 @@ thread_local! {
     /// Activations rounded to f16 (as f32) / quantized to Q8_0: reused, so the head allocates
     /// nothing after its first call.
     static X16: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static XQ8: RefCell<XQ8Buf> = const {
-        RefCell::new(XQ8Buf { q: Vec::new(), d: Vec::new(), corr: Vec::new(), d_pairs: Vec::new() })
-    };
+    static XQ8: RefCell<XQ8Buf> = const { RefCell::new(XQ8Buf { q: Vec::new(), d: Vec::new() }) };
 }
 
-/// Q8_0 activations of the int8 head: values and scales, plus for the AVX-512 kernel per
-/// 64-value step `corr` (-128 times each block's sum in lanes 0 and 8, the rest 0) and `d_pairs`
-/// (each block's scale in eight lanes).
+/// Q8_0 activations of the int8 head: values and block scales (f16-rounded, as f32).
 struct XQ8Buf {
     q: Vec<i8>,
     d: Vec<f32>,
-    corr: Vec<i32>,
-    d_pairs: Vec<f32>,
 }
 
 /// The reference's order: 16 lanes, then pairwise (`kernels::dot_f32`).
@@ -127,6 +121,7 @@ impl Q8Head {
     /// Requantizes an F16 matrix (rows x cols, cols % 32 == 0) to Q8_0 (gguf-py's rounding).
     pub fn from_f16(w: &[u8], rows: usize, cols: usize) -> Q8Head {
         let mut head = Q8Head::new(cols);
+        head.reserve(rows);
         head.append_f16(w, rows);
         head
     }
@@ -140,6 +135,15 @@ impl Q8Head {
             qs: Vec::new(),
             d: Vec::new(),
         }
+    }
+
+    /// Makes room for `rows` more rows at once (one allocation, not one per appended slice).
+    /// (Advising huge pages here made the Q8_0 head's load slower on this VM: 1.5 s against
+    /// 1.1 s, `benches/head_rounds.sh`; the fault-time zeroing of 2 MiB pages is not free.)
+    pub fn reserve(&mut self, rows: usize) {
+        let nb = self.cols / q8_0::BLOCK;
+        self.qs.reserve_exact(rows * self.cols);
+        self.d.reserve_exact(rows * nb);
     }
 
     /// Requantizes `rows` more F16 rows (`w`: rows x cols) and appends them.
@@ -191,6 +195,25 @@ impl Q8Head {
         });
     }
 
+    /// Row `r` . one token's Q8_0 activations (values `xq`, block scales `xd`) in the
+    /// reference's x86 order (`kernels::dot_q8_0_q8_0`): per block eight exact lanes of four
+    /// products, `acc[u] += lane[u] * (d_w * d_x)` fused, then `hsum8`. The vector kernel
+    /// returns the same bits.
+    fn dot_scalar(&self, r: usize, xq: &[i8], xd: &[f32]) -> f32 {
+        let cols = self.cols;
+        let nb = cols / q8_0::BLOCK;
+        let mut acc = [0f32; 8];
+        for b in 0..nb {
+            let (w, a) = (&self.qs[r * cols + b * 32..][..32], &xq[b * 32..][..32]);
+            let d = self.d[r * nb + b] * xd[b];
+            for (u, acc) in acc.iter_mut().enumerate() {
+                let lane: i32 = (4 * u..4 * u + 4).map(|e| w[e] as i32 * a[e] as i32).sum();
+                *acc = d.mul_add(lane as f32, *acc);
+            }
+        }
+        super::dot::hsum8(acc)
+    }
+
     pub fn bytes(&self) -> usize {
         self.qs.len() + self.d.len() * 4
     }
@@ -230,31 +253,17 @@ impl Q8Head {
             if buf.q.len() < n * cols {
                 buf.q.resize(n * cols, 0);
                 buf.d.resize(n * nb, 0.0);
-                buf.corr.resize(n * nb * 8, 0);
-                buf.d_pairs.resize(n * nb * 8, 0.0);
             }
             let mut blk = [0u8; q8_0::BLOCK_BYTES];
             for (b, xb) in x[..n * cols].chunks_exact(q8_0::BLOCK).enumerate() {
                 super::quantize_q8_0(xb, &mut blk);
-                let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
-                buf.d[b] = d;
-                let mut sum = 0i32;
+                buf.d[b] = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
                 for (o, &q) in buf.q[b * 32..(b + 1) * 32].iter_mut().zip(&blk[2..]) {
                     *o = q as i8;
-                    sum += q as i8 as i32;
                 }
-                let corr = &mut buf.corr[b * 8..(b + 1) * 8];
-                corr.fill(0);
-                corr[0] = -128 * sum;
-                buf.d_pairs[b * 8..(b + 1) * 8].fill(d);
             }
             let (xq, xd) = (&buf.q[..n * cols], &buf.d[..n * nb]);
-            let (corr, d_pairs) = (&buf.corr[..n * nb * 8], &buf.d_pairs[..n * nb * 8]);
             let out_ptr = SendPtr(out.as_mut_ptr());
-            let isa = match isa {
-                Isa::Avx512Vnni | Isa::Amx if !cols.is_multiple_of(64) => Isa::Avx2,
-                isa => isa,
-            };
             pool::global().run(threads, &|i, nt| {
                 let rows = pool::split(rows, 16, i, nt);
                 // The whole (Sync) wrapper, not its raw field.
@@ -265,32 +274,15 @@ impl Q8Head {
                 };
                 match isa {
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: the ISA was detected before being chosen.
-                    Isa::Avx512Vnni | Isa::Amx => unsafe {
-                        x86::q8_avx512(
-                            &self.qs, &self.d, cols, xq, corr, d_pairs, n, rows, out, out_stride,
-                        )
-                    },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above (AVX2 implies FMA, `kernels::isa`).
-                    Isa::Avx2 => unsafe {
+                    // SAFETY: the ISA was detected before being chosen (AVX2 and FMA come with
+                    // every vector level, `kernels::isa`).
+                    Isa::Avx2 | Isa::Avx512Vnni | Isa::Amx => unsafe {
                         x86::q8_avx2(&self.qs, &self.d, cols, xq, xd, n, rows, &write)
                     },
                     _ => {
                         for r in rows {
                             for t in 0..n {
-                                let mut acc = 0f32;
-                                for b in 0..nb {
-                                    let (w, a) = (
-                                        &self.qs[r * cols + b * 32..][..32],
-                                        &xq[t * cols + b * 32..][..32],
-                                    );
-                                    let s: i32 =
-                                        w.iter().zip(a).map(|(&w, &a)| w as i32 * a as i32).sum();
-                                    let d = self.d[r * nb + b] * xd[t * nb + b];
-                                    acc = (s as f32).mul_add(d, acc);
-                                }
-                                write(r, t, acc);
+                                write(r, t, self.dot_scalar(r, &xq[t * cols..], &xd[t * nb..]));
                             }
                         }
                     }
@@ -523,12 +515,14 @@ mod x86 {
         }
     }
 
-    /// Q8_0 . Q8_0 over rows, one block of 32 per step: |w| times the activation with w's
-    /// sign (`vpsignb`), pairs summed in int16 (|.| <= 2 * 127 * 128, no wrap for weights
-    /// in -127..=127 as Q8_0 quantization gives), widened with `vpmaddwd`.
+    /// Q8_0 . Q8_0 over rows in `dot_scalar`'s order, four rows per pass (each activation
+    /// block loaded once for the four), each row prefetched four rows ahead. Per block:
+    /// |w| times the activation with w's sign (`vpsignb`), pairs summed in int16 (|.| <=
+    /// 2 * 127 * 128, no wrap for weights in -127..=127 as Q8_0 quantization gives), widened
+    /// with `vpmaddwd` into the eight lanes of four products.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; cols % 32 == 0.
+    /// The CPU has AVX2 and FMA; cols % 32 == 0; `qs`/`d` hold `rows`, `xq`/`xd` n tokens.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn q8_avx2(
@@ -541,97 +535,44 @@ mod x86 {
         rows: Range<usize>,
         write: &dyn Fn(usize, usize, f32),
     ) {
+        const R: usize = 4;
         let nb = cols / 32;
         let ones = _mm256_set1_epi16(1);
-        for r in rows {
-            let w = qs.as_ptr().add(r * cols);
-            let wd = d.as_ptr().add(r * nb);
+        let mut r = rows.start;
+        while r < rows.end {
+            let nr = (rows.end - r).min(R);
+            // Rows past the end repeat the last one (computed, not written).
+            let w: [*const i8; R] =
+                std::array::from_fn(|i| qs.as_ptr().add((r + i.min(nr - 1)) * cols));
+            let wd: [*const f32; R] =
+                std::array::from_fn(|i| d.as_ptr().add((r + i.min(nr - 1)) * nb));
             for t in 0..n {
                 let a = xq.as_ptr().add(t * cols);
                 let ad = xd.as_ptr().add(t * nb);
-                let mut acc = _mm256_setzero_ps();
+                let mut acc = [_mm256_setzero_ps(); R];
                 for b in 0..nb {
-                    let wv = _mm256_loadu_si256(w.add(b * 32) as *const _);
                     let av = _mm256_loadu_si256(a.add(b * 32) as *const _);
-                    let p16 =
-                        _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv));
-                    let p32 = _mm256_madd_epi16(p16, ones);
-                    let scale = _mm256_set1_ps(*wd.add(b) * *ad.add(b));
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), scale, acc);
-                }
-                let v4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-                let v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
-                write(
-                    r,
-                    t,
-                    _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1))),
-                );
-            }
-        }
-    }
-
-    /// Q8_0 . Q8_0 over rows, two blocks (64 values) per step, four rows at a time (four
-    /// independent accumulators): the weight's sign bit flipped makes it unsigned (w + 128) so
-    /// `vpdpbusd` applies directly, and the extra 128 * sum(a) is taken off by starting the
-    /// sum at `corr`; the scales of both blocks, weight times activation, in one vector.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512 F/BW/VL and VNNI; cols % 64 == 0; `corr`/`d_pairs` as `XQ8Buf`
-    /// builds them for the n tokens; `out` holds rows `rows` of every token, for this caller.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn q8_avx512(
-        qs: &[i8],
-        d: &[f32],
-        cols: usize,
-        xq: &[i8],
-        corr: &[i32],
-        d_pairs: &[f32],
-        n: usize,
-        rows: Range<usize>,
-        out: super::SendPtr<f32>,
-        out_stride: usize,
-    ) {
-        let nb = cols / 32;
-        let idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        let flip = _mm512_set1_epi8(-128);
-        let step = |acc: __m512, w: *const i8, wd: *const f32, s: usize, av, c, ad| {
-            let wv = _mm512_xor_si512(_mm512_loadu_si512(w.add(s * 64) as *const _), flip);
-            let dot = _mm512_dpbusd_epi32(c, wv, av);
-            let wdp = _mm512_permutexvar_ps(
-                idx,
-                _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(wd.add(2 * s) as *const f64))),
-            );
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(wdp, ad), acc)
-        };
-        for t in 0..n {
-            let a = xq.as_ptr().add(t * cols);
-            let tc = corr.as_ptr().add(t * nb * 8);
-            let td = d_pairs.as_ptr().add(t * nb * 8);
-            let mut r = rows.start;
-            while r < rows.end {
-                let nr = (rows.end - r).min(4);
-                let w: [*const i8; 4] =
-                    std::array::from_fn(|i| qs.as_ptr().add((r + i.min(nr - 1)) * cols));
-                let wd: [*const f32; 4] =
-                    std::array::from_fn(|i| d.as_ptr().add((r + i.min(nr - 1)) * nb));
-                let mut acc = [_mm512_setzero_ps(); 4];
-                for s in 0..nb / 2 {
-                    for wi in &w {
-                        _mm_prefetch::<_MM_HINT_T0>(wi.add(s * 64 + 4096));
-                    }
-                    let av = _mm512_loadu_si512(a.add(s * 64) as *const _);
-                    let c = _mm512_loadu_si512(tc.add(s * 16) as *const _);
-                    let ad = _mm512_loadu_ps(td.add(s * 16));
-                    for i in 0..4 {
-                        acc[i] = step(acc[i], w[i], wd[i], s, av, c, ad);
+                    let adb = *ad.add(b);
+                    for i in 0..R {
+                        if t == 0 && b % 2 == 0 {
+                            // The same line of the row four rows on (the next pass).
+                            _mm_prefetch::<_MM_HINT_T0>(w[i].wrapping_add(b * 32 + R * cols));
+                        }
+                        let wv = _mm256_loadu_si256(w[i].add(b * 32) as *const _);
+                        let p16 = _mm256_maddubs_epi16(
+                            _mm256_sign_epi8(wv, wv),
+                            _mm256_sign_epi8(av, wv),
+                        );
+                        let p32 = _mm256_madd_epi16(p16, ones);
+                        let scale = _mm256_set1_ps(*wd[i].add(b) * adb);
+                        acc[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p32), acc[i]);
                     }
                 }
                 for (i, a) in acc.iter().enumerate().take(nr) {
-                    *out.0.add(t * out_stride + r + i) = _mm512_reduce_add_ps(*a);
+                    write(r + i, t, hsum8_avx(*a));
                 }
-                r += nr;
             }
+            r += nr;
         }
     }
 }
@@ -748,16 +689,36 @@ mod tests {
         let x: Vec<f32> = (0..n * cols).map(|_| rng.normal()).collect();
         let mut scalar = vec![0f32; n * rows];
         head.matmul_isa(Isa::Scalar, &x, n, &mut scalar, rows, 1);
+        // The scalar head is the reference's Q8_0 dot on the same blocks.
+        let nb = cols / 32;
+        for t in 0..n {
+            let mut act = vec![0u8; nb * q8_0::BLOCK_BYTES];
+            crate::kernels::quantize_q8_0(&x[t * cols..(t + 1) * cols], &mut act);
+            for r in 0..rows {
+                let mut row = vec![0u8; nb * q8_0::BLOCK_BYTES];
+                for (b, blk) in row.chunks_exact_mut(q8_0::BLOCK_BYTES).enumerate() {
+                    let d = crate::quant::float::f32_to_f16(head.d[r * nb + b]);
+                    blk[..2].copy_from_slice(&d.to_le_bytes());
+                    for (o, &q) in blk[2..].iter_mut().zip(&head.qs[r * cols + b * 32..]) {
+                        *o = q as u8;
+                    }
+                }
+                let want = crate::kernels::dot_q8_0_q8_0(&row, &act);
+                assert_eq!(scalar[t * rows + r].to_bits(), want.to_bits(), "row {r}");
+            }
+        }
         let mut f16 = vec![0f32; n * rows];
         matmul_f16(&w, rows, cols, &x, n, &mut f16, rows, 1);
         for isa in [Isa::Avx2, Isa::Avx512Vnni] {
             if !isa_available(isa) {
                 continue;
             }
-            let mut got = vec![0f32; n * rows];
-            head.matmul_isa(isa, &x, n, &mut got, rows, 2);
-            for (g, e) in got.iter().zip(&scalar) {
-                assert!((g - e).abs() <= 1e-4 * e.abs().max(1.0), "{g} vs {e}");
+            for (n, threads) in [(1, 1), (1, 2), (3, 2)] {
+                let mut got = vec![f32::NAN; n * rows];
+                head.matmul_isa(isa, &x, n, &mut got, rows, threads);
+                for (g, e) in got.iter().zip(&scalar) {
+                    assert_eq!(g.to_bits(), e.to_bits(), "{isa:?} n{n} t{threads}");
+                }
             }
         }
         // Int8 weights and activations stay close to the F16 head: cosine over all logits.

@@ -1,7 +1,7 @@
 //! Matrix kernels: a weight matrix in its stored format times activation rows.
 //!
 //! Like the reference's CPU backend, each activation row is first converted to the weight
-//! type's partner format (F16 -> f16, BF16 -> bf16, Q8_0/Q1_0/Q2_0 -> Q8_0,
+//! type's partner format (F16 -> f16, BF16 -> bf16, Q8_0/Q4_0/Q1_0/Q2_0 -> Q8_0,
 //! TQ1_0/TQ2_0/Q6_K -> Q8_K, I2_S -> per-token int8), then every output is one dot product. The
 //! functions here are the plain scalar references; faster kernels must match them.
 //!
@@ -16,6 +16,7 @@ pub mod cuda;
 pub mod dot;
 pub mod exp;
 pub mod f16;
+pub mod head;
 pub mod isa;
 pub mod norm;
 pub mod pool;
@@ -24,7 +25,8 @@ pub mod rope;
 pub mod ternary;
 
 pub use dot::{
-    dot_q1_0_q8_0, dot_q2_0_q8_0, dot_q6_k_q8_k, dot_q8_0_q8_0, dot_tq1_0_q8_k, dot_tq2_0_q8_k,
+    dot_q1_0_q8_0, dot_q2_0_q8_0, dot_q4_0_q8_0, dot_q6_k_q8_k, dot_q8_0_q8_0, dot_tq1_0_q8_k,
+    dot_tq2_0_q8_k,
 };
 pub use quantize::{quantize_i8_per_token, quantize_q8_0, quantize_q8_k};
 
@@ -90,6 +92,7 @@ pub fn supports(ty: GgmlType) -> bool {
             | GgmlType::F16
             | GgmlType::BF16
             | GgmlType::Q8_0
+            | GgmlType::Q4_0
             | GgmlType::Q6_K
             | GgmlType::TQ1_0
             | GgmlType::TQ2_0
@@ -146,7 +149,7 @@ fn convert(ty: GgmlType, mode: Activations, x: &[f32]) -> Act {
     match ty {
         GgmlType::F16 => Act::Float(x.iter().map(|&v| f16_to_f32(f32_to_f16(v))).collect()),
         GgmlType::BF16 => Act::Float(x.iter().map(|&v| bf16_to_f32(f32_to_bf16(v))).collect()),
-        GgmlType::Q8_0 | GgmlType::Q1_0 | GgmlType::Q2_0 => {
+        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q1_0 | GgmlType::Q2_0 => {
             let mut b = vec![0u8; x.len() / q8_0::BLOCK * q8_0::BLOCK_BYTES];
             quantize_q8_0(x, &mut b);
             Act::Blocks(b)
@@ -199,6 +202,7 @@ fn dot_row(w: &MatRef<'_>, r: usize, act: &Act) -> f32 {
             x,
         ),
         (GgmlType::Q8_0, Act::Blocks(a)) => dot_q8_0_q8_0(row, a),
+        (GgmlType::Q4_0, Act::Blocks(a)) => dot_q4_0_q8_0(row, a),
         (GgmlType::TQ1_0, Act::Blocks(a)) => dot_tq1_0_q8_k(row, a),
         (GgmlType::TQ2_0, Act::Blocks(a)) => dot_tq2_0_q8_k(row, a),
         (GgmlType::Q6_K, Act::Blocks(a)) => dot_q6_k_q8_k(row, a),

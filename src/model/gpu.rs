@@ -343,6 +343,11 @@ impl GpuModel {
                 h.head_dim
             )));
         }
+        if model.head_q4().is_some() {
+            return Err(Error::unsupported(
+                "the CUDA backend has no Q4_0 head: load with the stored head or HeadType::Q8_0",
+            ));
+        }
         // The head first: the embedding may share its buffer.
         let out = &model.output;
         let (head, head_buf) = if let Some(q8) = model.head_q8() {

@@ -11,6 +11,7 @@ use super::hparams::HParams;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, MappedFile};
 use crate::kernels::f16::Q8Head;
+use crate::kernels::head::Q4Head;
 use crate::kernels::ternary::{ActBuf, ActMode, TernaryMat};
 use crate::kernels::{self, pool, Activations, MatRef};
 use crate::quant::float::f16_to_f32;
@@ -25,6 +26,44 @@ pub enum HeadType {
     /// An F16 head requantized to Q8_0 at load (like bitnet.cpp's --quant-embd): about half
     /// the bytes per decoded token, at a small accuracy cost (see `bitnet bench --head q8_0`).
     Q8_0,
+    /// The head as Q4_0 (4-bit codes, an f16 scale per 32): requantized at load from any
+    /// stored type we read (F16, BF16, F32, Q8_0, ...) or taken as stored when already Q4_0.
+    /// A quarter of F16's bytes per token, at a larger accuracy cost (README: head quality).
+    Q4_0,
+}
+
+impl HeadType {
+    /// The names `--head` and `BITNET_HEAD` take: `f16` (the head as stored), `q8_0`, `q4_0`.
+    pub fn parse(name: &str) -> Option<HeadType> {
+        match name {
+            "f16" | "as-stored" => Some(HeadType::AsStored),
+            "q8_0" => Some(HeadType::Q8_0),
+            "q4_0" => Some(HeadType::Q4_0),
+            _ => None,
+        }
+    }
+
+    /// The head `BITNET_HEAD` names (unset or empty: as stored); an unknown name is an error.
+    pub fn from_env() -> Result<HeadType> {
+        match crate::env::var(crate::env::HEAD) {
+            None => Ok(HeadType::AsStored),
+            Some(v) if v.is_empty() => Ok(HeadType::AsStored),
+            Some(v) => HeadType::parse(&v).ok_or_else(|| {
+                Error::bad_input(format!(
+                    "{}={v:?}: want f16, q8_0 or q4_0",
+                    crate::env::HEAD
+                ))
+            }),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadType::AsStored => "f16",
+            HeadType::Q8_0 => "q8_0",
+            HeadType::Q4_0 => "q4_0",
+        }
+    }
 }
 
 /// How `Model::load_with` prepares the weights.
@@ -92,6 +131,8 @@ pub struct Model {
     packed: Vec<TernaryMat>,
     /// The int8 head when `HeadType::Q8_0` was asked for.
     head_q8: Option<Q8Head>,
+    /// The Q4_0 head when `HeadType::Q4_0` was asked for.
+    head_q4: Option<Q4Head>,
     /// The F16 embedding's pages were dropped (it is the requantized head): rows are read
     /// from the file instead of faulted in through the mapping.
     embd_by_read: bool,
@@ -222,6 +263,7 @@ impl Model {
             layers,
             packed: Vec::new(),
             head_q8: None,
+            head_q4: None,
             embd_by_read: false,
         };
         if opts.repack {
@@ -239,6 +281,7 @@ impl Model {
             // Q8_0 copies of the head are never both resident (embedding lookups refault the
             // few rows they read).
             let mut q8 = Q8Head::new(head.cols);
+            q8.reserve(head.rows);
             let slice_rows = 4096;
             for r0 in (0..head.rows).step_by(slice_rows) {
                 let rows = slice_rows.min(head.rows - r0);
@@ -253,7 +296,52 @@ impl Model {
             model.embd_by_read = model.token_embd.bytes == model.output.bytes;
             model.head_q8 = Some(q8);
         }
+        if opts.head == HeadType::Q4_0 {
+            model.head_q4 = Some(model.q4_head()?);
+            model.embd_by_read = model.token_embd.bytes == model.output.bytes;
+        }
         Ok(model)
+    }
+
+    /// The head as Q4_0: copied when stored so, else requantized in slices of rows, each
+    /// slice's mapped pages dropped once done (so the stored and the Q4_0 copies are never
+    /// both resident).
+    fn q4_head(&self) -> Result<Q4Head> {
+        let head = self.mat(&self.output);
+        if head.ty == GgmlType::Q4_0 {
+            let h = Q4Head::from_blocks(head.data, head.rows, head.cols);
+            drop_pages(head.data);
+            return Ok(h);
+        }
+        if !head.cols.is_multiple_of(32) || head.ty == GgmlType::I2_S {
+            return Err(Error::unsupported(format!(
+                "a Q4_0 head is made from a float or block-quantized head with a multiple of 32 columns, not {} x {}",
+                head.ty, head.cols
+            )));
+        }
+        let mut q4 = Q4Head::new(head.cols);
+        q4.reserve(head.rows);
+        let row_bytes = head.data.len() / head.rows;
+        let slice_rows = 4096;
+        for r0 in (0..head.rows).step_by(slice_rows) {
+            let rows = slice_rows.min(head.rows - r0);
+            let bytes = &head.data[r0 * row_bytes..(r0 + rows) * row_bytes];
+            populate(bytes);
+            if head.ty == GgmlType::F16 {
+                q4.append_f16(bytes, rows);
+            } else {
+                let slice = MatRef {
+                    rows,
+                    data: bytes,
+                    ..head
+                };
+                q4.append_rows(rows, &|r, out| {
+                    kernels::row_to_f32(&slice, r, out).expect("a whole row of a supported type")
+                });
+            }
+            drop_pages(bytes);
+        }
+        Ok(q4)
     }
 
     /// Repacks every ternary projection once and drops its mapped pages.
@@ -302,9 +390,10 @@ impl Model {
             }
         }
         total
-            + match &self.head_q8 {
-                Some(h) => h.bytes(),
-                None => self.output.bytes.len(),
+            + match (&self.head_q8, &self.head_q4) {
+                (Some(h), _) => h.bytes(),
+                (_, Some(h)) => h.bytes(),
+                _ => self.output.bytes.len(),
             }
     }
 
@@ -391,19 +480,29 @@ impl Model {
         self.head_q8.as_ref()
     }
 
-    /// Logits for `n` final hidden rows: the int8 head when loaded with one, else `output`.
+    /// The Q4_0 head when the model was loaded with `HeadType::Q4_0`.
+    pub fn head_q4(&self) -> Option<&Q4Head> {
+        self.head_q4.as_ref()
+    }
+
+    /// Logits for `n` final hidden rows: the requantized head when loaded with one, else
+    /// `output`.
     pub fn head_matmul(&self, x: &[f32], n: usize, out: &mut [f32], threads: usize) -> Result<()> {
         let threads = if threads == 0 {
             pool::default_threads()
         } else {
             threads
         };
-        match &self.head_q8 {
-            Some(h) => {
+        match (&self.head_q8, &self.head_q4) {
+            (Some(h), _) => {
                 h.matmul(&x[..n * h.cols], n, &mut out[..n * h.rows], h.rows, threads);
                 Ok(())
             }
-            None => self.matmul(&self.output, Activations::ByWeightType, x, n, out, threads),
+            (_, Some(h)) => {
+                h.matmul(&x[..n * h.cols], n, &mut out[..n * h.rows], h.rows, threads);
+                Ok(())
+            }
+            _ => self.matmul(&self.output, Activations::ByWeightType, x, n, out, threads),
         }
     }
 

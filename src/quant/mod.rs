@@ -8,6 +8,7 @@ pub mod float;
 pub mod i2_s;
 pub mod q1_0;
 pub mod q2_0;
+pub mod q4_0;
 pub mod q6_k;
 pub mod q8_0;
 pub mod q8_k;
@@ -220,6 +221,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
         GgmlType::F16 => float::dequantize_f16(data, out),
         GgmlType::BF16 => float::dequantize_bf16(data, out),
         GgmlType::Q8_0 => q8_0::dequantize(data, out),
+        GgmlType::Q4_0 => q4_0::dequantize(data, out),
         GgmlType::Q6_K => q6_k::dequantize(data, out),
         GgmlType::Q8_K => q8_k::dequantize(data, out),
         GgmlType::TQ1_0 => tq1_0::dequantize(data, out),
@@ -252,6 +254,7 @@ pub fn quantize(ty: GgmlType, values: &[f32], out: &mut [u8]) -> Result<()> {
         GgmlType::TQ2_0 => tq2_0::quantize(values, out),
         GgmlType::I2_S => i2_s::quantize(values, out),
         GgmlType::Q8_0 => q8_0::quantize(values, out),
+        GgmlType::Q4_0 => q4_0::quantize(values, out),
         GgmlType::Q8_K => q8_k::quantize(values, out),
         GgmlType::Q1_0 => q1_0::quantize(values, out),
         GgmlType::Q2_0 => q2_0::quantize(values, out),

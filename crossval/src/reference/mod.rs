@@ -81,6 +81,7 @@ pub struct RefCtxParams {
 
 /// Which ggml types the op-level checks use (ggml's `enum ggml_type` values).
 pub mod types {
+    pub const Q4_0: u32 = 2;
     pub const Q8_0: u32 = 8;
     pub const Q6_K: u32 = 14;
     pub const Q8_K: u32 = 15;
