@@ -14,6 +14,7 @@ use bitnet::kernels::exp::{exp_in_place, silu_mul};
 use bitnet::kernels::f16::{matmul_f16_isa, Q8Head};
 use bitnet::kernels::head::Q4Head;
 use bitnet::kernels::isa::{available_isas, Isa};
+use bitnet::kernels::lowbit::{self, LowAct, LowbitMat};
 use bitnet::kernels::ternary::{matmul_isa, ActBuf, ActMode, TernaryMat};
 use bitnet::quant::{self, GgmlType};
 use bitnet::rng::SplitMix64;
@@ -26,6 +27,10 @@ const FLOORS: &[(&str, f64)] = &[
     ("tq2_0_q8k_matvec", 30.0),
     ("tq2_0_q8k_matmul8", 30.0),
     ("i2_s_pertoken_matvec", 30.0),
+    ("q2_0_matvec", 20.0),
+    ("q2_0_matmul8", 20.0),
+    ("q1_0_matvec", 20.0),
+    ("q1_0_matmul8", 20.0),
     ("f16_head_matvec", 12.0),
     ("q8_0_head_matvec", 3.0),
     ("q4_0_head_matvec", 3.0),
@@ -97,6 +102,40 @@ fn ternary(
                 isa,
                 time(15, || matmul_isa(isa, &m, &act, &mut out, rows, 1)),
             )
+        })
+        .collect();
+    Row {
+        name,
+        scalar_s,
+        simd,
+    }
+}
+
+/// A Q2_0 / Q1_0 matrix of random codes and scales, repacked, against `n` tokens.
+fn lowbit_row(name: &'static str, ty: GgmlType, rows: usize, cols: usize, n: usize) -> Row {
+    let mut rng = SplitMix64(11);
+    let mut data = vec![0u8; ty.tensor_bytes((rows * cols) as u64).unwrap() as usize];
+    for b in data.chunks_exact_mut(18) {
+        let d = half::f16::from_f32(0.01 + rng.unit() * 0.05).to_bits();
+        b[..2].copy_from_slice(&d.to_le_bytes());
+        b[2..].iter_mut().for_each(|v| *v = rng.next_u64() as u8);
+    }
+    let m = match ty {
+        GgmlType::Q2_0 => LowbitMat::from_q2_0(&data, rows, cols),
+        _ => LowbitMat::from_q1_0(&data, rows, cols),
+    };
+    let x: Vec<f32> = (0..n * cols).map(|_| rng.normal()).collect();
+    let mut act = LowAct::default();
+    act.quantize(&x, n, cols, 1);
+    let mut out = vec![0f32; n * rows];
+    let scalar_s = time(3, || {
+        lowbit::matmul_isa(Isa::Scalar, &m, &act, &mut out, rows, 1)
+    });
+    let simd = isas()
+        .into_iter()
+        .map(|isa| {
+            let s = time(15, || lowbit::matmul_isa(isa, &m, &act, &mut out, rows, 1));
+            (isa, s)
         })
         .collect();
     Row {
@@ -304,6 +343,10 @@ fn main() {
             2560,
             1,
         ),
+        lowbit_row("q2_0_matvec", GgmlType::Q2_0, 6912, 2560, 1),
+        lowbit_row("q2_0_matmul8", GgmlType::Q2_0, 2560, 2560, 8),
+        lowbit_row("q1_0_matvec", GgmlType::Q1_0, 6912, 2560, 1),
+        lowbit_row("q1_0_matmul8", GgmlType::Q1_0, 2560, 2560, 8),
         f16,
         q8,
         q4,

@@ -7,6 +7,7 @@
 //!
 //! `isa` says which instruction set the CPU kernels use (detected once); each op then has one
 //! file with its ISA variants beside its scalar twin: `ternary` (repacked ternary weights),
+//! `lowbit` (repacked Q2_0 / Q1_0 weights),
 //! `f16`, `dot` (block formats), `quantize` (activation quantizers), `attention`, `exp`,
 //! `norm`. `pool` runs them on threads; `cuda` (feature `cuda`) is the GPU backend.
 
@@ -18,6 +19,7 @@ pub mod exp;
 pub mod f16;
 pub mod head;
 pub mod isa;
+pub mod lowbit;
 pub mod norm;
 pub mod pool;
 pub mod quantize;

@@ -1,8 +1,9 @@
 //! `Model`: the memory-mapped file, its hyperparameters and every layer's weights, checked for
 //! presence, shape and type at load. Ternary matrices (I2_S, TQ1_0, TQ2_0) are repacked once
 //! into the kernels' layout (`kernels::ternary::TernaryMat`) and their pages of the mapping are
-//! dropped; every other matrix stays in the mapping (no copy). Norm vectors and projection
-//! scales, which are tiny, are read into f32.
+//! dropped; so are Q2_0 / Q1_0 matrices (`kernels::lowbit::LowbitMat`, the head included);
+//! every other matrix stays in the mapping (no copy). Norm vectors and projection scales, which
+//! are tiny, are read into f32.
 
 use std::ops::Range;
 use std::path::Path;
@@ -12,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{Gguf, MappedFile};
 use crate::kernels::f16::Q8Head;
 use crate::kernels::head::Q4Head;
+use crate::kernels::lowbit::{LowAct, LowbitMat};
 use crate::kernels::ternary::{ActBuf, ActMode, TernaryMat};
 use crate::kernels::{self, pool, Activations, MatRef};
 use crate::quant::float::f16_to_f32;
@@ -94,6 +96,8 @@ pub struct Matrix {
     bytes: Range<usize>,
     /// Index into `Model::packed` when the matrix was repacked at load.
     packed: Option<usize>,
+    /// Index into `Model::lowbit` when the Q2_0 / Q1_0 matrix was repacked at load.
+    lowbit: Option<usize>,
 }
 
 /// One projection: its matrix and the optional scalar that multiplies its output (`bitnet`'s
@@ -129,6 +133,8 @@ pub struct Model {
     pub layers: Vec<Layer>,
     /// Repacked ternary matrices (see `Matrix::packed`).
     packed: Vec<TernaryMat>,
+    /// Repacked Q2_0 / Q1_0 matrices (see `Matrix::lowbit`).
+    lowbit: Vec<LowbitMat>,
     /// The int8 head when `HeadType::Q8_0` was asked for.
     head_q8: Option<Q8Head>,
     /// The Q4_0 head when `HeadType::Q4_0` was asked for.
@@ -143,6 +149,8 @@ thread_local! {
     static EMBD_ROW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Quantized activations for `Model::matmul` callers that do not bring their own.
     static ACT: std::cell::RefCell<ActBuf> = std::cell::RefCell::new(ActBuf::default());
+    /// Q8_0 activations for the repacked Q2_0 / Q1_0 matrices.
+    static LOW_ACT: std::cell::RefCell<LowAct> = std::cell::RefCell::new(LowAct::default());
 }
 
 const PAGE: usize = 4096;
@@ -217,6 +225,7 @@ impl Loader<'_, '_> {
             cols,
             bytes: start..start + t.data.len(),
             packed: None,
+            lowbit: None,
         })
     }
 
@@ -262,6 +271,7 @@ impl Model {
             output,
             layers,
             packed: Vec::new(),
+            lowbit: Vec::new(),
             head_q8: None,
             head_q4: None,
             embd_by_read: false,
@@ -375,6 +385,44 @@ impl Model {
         }
         self.layers = layers;
         self.packed = packed;
+        self.repack_lowbit();
+    }
+
+    /// Repacks every Q2_0 / Q1_0 projection and the head (`kernels::lowbit`) and drops their
+    /// mapped pages (a tied embedding's rows fault back in when looked up).
+    fn repack_lowbit(&mut self) {
+        let bytes = self.file.bytes();
+        let mut lowbit = Vec::new();
+        let mut layers = std::mem::take(&mut self.layers);
+        let mut mats: Vec<&mut Matrix> = Vec::new();
+        for layer in &mut layers {
+            for p in [
+                &mut layer.wq,
+                &mut layer.wk,
+                &mut layer.wv,
+                &mut layer.wo,
+                &mut layer.w_gate,
+                &mut layer.w_up,
+                &mut layer.w_down,
+            ] {
+                mats.push(&mut p.w);
+            }
+        }
+        mats.push(&mut self.output);
+        for m in mats {
+            if !LowbitMat::can_pack(m.ty, m.cols) {
+                continue;
+            }
+            let data = &bytes[m.bytes.clone()];
+            lowbit.push(match m.ty {
+                GgmlType::Q2_0 => LowbitMat::from_q2_0(data, m.rows, m.cols),
+                _ => LowbitMat::from_q1_0(data, m.rows, m.cols),
+            });
+            m.lowbit = Some(lowbit.len() - 1);
+            drop_pages(data);
+        }
+        self.layers = layers;
+        self.lowbit = lowbit;
     }
 
     /// Bytes a decode step reads from weights: every projection (repacked or mapped) and the
@@ -383,18 +431,24 @@ impl Model {
         let mut total = 0;
         for l in &self.layers {
             for p in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
-                total += match p.w.packed {
-                    Some(i) => self.packed[i].bytes(),
-                    None => p.w.bytes.len(),
-                };
+                total += self.matrix_bytes(&p.w);
             }
         }
         total
             + match (&self.head_q8, &self.head_q4) {
                 (Some(h), _) => h.bytes(),
                 (_, Some(h)) => h.bytes(),
-                _ => self.output.bytes.len(),
+                _ => self.matrix_bytes(&self.output),
             }
+    }
+
+    /// Bytes a product with `m` reads: its repacked copy's, or its mapped bytes.
+    fn matrix_bytes(&self, m: &Matrix) -> usize {
+        match (m.packed, m.lowbit) {
+            (Some(i), _) => self.packed[i].bytes(),
+            (_, Some(i)) => self.lowbit[i].bytes(),
+            _ => m.bytes.len(),
+        }
     }
 
     /// The activation format a matmul with `m` under `mode` uses on the packed path.
@@ -442,7 +496,8 @@ impl Model {
     }
 
     /// `out[t][r] = m.row(r) . x[t]` for `n` rows of `x`: the repacked SIMD kernels when `m`
-    /// was repacked, else `kernels::matmul` on the mapped bytes. `threads` 0: all cores.
+    /// was repacked (ternary, or Q2_0 / Q1_0 under `ByWeightType`), else `kernels::matmul` on
+    /// the mapped bytes. `threads` 0: all cores.
     pub fn matmul(
         &self,
         m: &Matrix,
@@ -462,6 +517,20 @@ impl Model {
                 let mut act = a.borrow_mut();
                 self.quantize_for(m, mode, x, n, &mut act, threads);
                 self.matmul_quantized(m, &act, out, threads);
+            });
+            return Ok(());
+        }
+        if let (Some(i), Activations::ByWeightType) = (m.lowbit, mode) {
+            LOW_ACT.with(|a| {
+                let mut act = a.borrow_mut();
+                act.quantize(&x[..n * m.cols], n, m.cols, threads);
+                kernels::lowbit::matmul(
+                    &self.lowbit[i],
+                    &act,
+                    &mut out[..n * m.rows],
+                    m.rows,
+                    threads,
+                );
             });
             return Ok(());
         }
