@@ -671,7 +671,7 @@ def gen_qwen3(spec: dict, hp: dict, seed: int, sdist: Path, out: Path, verify: b
     write_gguf(w, path)
 
     return dict(
-        file=path.name, name=spec["name"], kind="model", arch=arch, weights_group=group,
+        file=path.name, name=spec["name"], kind="qwen3", arch=arch, weights_group=group,
         weight_type=wt, weight_type_id=int(Q1_0 if wt == "Q1_0" else Q2_0 if wt == "Q2_0" else QT[wt]),
         token_embd_type=et, vocab=spec["vocab"], vocab_has_pre=True, tied_head=spec["tied"],
         output_type=spec["output_type"] or et,
