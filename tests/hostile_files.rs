@@ -194,12 +194,10 @@ fn hostile_qwen3_files_get_one_clear_error_each() {
     let src = model("qwen3-q1_0.gguf");
     let none = |_: &str| None;
     let all = |_: &str| true;
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&str) -> Option<OwnedValue>>,
-        Box<dyn Fn(&str) -> bool>,
-        &str,
-    )> = vec![
+    // (case, metadata edit, tensors kept, expected error)
+    type Edit = Box<dyn Fn(&str) -> Option<OwnedValue>>;
+    type Keep = Box<dyn Fn(&str) -> bool>;
+    let cases: Vec<(&str, Edit, Keep, &str)> = vec![
         (
             "no_q_norm",
             Box::new(none),

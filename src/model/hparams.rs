@@ -297,4 +297,41 @@ mod tests {
             .message
             .contains("unsupported architecture"));
     }
+
+    #[test]
+    fn qwen3_head_dim_comes_from_key_length() {
+        let mut w = base("qwen3");
+        w.kv("qwen3.attention.key_length", V::U32(128));
+        w.kv("qwen3.attention.value_length", V::U32(128));
+        let h = parse(&w).unwrap();
+        assert_eq!(h.arch, Arch::Qwen3);
+        // 4 heads of 128 over n_embd 256: q is 512 wide.
+        assert_eq!(
+            (h.head_dim, h.n_rot, h.n_q(), h.n_kv()),
+            (128, 128, 512, 256)
+        );
+        // Without key_length: n_embd / n_head, as for the BitNet archs.
+        assert_eq!(parse(&base("qwen3")).unwrap().head_dim, 64);
+
+        let mut w = base("qwen3");
+        w.kv("qwen3.attention.key_length", V::U32(128));
+        w.kv("qwen3.attention.value_length", V::U32(64));
+        assert!(parse(&w)
+            .unwrap_err()
+            .message
+            .contains("value_length = 64 differs from qwen3.attention.key_length = 128"));
+
+        let mut w = base("qwen3");
+        w.kv("qwen3.attention.key_length", V::U32(128));
+        w.kv("qwen3.rope.dimension_count", V::U32(64));
+        assert!(parse(&w)
+            .unwrap_err()
+            .message
+            .contains("rope.dimension_count 64 != head_dim 128"));
+
+        // The BitNet archs keep refusing a key_length that is not n_embd / n_head.
+        let mut w = base("bitnet");
+        w.kv("bitnet.attention.key_length", V::U32(128));
+        assert!(parse(&w).unwrap_err().message.contains("differs from"));
+    }
 }
