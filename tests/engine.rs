@@ -252,6 +252,34 @@ fn q1_0_and_q2_0_projections_agree_with_their_f32_copies() {
 }
 
 #[test]
+fn qwen3_files_agree_with_their_float_copies() {
+    // The Bonsai-like qwen3 fixtures (tests/models/gen_models.py): each Q1_0 / Q2_0 file and its
+    // float copy hold the same values; the quantized one runs Q8_0 activations, as the
+    // reference does, the float one f16/f32 activations. Heads of 128: n_head * head_dim (512)
+    // is not n_embd (256), so q and attn_output are not square.
+    for (q, f) in [
+        ("qwen3-q1_0.gguf", "qwen3-q1_0-f16.gguf"),
+        ("qwen3-q2_0.gguf", "qwen3-q2_0-f32.gguf"),
+    ] {
+        let mq = load(q);
+        let h = mq.hparams();
+        assert_eq!(h.arch, bitnet::model::Arch::Qwen3);
+        assert_eq!((h.n_embd, h.head_dim, h.n_q()), (256, 128, 512));
+        let tokens = prompt(&mq);
+        let steps = stepwise(&mq, &tokens);
+        let worst = worst_cosine(&steps, &stepwise(&load(f), &tokens));
+        println!("{q}: worst cosine {worst:.7} against {f}");
+        assert!(worst >= 0.999, "{q}: worst cosine {worst} against {f}");
+        // Prefill runs the same kernels in the same order as decode: identical logits.
+        let mut c = ctx(&mq);
+        prefill(&mut c, &tokens);
+        for (i, s) in steps.iter().enumerate() {
+            assert_eq!(c.logits(i).unwrap(), &s[..], "{q}: position {i}");
+        }
+    }
+}
+
+#[test]
 fn bad_input_is_refused_and_the_context_stays_usable() {
     let m = load("bitnet-spm-tq2_0.gguf");
     let mut c = ctx(&m);

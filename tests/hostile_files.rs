@@ -160,3 +160,83 @@ fn inspect_text_lists_every_tensor() {
         );
     }
 }
+
+/// A copy of `src` with `edit` applied to its metadata (key, value) list and tensors for
+/// which `keep` is true.
+fn edited_copy(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    edit: &dyn Fn(&str) -> Option<bitnet::gguf::writer::OwnedValue>,
+    keep: &dyn Fn(&str) -> bool,
+) {
+    use bitnet::gguf::writer::{GgufWriter, OwnedValue};
+    let map = MappedFile::open(src).unwrap();
+    let g = map.gguf().unwrap();
+    let mut w = GgufWriter::default();
+    for (k, v) in g.metadata() {
+        w.kv(k, edit(k).unwrap_or_else(|| OwnedValue::from_value(v)));
+    }
+    for t in g.tensors().iter().filter(|t| keep(t.name)) {
+        w.tensor(t.name, &t.dims, t.ty, t.data.to_vec()).unwrap();
+    }
+    w.write(dst).unwrap();
+}
+
+/// `qwen3.attention.key_length` or `value_length`.
+fn head_dim_key(k: &str) -> bool {
+    k.ends_with(".attention.key_length") || k.ends_with(".attention.value_length")
+}
+
+#[test]
+fn hostile_qwen3_files_get_one_clear_error_each() {
+    use bitnet::gguf::writer::OwnedValue;
+    let dir = scratch("hostile_qwen3");
+    let src = model("qwen3-q1_0.gguf");
+    let none = |_: &str| None;
+    let all = |_: &str| true;
+    // (case, metadata edit, tensors kept, expected error)
+    type Edit = Box<dyn Fn(&str) -> Option<OwnedValue>>;
+    type Keep = Box<dyn Fn(&str) -> bool>;
+    let cases: Vec<(&str, Edit, Keep, &str)> = vec![
+        (
+            "no_q_norm",
+            Box::new(none),
+            Box::new(|n: &str| n != "blk.1.attn_q_norm.weight"),
+            "missing tensor blk.1.attn_q_norm.weight",
+        ),
+        (
+            "head_dim_64",
+            Box::new(|k: &str| {
+                k.ends_with(".attention.key_length")
+                    .then_some(OwnedValue::U32(64))
+            }),
+            Box::new(all),
+            "qwen3.attention.value_length = 128 differs from qwen3.attention.key_length = 64",
+        ),
+        (
+            "head_dim_64_both",
+            Box::new(|k: &str| head_dim_key(k).then_some(OwnedValue::U32(64))),
+            Box::new(all),
+            "tensor blk.0.attn_q.weight has shape [256, 512], expected [256, 256]",
+        ),
+        (
+            "head_dim_odd",
+            Box::new(|k: &str| head_dim_key(k).then_some(OwnedValue::U32(127))),
+            Box::new(all),
+            "qwen3.attention.key_length = 127 must be even and positive",
+        ),
+    ];
+    for (case, edit, keep, expected) in cases {
+        let path = dir.join(format!("{case}.gguf"));
+        edited_copy(&src, &path, &*edit, &*keep);
+        let err = bitnet::model::Model::load(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{case}: loaded"));
+        assert!(err.message.contains(expected), "{case}: {}", err.message);
+        assert!(!err.message.contains('\n'), "{case}: {}", err.message);
+        let out = bitnet(&["run", "-m", path.to_str().unwrap(), "-p", "hi", "-n", "1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{case}: {stderr}");
+        assert!(stderr.contains(expected), "{case}: {stderr}");
+    }
+}

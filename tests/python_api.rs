@@ -79,6 +79,9 @@ fn high_level_parity() {
         ("bitnet-spm-f32.gguf", 0.99999, false),
         ("bitnet-spm-f16.gguf", 0.99999, false),
         ("bitnet-spm-tq2_0.gguf", 0.9996, true),
+        // qwen3 (Bonsai-like): the F32 copy and the Q2_0 file (crossval floor 0.99973).
+        ("qwen3-q2_0-f32.gguf", 0.99999, false),
+        ("qwen3-q2_0.gguf", 0.9997, true),
     ] {
         let (ours, model) = (our_lib_dir(), model(name));
         let min_cos = min_cos.to_string();

@@ -2,7 +2,8 @@
 //!
 //! 1. the loader canary (where every reference symbol came from);
 //! 2. op-level exact checks (quantizers, dot products) against ggml's CPU routines;
-//! 3. every `bitnet-*.gguf` of the tiny fixture set that the reference loads, fixed prompt,
+//! 3. every `bitnet-*.gguf` and `qwen3-*.gguf` (Bonsai-like Q1_0 / Q2_0 files and their float
+//!    copies) of the tiny fixture set that the reference loads, fixed prompt,
 //!    64 greedy steps, judged as in `compare`; the ones the reference cannot load
 //!    (`bitnet-b1.58` or I2_S weights: upstream llama.cpp knows neither) are skipped with the
 //!    reference's own error;
@@ -67,19 +68,23 @@ fn prepared(name: &str) -> Result<PathBuf> {
         .ok_or_else(|| format!("{} printed no {name}= line", script.display()).into())
 }
 
-/// The `bitnet-*.gguf` files of a directory, sorted.
+/// The `bitnet-*.gguf` and `qwen3-*.gguf` files of a directory, sorted.
 pub fn suite_models(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.starts_with("bitnet-") && name.ends_with(".gguf")
+            (name.starts_with("bitnet-") || name.starts_with("qwen3-")) && name.ends_with(".gguf")
         })
         .collect();
     v.sort();
     if v.is_empty() {
-        return Err(format!("no bitnet-*.gguf models in {}", dir.display()).into());
+        return Err(format!(
+            "no bitnet-*.gguf or qwen3-*.gguf models in {}",
+            dir.display()
+        )
+        .into());
     }
     Ok(v)
 }

@@ -229,10 +229,17 @@ pub(crate) fn load(path: &Path, params: &llama_model_params) -> Fallible<Option<
         _ => guess_ftype(&g),
     };
     let n_layer = clamp(int("block_count").unwrap_or(0));
-    let size_label = if arch.starts_with("bitnet") && n_layer == 26 {
-        "3B"
-    } else {
-        "?B"
+    // The reference's size labels for the layer counts it knows (llama_model_*::load_arch_hparams).
+    let n_embd = int("embedding_length").unwrap_or(0);
+    let size_label = match (arch.as_str(), n_layer) {
+        (a, 26) if a.starts_with("bitnet") => "3B",
+        ("qwen3", 28) if n_embd == 1024 => "0.6B",
+        ("qwen3", 28) => "1.7B",
+        ("qwen3", 36) if n_embd == 2560 => "4B",
+        ("qwen3", 36) => "8B",
+        ("qwen3", 40) => "14B",
+        ("qwen3", 64) => "32B",
+        _ => "?B",
     };
     // Microsoft's converter writes file_type 40 (its LLAMA_FTYPE_MOSTLY_I2_S), which the pinned
     // enum calls Q1_0: name the weights by what the file holds instead.

@@ -1,7 +1,8 @@
-//! The forward pass on the CPU, for both architectures, read top to bottom: embed, then per
-//! layer norm -> q/k/v -> RoPE -> KV cache -> attention -> sub-norm -> o -> residual -> norm
-//! -> gate/up -> SiLU (`bitnet`) or relu² (`bitnet-b1.58`) -> sub-norm -> down -> residual,
-//! then the final norm and the head for the tokens that want logits.
+//! The forward pass on the CPU, for every architecture, read top to bottom: embed, then per
+//! layer norm -> q/k/v -> (qwen3: per-head q/k norms) -> RoPE -> KV cache -> attention ->
+//! (BitNet: sub-norm) -> o -> residual -> norm -> gate/up -> SiLU (`bitnet`, `qwen3`) or relu²
+//! (`bitnet-b1.58`) -> (BitNet: sub-norm) -> down -> residual, then the final norm and the head
+//! for the tokens that want logits.
 //!
 //! The math of each step is in docs/architectures.md; the kernels (`crate::kernels`) do the
 //! arithmetic, each bit-identical to its scalar reference. What is here: the activation
@@ -9,7 +10,8 @@
 //!
 //! Activations per weight type (`project`): `bitnet-b1.58` quantizes every projection's input
 //! per token to int8 whatever the storage (BitLinear); `bitnet` converts it to the weight
-//! type's partner format as the reference does (Q8_K for TQ1_0/TQ2_0, f16 for F16, ...).
+//! type's partner format as the reference does (Q8_K for TQ1_0/TQ2_0, f16 for F16, ...), and
+//! so does `qwen3` (Q8_0 for Q1_0/Q2_0).
 
 use std::ops::Range;
 
@@ -34,10 +36,11 @@ pub(crate) const UBATCH: usize = 128;
 struct Buffers {
     x: Vec<f32>,           // [T, n_embd] the residual stream
     xb: Vec<f32>,          // [T, n_embd] normed input of a block
-    q: Vec<f32>,           // [T, n_embd]
+    q: Vec<f32>,           // [T, n_q]
     k: Vec<f32>,           // [T, n_kv]
     v: Vec<f32>,           // [T, n_kv]
-    att: Vec<f32>,         // [T, n_embd] attention output (all heads)
+    att: Vec<f32>,         // [T, n_q] attention output (all heads)
+    qk_norm: Vec<f32>,     // [head_dim] one head before its q/k RMSNorm (qwen3)
     proj: Vec<f32>,        // [T, n_embd] output of attn_output / ffn_down
     gate: Vec<f32>,        // [T, n_ff]
     up: Vec<f32>,          // [T, n_ff]
@@ -48,14 +51,16 @@ struct Buffers {
 
 impl Buffers {
     fn new(t: usize, h: &HParams) -> Buffers {
-        let n_kv = h.n_head_kv * h.head_dim;
+        let (n_q, n_kv) = (h.n_q(), h.n_kv());
         Buffers {
             x: vec![0.0; t * h.n_embd],
-            xb: vec![0.0; t * h.n_embd],
-            q: vec![0.0; t * h.n_embd],
+            // The normed attention output (n_q wide) goes through xb too.
+            xb: vec![0.0; t * h.n_embd.max(n_q)],
+            q: vec![0.0; t * n_q],
             k: vec![0.0; t * n_kv],
             v: vec![0.0; t * n_kv],
-            att: vec![0.0; t * h.n_embd],
+            att: vec![0.0; t * n_q],
+            qk_norm: vec![0.0; h.head_dim],
             proj: vec![0.0; t * h.n_embd],
             gate: vec![0.0; t * h.n_ff],
             up: vec![0.0; t * h.n_ff],
@@ -128,7 +133,7 @@ fn project(
     // whatever the weights' storage; upstream's `bitnet` treats activations by weight type.
     let mode = match model.hparams().arch {
         Arch::BitnetB158 => Activations::PerTokenInt8,
-        Arch::Bitnet => Activations::ByWeightType,
+        Arch::Bitnet | Arch::Qwen3 => Activations::ByWeightType,
     };
     let mut quantized = false;
     for (p, out) in projs.iter_mut() {
@@ -182,7 +187,7 @@ impl CpuForward {
         let h = model.hparams();
         let n = r.len();
         let (n_embd, n_ff, hd) = (h.n_embd, h.n_ff, h.head_dim);
-        let n_kv = h.n_head_kv * hd;
+        let (n_q, n_kv) = (h.n_q(), h.n_kv());
         let half_rot = h.n_rot / 2;
         self.buf.ensure(n, h);
         let (b, kv) = (&mut self.buf, &mut self.kv);
@@ -195,14 +200,16 @@ impl CpuForward {
             model.embedding_row(tok as usize, &mut b.x[t * n_embd..(t + 1) * n_embd])?;
         }
 
+        let isa = best_isa();
         for (l, layer) in model.layers.iter().enumerate() {
-            // Attention block: norm -> q, k, v -> rope -> cache -> attention -> sub-norm -> o.
+            // Attention block: norm -> q, k, v -> (q/k norms) -> rope -> cache -> attention ->
+            // (sub-norm) -> o.
             let xn = &mut b.xb[..n * n_embd];
             rmsnorm_par(xn, &b.x[..n * n_embd], &layer.attn_norm, h.rms_eps, threads);
             project(
                 model,
                 &mut [
-                    (&layer.wq, &mut b.q[..]), // [n, n_embd]
+                    (&layer.wq, &mut b.q[..]), // [n, n_q]
                     (&layer.wk, &mut b.k[..]), // [n, n_kv]
                     (&layer.wv, &mut b.v[..]), // [n, n_kv]
                 ],
@@ -213,17 +220,26 @@ impl CpuForward {
             )?;
             for (t, &cell) in slots.iter().enumerate() {
                 let table = &b.rope[t * half_rot..(t + 1) * half_rot];
-                for head in b.q[t * n_embd..(t + 1) * n_embd].chunks_exact_mut(hd) {
-                    rope::rotate_neox(head, table);
-                }
-                for head in b.k[t * n_kv..(t + 1) * n_kv].chunks_exact_mut(hd) {
-                    rope::rotate_neox(head, table);
-                }
-                let (k, v) = (
-                    &b.k[t * n_kv..(t + 1) * n_kv],
-                    &b.v[t * n_kv..(t + 1) * n_kv],
+                let (q, k) = (
+                    &mut b.q[t * n_q..(t + 1) * n_q],
+                    &mut b.k[t * n_kv..(t + 1) * n_kv],
                 );
-                kv.store(l, cell, k, v);
+                // qwen3: every head of q (and of k) RMS-normed with the same head_dim weights,
+                // before the rotation.
+                for (heads, w) in [(&mut *q, &layer.attn_q_norm), (&mut *k, &layer.attn_k_norm)] {
+                    let Some(w) = w else { continue };
+                    for head in heads.chunks_exact_mut(hd) {
+                        b.qk_norm.copy_from_slice(head);
+                        norm::rmsnorm(isa, head, &b.qk_norm, w, h.rms_eps);
+                    }
+                }
+                for head in q.chunks_exact_mut(hd) {
+                    rope::rotate_neox(head, table);
+                }
+                for head in k.chunks_exact_mut(hd) {
+                    rope::rotate_neox(head, table);
+                }
+                kv.store(l, cell, k, &b.v[t * n_kv..(t + 1) * n_kv]);
             }
             // f16 keys times the query rounded to f16, as the reference (kernels::attention).
             attention::attention(
@@ -234,33 +250,38 @@ impl CpuForward {
                     n_cells: kv.n_ctx(),
                     scale: 1.0 / (hd as f32).sqrt(),
                 },
-                &b.q[..n * n_embd],
-                &mut b.att[..n * n_embd],
+                &b.q[..n * n_q],
+                &mut b.att[..n * n_q],
                 &kv.k[kv.layer(l)],
                 &kv.v[kv.layer(l)],
                 visible,
                 threads,
                 &mut b.attn,
             );
-            let xn = &mut b.xb[..n * n_embd];
-            rmsnorm_par(
-                xn,
-                &b.att[..n * n_embd],
-                &layer.attn_sub_norm,
-                h.rms_eps,
-                threads,
-            );
+            let o_in = match &layer.attn_sub_norm {
+                Some(w) => {
+                    rmsnorm_par(
+                        &mut b.xb[..n * n_q],
+                        &b.att[..n * n_q],
+                        w,
+                        h.rms_eps,
+                        threads,
+                    );
+                    &b.xb
+                }
+                None => &b.att,
+            };
             project(
                 model,
                 &mut [(&layer.wo, &mut b.proj[..])],
-                &b.xb,
+                o_in,
                 n,
                 &mut b.act,
                 threads,
             )?;
             add_rows(&mut b.x[..n * n_embd], &b.proj, n_embd, threads);
 
-            // FFN block: norm -> gate, up -> act(gate) * up -> sub-norm -> down.
+            // FFN block: norm -> gate, up -> act(gate) * up -> (sub-norm) -> down.
             let xn = &mut b.xb[..n * n_embd];
             rmsnorm_par(xn, &b.x[..n * n_embd], &layer.ffn_norm, h.rms_eps, threads);
             project(
@@ -274,14 +295,14 @@ impl CpuForward {
                 &mut b.act,
                 threads,
             )?;
-            let (arch, isa) = (h.arch, best_isa());
+            let arch = h.arch;
             pool::rows_mut(
                 &mut b.gate[..n * n_ff],
                 &b.up,
                 n_ff,
                 threads,
                 &|gate, up| match arch {
-                    Arch::Bitnet => exp::silu_mul(isa, gate, up),
+                    Arch::Bitnet | Arch::Qwen3 => exp::silu_mul(isa, gate, up),
                     // relu(g)² * u, in f32 (relu² overflows f16).
                     Arch::BitnetB158 => {
                         for (g, &u) in gate.iter_mut().zip(up) {
@@ -291,18 +312,23 @@ impl CpuForward {
                     }
                 },
             );
-            let hn = &mut b.up[..n * n_ff];
-            rmsnorm_par(
-                hn,
-                &b.gate[..n * n_ff],
-                &layer.ffn_sub_norm,
-                h.rms_eps,
-                threads,
-            );
+            let down_in = match &layer.ffn_sub_norm {
+                Some(w) => {
+                    rmsnorm_par(
+                        &mut b.up[..n * n_ff],
+                        &b.gate[..n * n_ff],
+                        w,
+                        h.rms_eps,
+                        threads,
+                    );
+                    &b.up
+                }
+                None => &b.gate,
+            };
             project(
                 model,
                 &mut [(&layer.w_down, &mut b.proj[..])],
-                &b.up,
+                down_in,
                 n,
                 &mut b.act,
                 threads,

@@ -209,7 +209,8 @@ fn prepare(model: &Model, p: &Proj, out: usize) -> Result<HostMat> {
     };
     let store = match arch {
         Arch::BitnetB158 => Store::FloatI8 { wty },
-        Arch::Bitnet => Store::Float {
+        // qwen3 never gets here (`GpuModel::upload` refuses it first).
+        Arch::Bitnet | Arch::Qwen3 => Store::Float {
             wty,
             xround: if wty == ops::FLT_F32 { -1 } else { wty },
         },
@@ -336,6 +337,13 @@ impl GpuModel {
     pub fn upload(dev: Arc<dyn Device>, model: Arc<Model>) -> Result<GpuModel> {
         let h = model.hparams().clone();
         let d = &*dev;
+        // The device graph has the BitNet sub-norms and no per-head q/k norms: a qwen3 model
+        // is refused rather than run through the wrong math.
+        if h.arch == Arch::Qwen3 {
+            return Err(Error::unsupported(
+                "the CUDA backend does not run qwen3 models yet (per-head q/k norms); use the CPU",
+            ));
+        }
         if h.head_dim > ops::ATT_MAX_HD {
             return Err(Error::unsupported(format!(
                 "the CUDA backend takes heads of up to {} dimensions, not {}",
@@ -399,12 +407,19 @@ impl GpuModel {
             (None, _) => Embd::Host,
         };
         let mut layers = Vec::with_capacity(h.n_layer);
+        // Every BitNet layer has both sub-norms (the loader requires them; qwen3 was refused).
+        let sub_norm = |v: &Option<Vec<f32>>| -> Result<DevBuf> {
+            let v = v
+                .as_deref()
+                .ok_or_else(|| Error::unsupported("the CUDA backend needs the BitNet sub-norms"))?;
+            vec_buf(d, v)
+        };
         for l in &model.layers {
             layers.push(GpuLayer {
                 attn_norm: vec_buf(d, &l.attn_norm)?,
-                attn_sub_norm: vec_buf(d, &l.attn_sub_norm)?,
+                attn_sub_norm: sub_norm(&l.attn_sub_norm)?,
                 ffn_norm: vec_buf(d, &l.ffn_norm)?,
-                ffn_sub_norm: vec_buf(d, &l.ffn_sub_norm)?,
+                ffn_sub_norm: sub_norm(&l.ffn_sub_norm)?,
                 qkv: group(d, &model, &[&l.wq, &l.wk, &l.wv])?,
                 wo: group(d, &model, &[&l.wo])?,
                 gate_up: group(d, &model, &[&l.w_gate, &l.w_up])?,
@@ -774,7 +789,7 @@ impl GpuState {
                 false,
             )?;
             let op = match h.arch {
-                Arch::Bitnet => 1,
+                Arch::Bitnet | Arch::Qwen3 => 1,
                 Arch::BitnetB158 => 2,
             };
             ops::norm_act(

@@ -12,6 +12,9 @@ pub enum Arch {
     Bitnet,
     /// Microsoft's `bitnet-b1.58` (also named `bitnet-25`): FFN = relu(gate)^2 * up, I2_S weights.
     BitnetB158,
+    /// Qwen3 (PrismML's Bonsai files, Q1_0/Q2_0 weights): per-head RMSNorm of q and k before
+    /// RoPE, no sub-norms, FFN = silu(gate) * up, head_dim from `attention.key_length`.
+    Qwen3,
 }
 
 impl Arch {
@@ -19,6 +22,7 @@ impl Arch {
         match name {
             "bitnet" => Some(Arch::Bitnet),
             "bitnet-b1.58" | "bitnet-25" => Some(Arch::BitnetB158),
+            "qwen3" => Some(Arch::Qwen3),
             _ => None,
         }
     }
@@ -34,6 +38,8 @@ pub struct HParams {
     pub n_ff: usize,
     pub n_head: usize,
     pub n_head_kv: usize,
+    /// Dimensions of one query/key/value head. `n_embd / n_head` except in qwen3, where
+    /// `attention.key_length` sets it and `n_head * head_dim` (`n_q`) may differ from n_embd.
     pub head_dim: usize,
     /// Dimensions rotated by RoPE (NEOX pairs (i, i + n_rot/2)).
     pub n_rot: usize,
@@ -44,13 +50,24 @@ pub struct HParams {
 }
 
 impl HParams {
+    /// Width of the queries and of the attention output: n_head * head_dim (n_embd except in
+    /// qwen3 shapes such as Qwen3-1.7B: 16 x 128 = 2048 = n_embd, Qwen3-4B: 32 x 128 != 2560).
+    pub fn n_q(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    /// Width of the keys and of the values: n_head_kv * head_dim.
+    pub fn n_kv(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+
     pub fn from_gguf(gguf: &Gguf<'_>) -> Result<HParams> {
         let arch_name = gguf
             .get_str("general.architecture")?
             .ok_or_else(|| Error::format("missing metadata key general.architecture"))?;
         let arch = Arch::from_name(arch_name).ok_or_else(|| {
             Error::unsupported(format!(
-                "unsupported architecture {arch_name:?} (supported: bitnet, bitnet-b1.58, bitnet-25)"
+                "unsupported architecture {arch_name:?} (supported: bitnet, bitnet-b1.58, bitnet-25, qwen3)"
             ))
         })?;
         let key = |k: &str| format!("{arch_name}.{k}");
@@ -93,32 +110,65 @@ impl HParams {
                 return bad(format!("{} is 0", key(name)));
             }
         }
-        if n_embd % n_head != 0 {
-            return bad(format!(
-                "embedding_length {n_embd} is not a multiple of head_count {n_head}"
-            ));
-        }
         if n_head % n_head_kv != 0 {
             return bad(format!(
                 "head_count {n_head} is not a multiple of head_count_kv {n_head_kv}"
             ));
         }
-        let head_dim = n_embd / n_head;
-        for k in ["attention.key_length", "attention.value_length"] {
-            if let Some(len) = optional(k)? {
-                if len != head_dim {
+        let key_length = optional("attention.key_length")?;
+        let value_length = optional("attention.value_length")?;
+        let head_dim = match (arch, key_length) {
+            // Qwen3's heads have their own width (128 in every Qwen3), q and attn_output are
+            // [n_embd] <-> [n_head * head_dim], not square in general.
+            (Arch::Qwen3, Some(len)) => {
+                if len == 0 || len % 2 != 0 {
+                    return bad(format!(
+                        "{} = {len} must be even and positive",
+                        key("attention.key_length")
+                    ));
+                }
+                if value_length.is_some_and(|v| v != len) {
                     return Err(Error::unsupported(format!(
-                        "{} = {len} differs from embedding_length / head_count = {head_dim}",
-                        key(k)
+                        "{} = {} differs from {} = {len}",
+                        key("attention.value_length"),
+                        value_length.unwrap_or(0),
+                        key("attention.key_length")
                     )));
                 }
+                len
             }
-        }
+            _ => {
+                if n_embd % n_head != 0 {
+                    return bad(format!(
+                        "embedding_length {n_embd} is not a multiple of head_count {n_head}"
+                    ));
+                }
+                let head_dim = n_embd / n_head;
+                for (k, v) in [
+                    ("attention.key_length", key_length),
+                    ("attention.value_length", value_length),
+                ] {
+                    if let Some(len) = v.filter(|&len| len != head_dim) {
+                        return Err(Error::unsupported(format!(
+                            "{} = {len} differs from embedding_length / head_count = {head_dim}",
+                            key(k)
+                        )));
+                    }
+                }
+                head_dim
+            }
+        };
         let n_rot = optional("rope.dimension_count")?.unwrap_or(head_dim);
         if n_rot == 0 || n_rot > head_dim || n_rot % 2 != 0 {
             return bad(format!(
                 "rope.dimension_count {n_rot} must be even and in 2..={head_dim}"
             ));
+        }
+        if arch == Arch::Qwen3 && n_rot != head_dim {
+            // The reference's qwen3 graph rotates whole heads (it asserts n_rot == head_dim).
+            return Err(Error::unsupported(format!(
+                "qwen3 with rope.dimension_count {n_rot} != head_dim {head_dim}"
+            )));
         }
         if !(rms_eps.is_finite() && rms_eps > 0.0) {
             return bad(format!("layer_norm_rms_epsilon {rms_eps} must be positive"));
@@ -246,5 +296,42 @@ mod tests {
             .unwrap_err()
             .message
             .contains("unsupported architecture"));
+    }
+
+    #[test]
+    fn qwen3_head_dim_comes_from_key_length() {
+        let mut w = base("qwen3");
+        w.kv("qwen3.attention.key_length", V::U32(128));
+        w.kv("qwen3.attention.value_length", V::U32(128));
+        let h = parse(&w).unwrap();
+        assert_eq!(h.arch, Arch::Qwen3);
+        // 4 heads of 128 over n_embd 256: q is 512 wide.
+        assert_eq!(
+            (h.head_dim, h.n_rot, h.n_q(), h.n_kv()),
+            (128, 128, 512, 256)
+        );
+        // Without key_length: n_embd / n_head, as for the BitNet archs.
+        assert_eq!(parse(&base("qwen3")).unwrap().head_dim, 64);
+
+        let mut w = base("qwen3");
+        w.kv("qwen3.attention.key_length", V::U32(128));
+        w.kv("qwen3.attention.value_length", V::U32(64));
+        assert!(parse(&w)
+            .unwrap_err()
+            .message
+            .contains("value_length = 64 differs from qwen3.attention.key_length = 128"));
+
+        let mut w = base("qwen3");
+        w.kv("qwen3.attention.key_length", V::U32(128));
+        w.kv("qwen3.rope.dimension_count", V::U32(64));
+        assert!(parse(&w)
+            .unwrap_err()
+            .message
+            .contains("rope.dimension_count 64 != head_dim 128"));
+
+        // The BitNet archs keep refusing a key_length that is not n_embd / n_head.
+        let mut w = base("bitnet");
+        w.kv("bitnet.attention.key_length", V::U32(128));
+        assert!(parse(&w).unwrap_err().message.contains("differs from"));
     }
 }

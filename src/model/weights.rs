@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use super::hparams::HParams;
+use super::hparams::{Arch, HParams};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, MappedFile};
 use crate::kernels::f16::Q8Head;
@@ -108,19 +108,24 @@ pub struct Proj {
     pub scale: Option<f32>,
 }
 
+/// One decoder layer. n_q = n_head * head_dim (n_embd but in some qwen3 shapes), n_kv =
+/// n_head_kv * head_dim. The BitNet architectures have the sub-norms and no q/k norms, qwen3
+/// the other way round.
 #[derive(Clone, Debug)]
 pub struct Layer {
-    pub attn_norm: Vec<f32>,     // [n_embd]
-    pub wq: Proj,                // [n_embd] -> [n_embd]
-    pub wk: Proj,                // [n_embd] -> [n_kv_dim]
-    pub wv: Proj,                // [n_embd] -> [n_kv_dim]
-    pub attn_sub_norm: Vec<f32>, // [n_embd]
-    pub wo: Proj,                // [n_embd] -> [n_embd]
-    pub ffn_norm: Vec<f32>,      // [n_embd]
-    pub w_gate: Proj,            // [n_embd] -> [n_ff]
-    pub w_up: Proj,              // [n_embd] -> [n_ff]
-    pub ffn_sub_norm: Vec<f32>,  // [n_ff]
-    pub w_down: Proj,            // [n_ff] -> [n_embd]
+    pub attn_norm: Vec<f32>,             // [n_embd]
+    pub wq: Proj,                        // [n_embd] -> [n_q]
+    pub wk: Proj,                        // [n_embd] -> [n_kv]
+    pub wv: Proj,                        // [n_embd] -> [n_kv]
+    pub attn_q_norm: Option<Vec<f32>>,   // [head_dim], qwen3: every query head's RMSNorm
+    pub attn_k_norm: Option<Vec<f32>>,   // [head_dim], qwen3: every key head's RMSNorm
+    pub attn_sub_norm: Option<Vec<f32>>, // [n_q], BitNet only
+    pub wo: Proj,                        // [n_q] -> [n_embd]
+    pub ffn_norm: Vec<f32>,              // [n_embd]
+    pub w_gate: Proj,                    // [n_embd] -> [n_ff]
+    pub w_up: Proj,                      // [n_embd] -> [n_ff]
+    pub ffn_sub_norm: Option<Vec<f32>>,  // [n_ff], BitNet only
+    pub w_down: Proj,                    // [n_ff] -> [n_embd]
 }
 
 pub struct Model {
@@ -582,29 +587,36 @@ impl Model {
     ) -> Result<(HParams, Matrix, Vec<f32>, Matrix, Vec<Layer>)> {
         let h = HParams::from_gguf(gguf)?;
         let ld = Loader { gguf, base };
-        let (n_embd, n_ff, n_kv) = (h.n_embd, h.n_ff, h.n_head_kv * h.head_dim);
+        let (n_embd, n_ff, n_q, n_kv, hd) = (h.n_embd, h.n_ff, h.n_q(), h.n_kv(), h.head_dim);
         let token_embd = ld.matrix("token_embd.weight", n_embd, h.n_vocab)?;
         let output_norm = ld.vector("output_norm.weight", n_embd)?;
         let output = match gguf.tensor("output.weight") {
             Some(_) => ld.matrix("output.weight", n_embd, h.n_vocab)?,
             None => token_embd.clone(),
         };
+        let qwen3 = h.arch == Arch::Qwen3;
         // block_count comes from the file: reserve no more layers than it has tensors for (each
         // layer has 11), the loop below stops at the first missing one with its name.
         let mut layers = Vec::with_capacity(h.n_layer.min(gguf.tensors().len() / 11));
         for i in 0..h.n_layer {
             let p = |s: &str| format!("blk.{i}.{s}");
+            // The norms only one family has: read where the arch has them, else absent.
+            let norm_if = |has: bool, name: &str, n: usize| -> Result<Option<Vec<f32>>> {
+                has.then(|| ld.vector(&p(name), n)).transpose()
+            };
             layers.push(Layer {
                 attn_norm: ld.vector(&p("attn_norm.weight"), n_embd)?,
-                wq: ld.proj(&p("attn_q"), n_embd, n_embd)?,
+                wq: ld.proj(&p("attn_q"), n_embd, n_q)?,
                 wk: ld.proj(&p("attn_k"), n_embd, n_kv)?,
                 wv: ld.proj(&p("attn_v"), n_embd, n_kv)?,
-                attn_sub_norm: ld.vector(&p("attn_sub_norm.weight"), n_embd)?,
-                wo: ld.proj(&p("attn_output"), n_embd, n_embd)?,
+                attn_q_norm: norm_if(qwen3, "attn_q_norm.weight", hd)?,
+                attn_k_norm: norm_if(qwen3, "attn_k_norm.weight", hd)?,
+                attn_sub_norm: norm_if(!qwen3, "attn_sub_norm.weight", n_q)?,
+                wo: ld.proj(&p("attn_output"), n_q, n_embd)?,
                 ffn_norm: ld.vector(&p("ffn_norm.weight"), n_embd)?,
                 w_gate: ld.proj(&p("ffn_gate"), n_embd, n_ff)?,
                 w_up: ld.proj(&p("ffn_up"), n_embd, n_ff)?,
-                ffn_sub_norm: ld.vector(&p("ffn_sub_norm.weight"), n_ff)?,
+                ffn_sub_norm: norm_if(!qwen3, "ffn_sub_norm.weight", n_ff)?,
                 w_down: ld.proj(&p("ffn_down"), n_ff, n_embd)?,
             });
         }

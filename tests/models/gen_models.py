@@ -17,6 +17,13 @@ model (same ternary codes, scales, norms and embedding), only stored differently
   * bitnet-bpe-*     arch `bitnet`, llama-bpe vocab, `.scale` tensors.
   * bitnet-b1.58-*   arch `bitnet-b1.58` (Microsoft bitnet.cpp), llama-bpe vocab without
                      `tokenizer.ggml.pre`, scale folded (one scale per tensor, as I2_S stores it).
+  * qwen3-q1_0*      arch `qwen3` (PrismML's 1-bit Bonsai layout), qwen2 byte-level BPE vocab:
+                     every matrix +-d with an f16 scale per 128 weights; Q1_0 with a tied Q1_0
+                     head, and the same values in F16 (`-f16`).
+  * qwen3-q2_0*      arch `qwen3` (ternary Bonsai layout): projections (-1, 0, +1, rarely +2) * d
+                     with an f16 scale per 64 weights, an untied head in the same type, an F16
+                     embedding; Q2_0, and the same values in F32 (`-f32`).
+  Shapes `1.7b` and `8b` hold only the qwen3 Q1_0 / Q2_0 files at Qwen3-1.7B / Qwen3-8B size.
 
 Every per-tensor scale is rounded to bfloat16 precision, so codes * scale is exact in f32, f16,
 bf16, TQ1_0/TQ2_0 (f16 block scale) and I2_S (f32 tensor scale): all files of a group dequantize
@@ -52,12 +59,20 @@ FTYPE_MOSTLY_I2_S = 40  # bitnet.cpp's llama_ftype for I2_S (upstream now uses 4
 SHAPES = {
     "tiny": dict(n_embd=256, n_ff=512, n_layer=2, n_head=4, n_head_kv=2, head_dim=64, n_ctx=512),
     "2b4t": dict(n_embd=2560, n_ff=6912, n_layer=30, n_head=20, n_head_kv=5, head_dim=128, n_ctx=4096),
+    "1.7b": dict(n_embd=2048, n_ff=6144, n_layer=28, n_head=16, n_head_kv=8, head_dim=128, n_ctx=40960),
+    "8b": dict(n_embd=4096, n_ff=12288, n_layer=36, n_head=32, n_head_kv=8, head_dim=128, n_ctx=40960),
 }
+# qwen3 files of the tiny set: heads of 128 (Qwen3's), so n_head * head_dim (512) != n_embd
+# (256) and q / attn_output are not square, as in Qwen3-4B.
+QWEN3_TINY = dict(n_embd=256, n_ff=512, n_layer=2, n_head=4, n_head_kv=2, head_dim=128, n_ctx=512)
+QWEN3_ROPE_BASE = 1000000.0
+Q1_0, Q2_0 = 41, 42  # upstream ggml's Bonsai types; gguf-py 0.19 has no (de)quantizer for them
 RMS_EPS = 1e-5
 
 VOCAB_FILES = {
     "llama-spm": "vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf",
     "llama-bpe": "vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf",
+    "qwen2": "vendor/llama.cpp/models/ggml-vocab-qwen2.gguf",
 }
 
 VERIFY_FULL = 1 << 20  # tensors up to this many values are checked whole, bigger ones on a row sample
@@ -72,6 +87,8 @@ WEIGHT_FTYPE = {
     "TQ2_0": int(FT.MOSTLY_TQ2_0),
     "Q8_0": int(FT.MOSTLY_Q8_0),
     "I2_S": FTYPE_MOSTLY_I2_S,
+    "Q1_0": 40,  # LLAMA_FTYPE_MOSTLY_Q1_0 in the pinned llama.h
+    "Q2_0": 41,  # LLAMA_FTYPE_MOSTLY_Q2_0
 }
 
 
@@ -104,7 +121,9 @@ def model_specs(shape: str) -> list[dict]:
             m("bitnet-b1.58-f32", "bitnet-b1.58", "bitnet-b1.58", "llama-bpe", "F32", scales=False),
             dict(name="formats", kind="formats", arch="bitnet"),
         ]
-        return specs
+        return specs + qwen3_specs(with_float_copies=True)
+    if shape in ("1.7b", "8b"):
+        return qwen3_specs(with_float_copies=False)
     if shape == "2b4t":
         return [
             m("bitnet-bpe-tq2_0", "bitnet", "bitnet-bpe", "llama-bpe", "TQ2_0"),
@@ -114,6 +133,19 @@ def model_specs(shape: str) -> list[dict]:
             m("bitnet-b1.58-tq2_0", "bitnet-b1.58", "bitnet-b1.58", "llama-bpe", "TQ2_0", scales=False),
         ]
     raise ValueError(shape)
+
+
+def qwen3_specs(with_float_copies: bool) -> list[dict]:
+    """Bonsai-like qwen3 files: (name, weights group, matrix type, embedding type, tied head)."""
+    def q(name, group, wt, embd, head):
+        return dict(name=name, kind="qwen3", arch="qwen3", group=group, vocab="qwen2",
+                    weight_type=wt, token_embd_type=embd, tied=head is None, output_type=head)
+    specs = [q("qwen3-q1_0", "qwen3-q1", "Q1_0", "Q1_0", None),
+             q("qwen3-q2_0", "qwen3-q2", "Q2_0", "F16", "Q2_0")]
+    if with_float_copies:  # the F32 copy's head in F16 (the same values, half the bytes)
+        specs += [q("qwen3-q1_0-f16", "qwen3-q1", "F16", "F16", None),
+                  q("qwen3-q2_0-f32", "qwen3-q2", "F32", "F16", "F16")]
+    return specs
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,6 +521,168 @@ def gen_model(spec: dict, hp: dict, seed: int, sdist: Path, out: Path, emb: EmbC
 
 
 # --------------------------------------------------------------------------------------------
+# qwen3 (Bonsai-like) files: Q1_0 / Q2_0 and float copies of the same values
+
+
+def round_to_bf16_array(x: np.ndarray) -> np.ndarray:
+    """round_to_bf16 element-wise (f32 in, f32 out, every value exact in f16 for 2^-14..65504)."""
+    b = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    b = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    out = b.view(np.float32)
+    assert np.array_equal(out.astype(np.float16).astype(np.float32), out)
+    return out
+
+
+def block_codes_and_scales(seed: int, group: str, name: str, m: int, k: int, wt: str,
+                           scale_mean: float) -> tuple[np.ndarray, np.ndarray]:
+    """Codes int8 (M, K) and one f16-exact scale per block (M, K / block) of a Q1_0 (+-1) or
+    Q2_0 (-1, 0, +1 and, in 2 % of the values, the legal but unusual +2) matrix."""
+    rng = rng_for(seed, group, name)
+    block = 128 if wt == "Q1_0" else 64
+    assert k % block == 0, (name, k, block)
+    scales = round_to_bf16_array(rng.uniform(0.5, 1.5, size=(m, k // block)).astype(np.float32)
+                                 * np.float32(scale_mean))
+    if wt == "Q1_0":
+        codes = (rng.integers(0, 2, size=(m, k), dtype=np.int8) * np.int8(2) - np.int8(1))
+    else:
+        u = rng.integers(0, 100, size=(m, k), dtype=np.int8)
+        codes = np.where(u < 32, -1, np.where(u < 66, 0, np.where(u < 98, 1, 2))).astype(np.int8)
+    return codes, scales
+
+
+def block_values(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """The f32 values codes * scale (exact: small integers times f16-exact scales)."""
+    m, k = codes.shape
+    block = k // scales.shape[1]
+    v = codes.reshape(m, -1, block).astype(np.float32) * scales[:, :, None]
+    return v.reshape(m, k)
+
+
+def pack_q1_0(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Q1_0 blocks of 128: f16 d, then 16 bytes of sign bits (value j: byte j/8, bit j%8, set = +d)."""
+    m, k = codes.shape
+    nb = m * k // 128
+    bits = np.packbits((codes > 0).reshape(nb, 128), axis=1, bitorder="little")
+    d = scales.reshape(nb, 1).astype(np.float16).view(np.uint8)
+    return np.concatenate([d, bits], axis=1).reshape(m, k // 128 * 18)
+
+
+def pack_q2_0(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Q2_0 blocks of 64: f16 d, then 16 bytes of 2-bit codes q+1, four consecutive values a
+    byte, the first in the low bits."""
+    m, k = codes.shape
+    nb = m * k // 64
+    q = (codes.reshape(nb, 16, 4) + np.int8(1)).astype(np.uint8)
+    qs = q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)
+    d = scales.reshape(nb, 1).astype(np.float16).view(np.uint8)
+    return np.concatenate([d, qs], axis=1).reshape(m, k // 64 * 18)
+
+
+def decode_q1_q2(packed: np.ndarray, wt: str, m: int, k: int) -> np.ndarray:
+    """An element-wise decoder written from the layout (value by value, not by the packers'
+    reshapes), to check them; gguf-py 0.19 has no Q1_0/Q2_0 dequantizer."""
+    block = 128 if wt == "Q1_0" else 64
+    raw = packed.reshape(-1, 18)
+    d = raw[:, :2].copy().view(np.float16).astype(np.float32)[:, 0]
+    j = np.arange(block)
+    if wt == "Q1_0":
+        bit = (raw[:, 2 + j // 8] >> (j % 8).astype(np.uint8)) & 1
+        v = np.where(bit == 1, 1.0, -1.0).astype(np.float32)
+    else:
+        code = (raw[:, 2 + j // 4] >> (2 * (j % 4)).astype(np.uint8)) & 3
+        v = code.astype(np.float32) - np.float32(1)
+    return (v * d[:, None]).reshape(m, k)
+
+
+def qwen3_tensor(w, name: str, wt: str, codes: np.ndarray, scales: np.ndarray, verify: bool) -> None:
+    """Adds matrix `name` (M rows of K) stored as `wt` (Q1_0, Q2_0, F16 or F32)."""
+    m, k = codes.shape
+    if wt in ("Q1_0", "Q2_0"):
+        packed = pack_q1_0(codes, scales) if wt == "Q1_0" else pack_q2_0(codes, scales)
+        if verify:  # rows pack independently: a row sample checks big tensors
+            r = m if m * k <= VERIFY_FULL else max(1, VERIFY_FULL // k)
+            got = decode_q1_q2(packed[:r], wt, r, k)
+            if not np.array_equal(got, block_values(codes[:r], scales[:r])):
+                raise AssertionError(f"{wt} packer disagrees with the element-wise decoder ({name})")
+        # gguf-py knows neither type's block size: raw int8 bytes, explicit (M, K) shape.
+        w.add_tensor(name, packed.view(np.int8), raw_shape=(m, k), raw_dtype=Q1_0 if wt == "Q1_0" else Q2_0)
+    elif wt == "F16":
+        w.add_tensor(name, block_values(codes, scales).astype(np.float16))
+    elif wt == "F32":
+        w.add_tensor(name, block_values(codes, scales))
+    else:
+        raise ValueError(wt)
+
+
+def gen_qwen3(spec: dict, hp: dict, seed: int, sdist: Path, out: Path, verify: bool) -> dict:
+    group, wt, et = spec["group"], spec["weight_type"], spec["token_embd_type"]
+    # The values come from the Q1_0 group ("qwen3-q1": +-d) or the Q2_0 group ("qwen3-q2").
+    vt = "Q1_0" if group == "qwen3-q1" else "Q2_0"
+    path = out / (spec["name"] + ".gguf")
+    n_embd, n_ff, n_layer = hp["n_embd"], hp["n_ff"], hp["n_layer"]
+    n_head, n_head_kv, hd = hp["n_head"], hp["n_head_kv"], hp["head_dim"]
+    n_q, n_kv = n_head * hd, n_head_kv * hd
+    tok_kv = tokenizer_kv(sdist, spec["vocab"])
+    n_vocab = vocab_size(tok_kv)
+    arch = "qwen3"
+
+    w = gguf.GGUFWriter(None, arch)
+    w.add_string("general.name", spec["name"])
+    w.add_uint32("general.file_type", WEIGHT_FTYPE[wt])
+    if wt not in ("F32", "F16"):
+        w.add_uint32("general.quantization_version", gguf.GGML_QUANT_VERSION)
+    w.add_uint32(f"{arch}.context_length", hp["n_ctx"])
+    w.add_uint32(f"{arch}.embedding_length", n_embd)
+    w.add_uint32(f"{arch}.block_count", n_layer)
+    w.add_uint32(f"{arch}.feed_forward_length", n_ff)
+    w.add_uint32(f"{arch}.attention.head_count", n_head)
+    w.add_uint32(f"{arch}.attention.head_count_kv", n_head_kv)
+    w.add_uint32(f"{arch}.attention.key_length", hd)
+    w.add_uint32(f"{arch}.attention.value_length", hd)
+    w.add_float32(f"{arch}.rope.freq_base", QWEN3_ROPE_BASE)
+    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
+    for key, t, v, sub in tok_kv:
+        w.add_key_value(key, v, t, sub)
+
+    def matrix(name: str, m: int, k: int, wtype: str, scale_mean: float) -> None:
+        codes, scales = block_codes_and_scales(seed, group, name, m, k, vt, scale_mean)
+        qwen3_tensor(w, name, wtype, codes, scales, verify)
+
+    # Matrices: mean scale ~ 1.6 / sqrt(K) keeps each output's spread near 1 for every shape.
+    def proj_scale(k: int) -> float:
+        return 1.6 / float(np.sqrt(k))
+
+    if vt == "Q1_0":  # the 1-bit Bonsai layout: Q1_0 embedding that is also the head
+        matrix("token_embd.weight", n_vocab, n_embd, et, 0.25)
+    else:
+        w.add_tensor("token_embd.weight", embedding(seed, group, n_vocab, n_embd).astype(np.float16))
+    w.add_tensor("output_norm.weight", norm_weight(seed, group, "output_norm.weight", n_embd))
+    if not spec["tied"]:
+        matrix("output.weight", n_vocab, n_embd, spec["output_type"], proj_scale(n_embd))
+    shapes = {"attn_q": (n_q, n_embd), "attn_k": (n_kv, n_embd), "attn_v": (n_kv, n_embd),
+              "attn_output": (n_embd, n_q), "ffn_gate": (n_ff, n_embd), "ffn_up": (n_ff, n_embd),
+              "ffn_down": (n_embd, n_ff)}
+    for il in range(n_layer):
+        b = f"blk.{il}"
+        for nm, n in (("attn_norm", n_embd), ("attn_q_norm", hd), ("attn_k_norm", hd), ("ffn_norm", n_embd)):
+            w.add_tensor(f"{b}.{nm}.weight", norm_weight(seed, group, f"{b}.{nm}.weight", n))
+        for p, (m, k) in shapes.items():
+            matrix(f"{b}.{p}.weight", m, k, wt, proj_scale(k))
+    write_gguf(w, path)
+
+    return dict(
+        file=path.name, name=spec["name"], kind="qwen3", arch=arch, weights_group=group,
+        weight_type=wt, weight_type_id=int(Q1_0 if wt == "Q1_0" else Q2_0 if wt == "Q2_0" else QT[wt]),
+        token_embd_type=et, vocab=spec["vocab"], vocab_has_pre=True, tied_head=spec["tied"],
+        output_type=spec["output_type"] or et,
+        has_scale_tensors=False, file_type=WEIGHT_FTYPE[wt],
+        hparams=dict(n_vocab=n_vocab, n_embd=n_embd, n_ff=n_ff, n_layer=n_layer, n_head=n_head,
+                     n_head_kv=n_head_kv, head_dim=hd, n_ctx=hp["n_ctx"],
+                     rope_freq_base=QWEN3_ROPE_BASE, rms_eps=1e-6),
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # formats.gguf
 
 
@@ -692,6 +886,9 @@ def main() -> int:
         t0 = time.time()
         if spec["kind"] == "formats":
             entry = gen_formats(args.seed, args.out)
+        elif spec["kind"] == "qwen3":
+            entry = gen_qwen3(spec, QWEN3_TINY if args.shape == "tiny" else hp, args.seed, args.sdist,
+                              args.out, verify)
         else:
             entry = gen_model(spec, hp, args.seed, args.sdist, args.out, emb, verify)
         p = args.out / entry["file"]

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The one entry point for test fixtures: Python venv, C++ reference sdist, synthetic models.
 #
-#   tests/models/prepare.sh [--shape tiny|2b4t] [--seed N]
+#   tests/models/prepare.sh [--shape tiny|2b4t|1.7b|8b] [--seed N]
+#
+# tiny: every test model (incl. the qwen3 Q1_0/Q2_0 files and their float copies); 2b4t: BitNet
+# 2B-4T-shaped files for speed; 1.7b / 8b: qwen3 Q1_0 and Q2_0 files at Qwen3-1.7B / Qwen3-8B
+# shape for speed (about 0.9 GB / 3.5 GB of disk).
 #
 # Everything lives under ${BITNET_CACHE_DIR:-$HOME/.cache/bitnet-rs} (never in the repo) and is
 # reused while its inputs are unchanged: the models are regenerated only when gen_models.py,
@@ -20,7 +24,7 @@ cache="${BITNET_CACHE_DIR:-$HOME/.cache/bitnet-rs}"
 
 shape="tiny"
 seed="1234"
-usage() { echo "usage: $0 [--shape tiny|2b4t] [--seed N]" >&2; exit 2; }
+usage() { echo "usage: $0 [--shape tiny|2b4t|1.7b|8b] [--seed N]" >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --shape) [[ $# -ge 2 ]] || usage; shape="$2"; shift 2 ;;
@@ -31,7 +35,7 @@ while [[ $# -gt 0 ]]; do
         *) echo "prepare.sh: unknown argument: $1" >&2; usage ;;
     esac
 done
-[[ "$shape" == "tiny" || "$shape" == "2b4t" ]] || { echo "prepare.sh: --shape must be tiny or 2b4t" >&2; exit 2; }
+case "$shape" in tiny|2b4t|1.7b|8b) ;; *) echo "prepare.sh: --shape must be tiny, 2b4t, 1.7b or 8b" >&2; exit 2 ;; esac
 [[ "$seed" =~ ^[0-9]+$ ]] || { echo "prepare.sh: --seed must be a non-negative integer" >&2; exit 2; }
 
 log() { echo "prepare.sh: $*" >&2; }
