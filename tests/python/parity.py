@@ -88,7 +88,7 @@ def run_worker(libdir, model):
     return res, np.load(os.path.join(out, "scores.npy"))
 
 
-def compare(ours_dir, ref_dir, model, min_cos, int8):
+def compare(ours_dir, ref_dir, model, min_cos, int8, texts_reported):
     ours, s_ours = run_worker(ours_dir, model)
     ref, s_ref = run_worker(ref_dir, model)
     ok = True
@@ -106,6 +106,13 @@ def compare(ours_dir, ref_dir, model, min_cos, int8):
             # the two texts part from there. The samplers themselves are bit-identical to the
             # reference's on equal logits (crossval's samplers test); greedy text is checked.
             print(f"INFO {key}: differs within the int8 noise floor: {detail}")
+            continue
+        if texts_reported and ours[key] != ref[key]:
+            # A fixture whose own noise floor parts greedy text within these few tokens (the
+            # reference against itself with norms x (1 + 1e-6), crossval): the texts may part
+            # at a near tie, so they are reported; ours must still produce text, and the
+            # scores below hold the logits to the floor.
+            check(key, len(ours[key]) > 0, f"differs at a near tie (reported): {detail}")
             continue
         check(key, ours[key] == ref[key], detail)
     check("state", ours["state_same"],
@@ -134,11 +141,14 @@ def main():
     c.add_argument("--min-cosine", type=float, default=0.99999)
     c.add_argument("--int8", action="store_true",
                    help="int8-activation model: seeded sampled text may differ (reported only)")
+    c.add_argument("--texts-reported", action="store_true",
+                   help="texts may part at near ties (reported only; ours must produce text)")
     args = ap.parse_args()
     if args.cmd == "worker":
         worker(args.model, args.out)
     else:
-        sys.exit(0 if compare(args.ours, args.ref, args.model, args.min_cosine, args.int8) else 1)
+        sys.exit(0 if compare(args.ours, args.ref, args.model, args.min_cosine, args.int8,
+                             args.texts_reported) else 1)
 
 
 if __name__ == "__main__":
