@@ -49,7 +49,9 @@ ours() {
 }
 theirs() {
     LD_LIBRARY_PATH="$ref/lib" "$ref/bin/llama-bench" -m "$1" -t "$threads" -p "$p" -n "$n" -r 1 -o json 2>/dev/null |
-        python3 -c 'import json, sys; print(json.dumps({f"pp{r[\"n_prompt\"]}" if r["n_prompt"] else f"tg{r[\"n_gen\"]}": r["avg_ts"] for r in json.load(sys.stdin)}))'
+        python3 -c 'import json, sys
+rows = json.load(sys.stdin)
+print(json.dumps({("pp%d" % r["n_prompt"]) if r["n_prompt"] else ("tg%d" % r["n_gen"]): r["avg_ts"] for r in rows}))'
 }
 for r in $(seq 1 "$rounds"); do
     for i in $(seq 0 $((${#files[@]} - 1))); do
