@@ -338,8 +338,8 @@ mod tests {
     #[test]
     fn unsupported_types_are_refused_not_misread() {
         let mut out = [0f32; 32];
-        let err = dequantize(GgmlType::Q4_0, &[0u8; 18], &mut out).unwrap_err();
-        assert_eq!(err.message, "unsupported tensor type Q4_0 (id 2)");
+        let err = dequantize(GgmlType::Q5_0, &[0u8; 22], &mut out).unwrap_err();
+        assert_eq!(err.message, "unsupported tensor type Q5_0 (id 6)");
         assert!(dequantize(GgmlType::Q8_0, &[0u8; 33], &mut out).is_err());
         // Q1_0 / Q2_0: wrong byte counts and partial blocks, one error each
         let mut out = [0f32; 128];
