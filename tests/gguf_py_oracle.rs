@@ -9,10 +9,31 @@ use bitnet::gguf::MappedFile;
 use bitnet::quant::{self, GgmlType};
 use common::*;
 
+/// The generated models gguf-py can read: the pinned gguf-py (0.19) has no Q1_0 / Q2_0 type
+/// ids (41, 42) and refuses a whole file holding one (the qwen3 fixtures; those are checked
+/// against the reference itself by crossval instead).
+fn gguf_py_models() -> Vec<std::path::PathBuf> {
+    let v: Vec<_> = models()
+        .into_iter()
+        .filter(|m| {
+            let file = MappedFile::open(m).unwrap();
+            let g = file.gguf().unwrap();
+            g.tensors()
+                .iter()
+                .all(|t| !matches!(t.ty, GgmlType::Q1_0 | GgmlType::Q2_0))
+        })
+        .collect();
+    assert!(
+        v.len() >= 10,
+        "expected the generated model set, found {v:?}"
+    );
+    v
+}
+
 #[test]
 fn inspect_json_agrees_with_gguf_py_on_every_model() {
     let dir = scratch("inspect_json");
-    for model in models() {
+    for model in gguf_py_models() {
         let name = model.file_name().unwrap().to_string_lossy().into_owned();
         let json = assert_ok(
             &name,
@@ -32,7 +53,7 @@ fn inspect_json_agrees_with_gguf_py_on_every_model() {
 
 #[test]
 fn dequantized_tensors_are_bit_identical_to_gguf_py() {
-    for model in models() {
+    for model in gguf_py_models() {
         let name = model.file_name().unwrap().to_string_lossy().into_owned();
         let dir = scratch(&format!("dequant_{name}"));
         let file = MappedFile::open(&model).unwrap();

@@ -165,6 +165,7 @@ impl GgmlType {
                 | GgmlType::F16
                 | GgmlType::BF16
                 | GgmlType::Q8_0
+                | GgmlType::Q4_0
                 | GgmlType::Q6_K
                 | GgmlType::Q8_K
                 | GgmlType::TQ1_0
