@@ -149,11 +149,14 @@ fn gpu_matches_cpu() {
             let k = 1.0 + 1e-6f32;
             for l in &mut noisy.layers {
                 for v in [
-                    &mut l.attn_norm,
-                    &mut l.attn_sub_norm,
-                    &mut l.ffn_norm,
-                    &mut l.ffn_sub_norm,
-                ] {
+                    Some(&mut l.attn_norm),
+                    l.attn_sub_norm.as_mut(),
+                    Some(&mut l.ffn_norm),
+                    l.ffn_sub_norm.as_mut(),
+                ]
+                .into_iter()
+                .flatten()
+                {
                     v.iter_mut().for_each(|x| *x *= k);
                 }
             }
