@@ -721,32 +721,35 @@ extern "C" __global__ void q8_quant(const float* x, int cols, signed char* q, fl
 // accumulated block by block, in order, in every lane. out[t * out_stride + r].
 extern "C" __global__ void q8_head(const signed char* wq, const float* wd, int rows, int cols,
                                    const signed char* xq, const float* xd, float* out, int out_stride) {
+    // The CPU head's order (llama.cpp's x86 Q8_0 dot, `Q8Head::dot_scalar`): per block eight
+    // exact int lanes of four products each, acc[u] = fma(lane[u], d_w * d_x, acc[u]) block
+    // after block, then the pairwise sum of the eight accumulators. Lanes 0..7 of the warp
+    // each own one accumulator (the blocks in order, so the same bits as the CPU); the other
+    // lanes idle.
     int lane = threadIdx.x & 31;
     int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int t = blockIdx.y;
     int nb = cols / 32;
-    bool live = r < rows;
-    const signed char* w = wq + (long long)(live ? r : 0) * cols;
+    bool live = r < rows && lane < 8;
+    const signed char* w = wq + (long long)(r < rows ? r : 0) * cols;
     const signed char* a = xq + (long long)t * cols;
     float acc = 0.0f;
-    for (int g = 0; g < nb; g += 32) {
-        int b = g + lane;
-        int s = 0;
-        float dp = 0.0f;
-        if (live && b < nb) {
-            const signed char* wb = w + b * 32;
-            const signed char* ab = a + b * 32;
-            for (int i = 0; i < 32; i++) s += (int)wb[i] * (int)ab[i];
-            dp = __fmul_rn(wd[(long long)r * nb + b], xd[(long long)t * nb + b]);
-        }
-        int m = nb - g < 32 ? nb - g : 32;
-        for (int k = 0; k < m; k++) {
-            int sk = __shfl_sync(FULL_MASK, s, k);
-            float dk = __shfl_sync(FULL_MASK, dp, k);
-            acc = fmaf((float)sk, dk, acc);
+    if (live) {
+        for (int b = 0; b < nb; b++) {
+            const signed char* wb = w + b * 32 + 4 * lane;
+            const signed char* ab = a + b * 32 + 4 * lane;
+            int s = 0;
+            for (int i = 0; i < 4; i++) s += (int)wb[i] * (int)ab[i];
+            float d = __fmul_rn(wd[(long long)r * nb + b], xd[(long long)t * nb + b]);
+            acc = fmaf((float)s, d, acc);
         }
     }
-    if (live && lane == 0) out[(long long)t * out_stride + r] = acc;
+    float v[8];
+    for (int k = 0; k < 8; k++) v[k] = __shfl_sync(FULL_MASK, acc, k);
+    if (r < rows && lane == 0) {
+        float r0 = v[4] + v[0], r1 = v[5] + v[1], r2 = v[6] + v[2], r3 = v[7] + v[3];
+        out[(long long)t * out_stride + r] = (r0 + r2) + (r1 + r3);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
