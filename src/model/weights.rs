@@ -365,16 +365,7 @@ impl Model {
         let bytes = self.file.bytes();
         let mut layers = std::mem::take(&mut self.layers);
         for layer in &mut layers {
-            for p in [
-                &mut layer.wq,
-                &mut layer.wk,
-                &mut layer.wv,
-                &mut layer.wo,
-                &mut layer.w_gate,
-                &mut layer.w_up,
-                &mut layer.w_down,
-            ] {
-                let m = &mut p.w;
+            for m in projections_mut(layer) {
                 if !TernaryMat::can_pack(m.ty, m.cols) {
                     continue;
                 }
@@ -401,17 +392,7 @@ impl Model {
         let mut layers = std::mem::take(&mut self.layers);
         let mut mats: Vec<&mut Matrix> = Vec::new();
         for layer in &mut layers {
-            for p in [
-                &mut layer.wq,
-                &mut layer.wk,
-                &mut layer.wv,
-                &mut layer.wo,
-                &mut layer.w_gate,
-                &mut layer.w_up,
-                &mut layer.w_down,
-            ] {
-                mats.push(&mut p.w);
-            }
+            mats.extend(projections_mut(layer));
         }
         mats.push(&mut self.output);
         for m in mats {
@@ -662,4 +643,17 @@ impl Model {
             data: &self.file.bytes()[m.bytes.clone()],
         }
     }
+}
+
+/// The seven projection matrices of a layer (q, k, v, output, gate, up, down).
+fn projections_mut(layer: &mut Layer) -> [&mut Matrix; 7] {
+    [
+        &mut layer.wq.w,
+        &mut layer.wk.w,
+        &mut layer.wv.w,
+        &mut layer.wo.w,
+        &mut layer.w_gate.w,
+        &mut layer.w_up.w,
+        &mut layer.w_down.w,
+    ]
 }
