@@ -129,12 +129,14 @@ fn lowbit_row(name: &'static str, ty: GgmlType, rows: usize, cols: usize, n: usi
     act.quantize(&x, n, cols, 1);
     let mut out = vec![0f32; n * rows];
     let scalar_s = time(3, || {
-        lowbit::matmul_isa(Isa::Scalar, &m, &act, &mut out, rows, 1)
+        lowbit::matmul_isa(Isa::Scalar, &m, &mut act, &mut out, rows, 1)
     });
     let simd = isas()
         .into_iter()
         .map(|isa| {
-            let s = time(15, || lowbit::matmul_isa(isa, &m, &act, &mut out, rows, 1));
+            let s = time(15, || {
+                lowbit::matmul_isa(isa, &m, &mut act, &mut out, rows, 1)
+            });
             (isa, s)
         })
         .collect();

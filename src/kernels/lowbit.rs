@@ -19,17 +19,28 @@
 //! in one vector with no horizontal sums, and the float steps (`sumi = 0 + s0 * d1_0 + s1 *
 //! d1_1`, `sum += d * sumi`) run on 8 rows at once.
 //!
-//! **Q1_0** (`LowbitMat::from_q1_0`): row by row, blocks in pairs; per pair 36 bytes: 32 bytes
-//! of bits, then the two f16 scales (an odd last block leaves the second half zero).
+//! **Q1_0** (`LowbitMat::from_q1_0`): rows in groups of 16 (`Q1_ROWS`, padded like Q2_0),
+//! read through per-token lookup tables. Per (group, 128-value block), 288 bytes: eight
+//! 32-byte nibble vectors, then the 16 rows' f16 scales (32 bytes).
 //!
 //! ```text
-//! bit m (0..8) of byte j (0..32): value 32m + j of the pair (block m / 4, Q8_0 block m % 4)
+//! nibble vector v (0..8), half L (0..2) = byte 16L + r (row 16g + r), low nibble bit i:
+//!     value 16v + 8L + i of the block; high nibble bit i: value 16v + 8L + 4 + i
 //! ```
 //!
-//! `(bits >> m) & 1` gives a Q8_0 block's weight bits as 0/1 bytes. The reference's lane u
-//! (values 4u..4u+3 of a Q8_0 block, a clear bit negating the activation with wrap-around) is
-//! `2 * sum(bit * q) - sum(q)` unless the activation is -128 under a clear bit (-(-128) wraps to
-//! -128): tokens with a -128 anywhere take the negate-and-sum form instead (`wraps`).
+//! Each nibble is four weight signs. For every four consecutive activations q0..q3 the
+//! activation side (`LowAct`) holds a 16-entry table, entry n = the sum over i of q_i where
+//! bit i of n is set and of the reference's negation of q_i where it is clear (a byte negation
+//! with wrap-around: -128 stays -128), an int16 split into a low-byte and a high-byte table. One
+//! `pshufb` per byte table then looks up 16 rows' four-value sums at once (32 per vector, the
+//! two 128-bit halves holding different value groups); `unpack` rejoins the bytes as int16.
+//!
+//! Float order (the scalar twin `q1_group_scalar`): per row and Q8_0 block k of a Q1_0 block,
+//! the exact integer sum s_k of the 32 signed activations, then `blk = d1_0 * s_0`,
+//! `blk = fma(d1_k, s_k, blk)`, then `acc = fma(d, blk, acc)`. That is one float chain per row
+//! where the reference's x86 kernel (`kernels::dot::dot_q1_0_q8_0`, which crossval checks bit
+//! for bit) keeps eight lane chains and sums them at the end: the results differ from it by
+//! float rounding only, and end-to-end crossval holds them to the int8 noise floor.
 
 use std::ops::Range;
 
@@ -42,8 +53,16 @@ use crate::quant::{q1_0, q2_0, q8_0, GgmlType};
 pub const Q2_ROWS: usize = 8;
 /// Bytes per (group, block) of a repacked Q2_0 matrix.
 const Q2_GROUP_BLOCK: usize = 4 * 32 + 2 * Q2_ROWS;
-/// Bytes per pair of blocks of a repacked Q1_0 row.
-const Q1_PAIR: usize = 32 + 4;
+/// Rows per Q1_0 group.
+pub const Q1_ROWS: usize = 16;
+/// Bytes per (group, block) of a repacked Q1_0 matrix.
+const Q1_GROUP_BLOCK: usize = 8 * 32 + 2 * Q1_ROWS;
+/// Lookup-table bytes per 16 activations (four 32-byte vectors, see `q1_lut_token`).
+const LUT_CHUNK: usize = 128;
+/// Inputs of at most this many tokens are kept to recognize a repeated input.
+const REUSE_MAX: usize = 4;
+/// Bytes of Q1_0 lookup tables built at once (a tile of tokens): about half a core's L2.
+const LUT_BUDGET: usize = 256 << 10;
 
 /// A Q2_0 or Q1_0 matrix in the kernels' layout: `rows` outputs of `cols` inputs.
 pub struct LowbitMat {
@@ -85,8 +104,16 @@ impl LowbitMat {
         self.cols / q2_0::BLOCK * Q2_GROUP_BLOCK
     }
 
-    fn q1_row_bytes(&self) -> usize {
-        (self.cols / q1_0::BLOCK).div_ceil(2) * Q1_PAIR
+    fn q1_group_bytes(&self) -> usize {
+        self.cols / q1_0::BLOCK * Q1_GROUP_BLOCK
+    }
+
+    /// Rows per unit of the layout (a thread's share is a whole number of them).
+    fn row_unit(&self) -> usize {
+        match self.ty {
+            GgmlType::Q2_0 => Q2_ROWS,
+            _ => Q1_ROWS,
+        }
     }
 
     /// Repacks Q2_0 rows (`rows * cols / 64` blocks of 18 bytes).
@@ -127,23 +154,28 @@ impl LowbitMat {
         assert!(Self::can_pack(GgmlType::Q1_0, cols));
         let nb = cols / q1_0::BLOCK;
         assert!(data.len() >= rows * nb * q1_0::BLOCK_BYTES);
-        let rb = nb.div_ceil(2) * Q1_PAIR;
-        let mut m = Self::alloc(GgmlType::Q1_0, rows, cols, rows * rb);
+        let groups = rows.div_ceil(Q1_ROWS);
+        let mut m = Self::alloc(GgmlType::Q1_0, rows, cols, groups * nb * Q1_GROUP_BLOCK);
+        let gb = m.q1_group_bytes();
         let out = SendPtr(m.data.as_mut_ptr());
         let pool = pool::global();
         pool.run(pool.max_threads(), &|i, n| {
-            for row in pool::split(rows, 1, i, n) {
-                // SAFETY: row `row` owns bytes row * rb .. (row + 1) * rb; threads get disjoint
-                // rows and the buffer outlives `run`.
-                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(row * rb), rb) };
-                for b in 0..nb {
-                    let src = &data[(row * nb + b) * q1_0::BLOCK_BYTES..][..q1_0::BLOCK_BYTES];
-                    let pair = &mut dst[b / 2 * Q1_PAIR..][..Q1_PAIR];
-                    let half = b % 2;
-                    pair[32 + 2 * half..34 + 2 * half].copy_from_slice(&src[..2]);
-                    for e in 0..q1_0::BLOCK {
-                        let m = 4 * half + e / 32;
-                        pair[e % 32] |= (q1_0::bit(src, e) as u8) << m;
+            for g in pool::split(groups, 1, i, n) {
+                // SAFETY: group g owns bytes g * gb .. (g + 1) * gb of the data; threads get
+                // disjoint groups and the buffer outlives `run`.
+                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(g * gb), gb) };
+                for r in 0..Q1_ROWS.min(rows - g * Q1_ROWS) {
+                    let row = g * Q1_ROWS + r;
+                    for b in 0..nb {
+                        let src = &data[(row * nb + b) * q1_0::BLOCK_BYTES..][..q1_0::BLOCK_BYTES];
+                        let dst = &mut dst[b * Q1_GROUP_BLOCK..][..Q1_GROUP_BLOCK];
+                        dst[256 + 2 * r..258 + 2 * r].copy_from_slice(&src[..2]);
+                        // four values at a time: a nibble of the source's bits (value e is bit
+                        // e % 8 of byte e / 8) lands whole in one nibble of the layout
+                        for e in (0..q1_0::BLOCK).step_by(4) {
+                            let (byte, shift) = q1_bit_at(r, e);
+                            dst[byte] |= ((src[2 + e / 8] >> (e % 8)) & 0x0f) << shift;
+                        }
                     }
                 }
             }
@@ -152,24 +184,45 @@ impl LowbitMat {
     }
 }
 
+/// Where value `e` (0..128) of row `r` (0..16) of a Q1_0 group's block sits: (byte, bit).
+fn q1_bit_at(r: usize, e: usize) -> (usize, usize) {
+    let (v, half, hi, i) = (e / 16, (e / 8) % 2, (e / 4) % 2, e % 4);
+    (32 * v + 16 * half + r, 4 * hi + i)
+}
+
 /// Q8_0 activations of up to `n` tokens as the kernels read them. Reused across calls.
 #[derive(Default)]
 pub struct LowAct {
     pub n: usize,
     pub cols: usize,
-    q: Vec<i8>,       // [n, cols] the int8 values
-    d: Vec<f32>,      // [n, cols / 32] block scales (f16 widened)
-    sums: Vec<i32>,   // [n, cols / 32] sum of each block's values
-    lanes: Vec<i32>,  // [n, cols / 32, 8] sums of values 4u..4u+3 of each block
-    wraps: Vec<bool>, // [n] some value of the token is -128
-    q8: Vec<u8>,      // [n, cols / 32 * 34] Q8_0 scratch
+    q: Vec<i8>,             // [n, cols] the int8 values
+    d: Vec<f32>,            // [n, cols / 32] block scales (f16 widened)
+    sums: Vec<i32>,         // [n, cols / 32] sum of each block's values
+    lut: Vec<u8>,           // [tile, cols / 16, 128] Q1_0 lookup tables of a tile of tokens
+    lut_toks: Range<usize>, // the tokens `lut` holds (empty: none)
+    x: Vec<f32>,            // [n, cols] the input last quantized, when small (`REUSE_MAX`)
+    q8: Vec<u8>,            // [n, cols / 32 * 34] Q8_0 scratch
 }
 
 impl LowAct {
     /// Quantizes `n` rows of `x` (each `cols` long, a multiple of 32) as the reference does
     /// for Q2_0/Q1_0 weights (`kernels::quantize_q8_0`).
+    /// The same input as the last call (several matrices read one input: q, k and v; gate
+    /// and up) keeps its quantization and Q1_0 tables.
     pub fn quantize(&mut self, x: &[f32], n: usize, cols: usize, threads: usize) {
         assert!(cols.is_multiple_of(q8_0::BLOCK) && x.len() >= n * cols);
+        let x = &x[..n * cols];
+        if n <= REUSE_MAX {
+            let same =
+                |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+            if self.n == n && self.cols == cols && self.x.len() == x.len() && same(&self.x, x) {
+                return;
+            }
+            self.x.clear();
+            self.x.extend_from_slice(x);
+        } else {
+            self.x.clear();
+        }
         let bytes = cols / q8_0::BLOCK * q8_0::BLOCK_BYTES;
         grow(&mut self.q8, n * bytes);
         let q8 = SendPtr(self.q8.as_mut_ptr());
@@ -183,23 +236,26 @@ impl LowAct {
             }
         });
         let q8 = std::mem::take(&mut self.q8);
-        self.set_q8_0(&q8[..n * bytes], n, cols);
+        self.fill(&q8[..n * bytes], n, cols);
         self.q8 = q8;
     }
 
     /// Takes `n` tokens of ready Q8_0 blocks (each `cols / 32` blocks), e.g. raw test blocks.
     pub fn set_q8_0(&mut self, blocks: &[u8], n: usize, cols: usize) {
+        self.x.clear();
+        self.fill(blocks, n, cols);
+    }
+
+    fn fill(&mut self, blocks: &[u8], n: usize, cols: usize) {
         let nb = cols / q8_0::BLOCK;
         assert!(blocks.len() >= n * nb * q8_0::BLOCK_BYTES);
         self.n = n;
         self.cols = cols;
+        self.lut_toks = 0..0;
         grow(&mut self.q, n * cols);
         grow(&mut self.d, n * nb);
         grow(&mut self.sums, n * nb);
-        grow(&mut self.lanes, n * nb * 8);
-        grow(&mut self.wraps, n);
         for t in 0..n {
-            let mut wraps = false;
             for b in 0..nb {
                 let i = t * nb + b;
                 let blk = &blocks[i * q8_0::BLOCK_BYTES..][..q8_0::BLOCK_BYTES];
@@ -209,13 +265,36 @@ impl LowAct {
                     *o = v as i8;
                 }
                 self.sums[i] = q.iter().map(|&v| v as i32).sum();
-                for u in 0..8 {
-                    self.lanes[i * 8 + u] = q[4 * u..4 * u + 4].iter().map(|&v| v as i32).sum();
-                }
-                wraps |= q.contains(&-128);
             }
-            self.wraps[t] = wraps;
         }
+    }
+
+    /// Tokens per Q1_0 lookup-table tile: as many as keep the tables within `LUT_BUDGET`.
+    fn lut_tile(&self) -> usize {
+        (LUT_BUDGET / (self.cols / 16 * LUT_CHUNK)).clamp(1, self.n.max(1))
+    }
+
+    /// Writes the Q1_0 lookup tables of tokens `toks` into `lut` (layout in `q1_lut_token`),
+    /// a token per pool thread, unless it holds them already.
+    fn build_lut(&mut self, isa: Isa, toks: Range<usize>, threads: usize) {
+        if self.lut_toks == toks {
+            return;
+        }
+        let bytes = self.cols / 16 * LUT_CHUNK;
+        grow(&mut self.lut, toks.len() * bytes);
+        let lut = SendPtr(self.lut.as_mut_ptr());
+        let this = &*self;
+        let threads = if toks.len() >= 2 { threads } else { 1 };
+        pool::global().run(threads, &|i, nt| {
+            for t in pool::split(toks.len(), 1, i, nt) {
+                // SAFETY: token t owns its `bytes` of the tables (grown above); threads get
+                // disjoint tokens and the buffer outlives `run`.
+                let out =
+                    unsafe { std::slice::from_raw_parts_mut(lut.get().add(t * bytes), bytes) };
+                q1_lut_token_isa(isa, this.token(toks.start + t), out);
+            }
+        });
+        self.lut_toks = toks;
     }
 
     fn token(&self, t: usize) -> &[i8] {
@@ -226,6 +305,49 @@ impl LowAct {
 fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
     if v.len() < n {
         v.resize(n, T::default());
+    }
+}
+
+/// The reference's contribution of activation `q` under a clear Q1_0 bit: its byte negation,
+/// so -128 stays -128.
+fn q1_neg(q: i8) -> i32 {
+    q.wrapping_neg() as i32
+}
+
+/// `q1_lut_token` at a level: the same bytes.
+fn q1_lut_token_isa(isa: Isa, q: &[i8], out: &mut [u8]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the level was detected before being chosen; every x86 level has AVX2.
+        Isa::Avx2 | Isa::Avx512Vnni | Isa::Amx => unsafe { x86::q1_lut_token_avx2(q, out) },
+        _ => q1_lut_token(q, out),
+    }
+}
+
+/// One token's Q1_0 lookup tables (`cols / 16 * 128` bytes). For the four activations at `c`
+/// (c a multiple of 4), table entry n (0..16) = sum over i of `q[c + i]` where bit i of n is
+/// set, `q1_neg(q[c + i])` where it is clear: an int16 in [-512, 508] whose low byte goes to
+/// byte `32 * (2h + 0) + 16l + n` and high byte to `32 * (2h + 1) + 16l + n` of the 128 bytes
+/// of the 16 values holding c, with c = 16V + 8l + 4h (so half l of vectors 2h, 2h + 1 is the
+/// table of the nibbles in half l of a weight vector; h: low or high nibble).
+fn q1_lut_token(q: &[i8], out: &mut [u8]) {
+    for (chunk, out) in q.chunks_exact(16).zip(out.chunks_exact_mut(LUT_CHUNK)) {
+        for (g, q) in chunk.chunks_exact(4).enumerate() {
+            let (l, h) = (g / 2, g % 2);
+            let mut table = [0i32; 16];
+            table[0] = q.iter().map(|&v| q1_neg(v)).sum();
+            for (i, &v) in q.iter().enumerate() {
+                let step = v as i32 - q1_neg(v);
+                for n in 0..1 << i {
+                    table[n | 1 << i] = table[n] + step;
+                }
+            }
+            for (n, &e) in table.iter().enumerate() {
+                let [lo, hi] = (e as i16).to_le_bytes();
+                out[32 * (2 * h) + 16 * l + n] = lo;
+                out[32 * (2 * h + 1) + 16 * l + n] = hi;
+            }
+        }
     }
 }
 
@@ -261,43 +383,39 @@ fn q2_group_scalar(m: &LowbitMat, g: usize, act: &LowAct, t: usize) -> [f32; Q2_
     sum
 }
 
-/// The output of Q1_0 row `r` for token `t`.
-fn q1_row_scalar(m: &LowbitMat, r: usize, act: &LowAct, t: usize) -> f32 {
+/// The 16 outputs of Q1_0 group `g` for token `t`, the float steps in the module doc's order.
+fn q1_group_scalar(m: &LowbitMat, g: usize, act: &LowAct, t: usize) -> [f32; Q1_ROWS] {
     let nb = m.cols / q1_0::BLOCK;
-    let w = &m.data[r * m.q1_row_bytes()..][..m.q1_row_bytes()];
+    let w = &m.data[g * m.q1_group_bytes()..][..m.q1_group_bytes()];
     let q = act.token(t);
-    let mut acc = [0f32; 8];
+    let mut acc = [0f32; Q1_ROWS];
     for b in 0..nb {
-        let pair = &w[b / 2 * Q1_PAIR..][..Q1_PAIR];
-        let mut blk = [0f32; 8];
-        for k in 0..4 {
-            let m = 4 * (b % 2) + k;
-            let mut lanes = [0i32; 8];
-            for e in 0..32 {
-                let v = q[b * q1_0::BLOCK + 32 * k + e];
-                let v = if (pair[e] >> m) & 1 == 1 {
-                    v
+        let blk = &w[b * Q1_GROUP_BLOCK..][..Q1_GROUP_BLOCK];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let mut sum = 0f32;
+            for k in 0..4 {
+                let mut s = 0i32;
+                for e in 32 * k..32 * (k + 1) {
+                    let (byte, shift) = q1_bit_at(r, e);
+                    let v = q[b * q1_0::BLOCK + e];
+                    s += if (blk[byte] >> shift) & 1 == 1 {
+                        v as i32
+                    } else {
+                        q1_neg(v)
+                    };
+                }
+                let d1 = act.d[t * m_blocks(nb) + 4 * b + k];
+                sum = if k == 0 {
+                    d1 * s as f32
                 } else {
-                    v.wrapping_neg()
-                };
-                lanes[e / 4] += v as i32;
-            }
-            let d1 = act.d[t * (m_blocks(nb)) + 4 * b + k];
-            for u in 0..8 {
-                blk[u] = if k == 0 {
-                    d1 * lanes[u] as f32
-                } else {
-                    d1.mul_add(lanes[u] as f32, blk[u])
+                    d1.mul_add(s as f32, sum)
                 };
             }
-        }
-        let o = 32 + 2 * (b % 2);
-        let d = f16_to_f32(u16::from_le_bytes([pair[o], pair[o + 1]]));
-        for u in 0..8 {
-            acc[u] = d.mul_add(blk[u], acc[u]);
+            let d = f16_to_f32(u16::from_le_bytes([blk[256 + 2 * r], blk[257 + 2 * r]]));
+            *acc = d.mul_add(sum, *acc);
         }
     }
-    super::dot::hsum8(acc)
+    acc
 }
 
 /// Q8_0 blocks per token for `nb` Q1_0 blocks.
@@ -324,8 +442,8 @@ impl Out {
 }
 
 /// out[t * out_stride + r] = row r . token t, for every row and the `act.n` tokens, on up to
-/// `threads` pool threads, at the CPU's level.
-pub fn matmul(m: &LowbitMat, act: &LowAct, out: &mut [f32], out_stride: usize, threads: usize) {
+/// `threads` pool threads, at the CPU's level. `act` is mutable for its Q1_0 table scratch.
+pub fn matmul(m: &LowbitMat, act: &mut LowAct, out: &mut [f32], out_stride: usize, threads: usize) {
     matmul_isa(best_isa(), m, act, out, out_stride, threads)
 }
 
@@ -333,7 +451,7 @@ pub fn matmul(m: &LowbitMat, act: &LowAct, out: &mut [f32], out_stride: usize, t
 pub fn matmul_isa(
     isa: Isa,
     m: &LowbitMat,
-    act: &LowAct,
+    act: &mut LowAct,
     out: &mut [f32],
     out_stride: usize,
     threads: usize,
@@ -345,20 +463,43 @@ pub fn matmul_isa(
         ptr: SendPtr(out.as_mut_ptr()),
         stride: out_stride,
     };
-    // One contiguous run of rows (whole Q2_0 groups) per thread keeps each weight stream
-    // sequential.
-    pool::global().run(threads, &|i, n| {
-        let rows = pool::split(m.rows, Q2_ROWS, i, n);
-        // SAFETY: this thread writes only rows `rows` of each token's output, disjoint from the
-        // other threads' rows; `out` is long enough (asserted) and outlives `run`.
-        unsafe { rows_dispatch(isa, m, act, rows, &out) };
-    });
+    // Q1_0 reads per-token tables built a tile of tokens at a time; Q2_0 takes every token.
+    let tile = match m.ty {
+        GgmlType::Q1_0 => act.lut_tile(),
+        _ => act.n.max(1),
+    };
+    let mut t0 = 0;
+    while t0 < act.n {
+        let toks = t0..(t0 + tile).min(act.n);
+        if m.ty == GgmlType::Q1_0 && isa != Isa::Scalar {
+            act.build_lut(isa, toks.clone(), threads);
+        }
+        let act = &*act;
+        // One contiguous run of rows (whole groups) per thread keeps each weight stream
+        // sequential.
+        pool::global().run(threads, &|i, n| {
+            let rows = pool::split(m.rows, m.row_unit(), i, n);
+            // SAFETY: this thread writes only rows `rows` of each token's output, disjoint from
+            // the other threads' rows; `out` is long enough (asserted) and outlives `run`; the
+            // Q1_0 tables hold tokens `toks` (built above).
+            unsafe { rows_dispatch(isa, m, act, rows, toks.clone(), &out) };
+        });
+        t0 = toks.end;
+    }
 }
 
 /// # Safety
-/// `out` holds every row in `rows` for each of `act.n` tokens, written by this caller alone;
-/// `rows.start` is a multiple of `Q2_ROWS`.
-unsafe fn rows_dispatch(isa: Isa, m: &LowbitMat, act: &LowAct, rows: Range<usize>, out: &Out) {
+/// `out` holds every row in `rows` for each token in `toks`, written by this caller alone;
+/// `rows.start` is a multiple of `m.row_unit()`; for Q1_0, `act.lut` holds the tables of
+/// `toks`.
+unsafe fn rows_dispatch(
+    isa: Isa,
+    m: &LowbitMat,
+    act: &LowAct,
+    rows: Range<usize>,
+    toks: Range<usize>,
+    out: &Out,
+) {
     if rows.is_empty() {
         return;
     }
@@ -370,11 +511,10 @@ unsafe fn rows_dispatch(isa: Isa, m: &LowbitMat, act: &LowAct, rows: Range<usize
         // SAFETY: as above.
         (Isa::Avx512Vnni | Isa::Amx, GgmlType::Q2_0) => unsafe { x86::q2_vnni(m, act, rows, out) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        (Isa::Avx2, GgmlType::Q1_0) => unsafe { x86::q1_avx2(m, act, rows, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        (Isa::Avx512Vnni | Isa::Amx, GgmlType::Q1_0) => unsafe { x86::q1_vnni(m, act, rows, out) },
+        // SAFETY: as above (table lookups need AVX2 only, which every x86 level here has).
+        (Isa::Avx2 | Isa::Avx512Vnni | Isa::Amx, GgmlType::Q1_0) => unsafe {
+            x86::q1_avx2(m, act, rows, toks, out)
+        },
         (_, GgmlType::Q2_0) => {
             for g in rows.start / Q2_ROWS..rows.end.div_ceil(Q2_ROWS) {
                 for t in 0..act.n {
@@ -390,10 +530,16 @@ unsafe fn rows_dispatch(isa: Isa, m: &LowbitMat, act: &LowAct, rows: Range<usize
             }
         }
         _ => {
-            for r in rows {
-                for t in 0..act.n {
-                    // SAFETY: as above.
-                    unsafe { out.put(r, t, q1_row_scalar(m, r, act, t)) };
+            for g in rows.start / Q1_ROWS..rows.end.div_ceil(Q1_ROWS) {
+                for t in toks.clone() {
+                    let y = q1_group_scalar(m, g, act, t);
+                    for (r, &v) in y.iter().enumerate() {
+                        let row = g * Q1_ROWS + r;
+                        if row < rows.end {
+                            // SAFETY: the caller hands over rows `rows` of tokens `toks`.
+                            unsafe { out.put(row, t, v) };
+                        }
+                    }
                 }
             }
         }
@@ -407,7 +553,6 @@ unsafe fn rows_dispatch(isa: Isa, m: &LowbitMat, act: &LowAct, rows: Range<usize
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use crate::kernels::dot::hsum8_avx;
     use std::arch::x86_64::*;
 
     /// How far ahead (bytes) the decode kernels prefetch the weight stream.
@@ -595,129 +740,163 @@ mod x86 {
         finish_vnni
     );
 
-    /// Bit `m` (0..8) of each byte of `v` as a 0/1 byte.
-    #[inline(always)]
-    unsafe fn bit_plane(v: __m256i, m: usize) -> __m256i {
-        _mm256_and_si256(
-            _mm256_srl_epi16(v, _mm_cvtsi32_si128(m as i32)),
-            _mm256_set1_epi8(1),
-        )
-    }
-
-    macro_rules! q1_kernels {
-        ($tile:ident, $rows:ident, $features:literal, $step:ident, $finish:ident) => {
-            /// One row at `w` x NT tokens: `q1_row_scalar`, bit for bit. WRAP: some token holds
-            /// a -128, so the activations are negated (with wrap-around) under clear bits
-            /// instead of taking 2 * sum(bit * q) - sum(q).
-            #[target_feature(enable = $features)]
-            unsafe fn $tile<const NT: usize, const WRAP: bool>(
-                w: *const u8,
-                nb: usize,
-                q: [*const i8; NT],
-                d1: [*const f32; NT],
-                lanes: [*const i32; NT],
-            ) -> [f32; NT] {
-                let zero = _mm256_setzero_si256();
-                let ones = _mm256_set1_epi8(1);
-                let mut acc = [_mm256_setzero_ps(); NT];
-                for b in 0..nb {
-                    let pair = w.add(b / 2 * Q1_PAIR);
-                    if NT == 1 && b % 2 == 0 {
-                        // a hint only: past the end it reads nothing
-                        _mm_prefetch::<_MM_HINT_T0>(pair.wrapping_add(PREFETCH) as *const i8);
+    /// `q1_lut_token` with AVX2: per four activations, their bytes in every 32-bit lane,
+    /// signed per table entry (`sign_epi8` negates with wrap-around, as the reference),
+    /// summed to int32, packed to int16 and split into the low- and high-byte tables.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `out` holds `q.len() / 16 * LUT_CHUNK` bytes.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn q1_lut_token_avx2(q: &[i8], out: &mut [u8]) {
+        // 32-bit lane n: byte i = +1 where bit i of entry n is set, else -1
+        let sign = |first: i32| {
+            let lane = |n: i32| {
+                i32::from_le_bytes(std::array::from_fn(|i| {
+                    if (n >> i) & 1 == 1 {
+                        1
+                    } else {
+                        -1i8 as u8
                     }
-                    let p = _mm256_loadu_si256(pair as *const _);
-                    let dh = std::ptr::read_unaligned(pair.add(32 + 2 * (b % 2)) as *const u16);
-                    let d = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(dh as i32)));
-                    let mut blk = [_mm256_setzero_ps(); NT];
-                    for k in 0..4 {
-                        let bits = bit_plane(p, 4 * (b % 2) + k);
-                        let a = 4 * b + k;
-                        for t in 0..NT {
-                            let qv = _mm256_loadu_si256(q[t].add(32 * a) as *const _);
-                            let l = if WRAP {
-                                let neg = _mm256_cmpeq_epi8(bits, zero);
-                                let signed = _mm256_sub_epi8(_mm256_xor_si256(qv, neg), neg);
-                                $finish($step(zero, ones, signed))
-                            } else {
-                                let set = $finish($step(zero, bits, qv));
-                                let all = _mm256_loadu_si256(lanes[t].add(8 * a) as *const _);
-                                _mm256_sub_epi32(_mm256_add_epi32(set, set), all)
-                            };
-                            let d1v = _mm256_set1_ps(*d1[t].add(a));
-                            let lf = _mm256_cvtepi32_ps(l);
-                            blk[t] = if k == 0 {
-                                _mm256_mul_ps(d1v, lf)
-                            } else {
-                                _mm256_fmadd_ps(d1v, lf, blk[t])
-                            };
-                        }
-                    }
-                    for t in 0..NT {
-                        acc[t] = _mm256_fmadd_ps(d, blk[t], acc[t]);
-                    }
-                }
-                std::array::from_fn(|t| hsum8_avx(acc[t]))
-            }
-
-            /// # Safety
-            /// The CPU has the features named; as `rows_dispatch`.
-            #[target_feature(enable = $features)]
-            pub(super) unsafe fn $rows(m: &LowbitMat, act: &LowAct, rows: Range<usize>, out: &Out) {
-                let nb = m.cols / q1_0::BLOCK;
-                let ab = m.cols / q8_0::BLOCK;
-                let rb = m.q1_row_bytes();
-                for r in rows {
-                    let w = m.data.as_ptr().add(r * rb);
-                    token_tiles(act.n, |t0, len| {
-                        // SAFETY (each call): row r and tokens t0..t0 + len lie inside their
-                        // buffers; the features are present (the caller's promise).
-                        let qp = |t: usize| act.token(t0 + t).as_ptr();
-                        let dp = |t: usize| act.d[(t0 + t) * ab..].as_ptr();
-                        let lp = |t: usize| act.lanes[(t0 + t) * ab * 8..].as_ptr();
-                        let wrap = act.wraps[t0..t0 + len].iter().any(|&w| w);
-                        macro_rules! call {
-                            ($nt:literal) => {{
-                                let (q, d, l) = (
-                                    std::array::from_fn::<_, $nt, _>(qp),
-                                    std::array::from_fn::<_, $nt, _>(dp),
-                                    std::array::from_fn::<_, $nt, _>(lp),
-                                );
-                                let y = if wrap {
-                                    unsafe { $tile::<$nt, true>(w, nb, q, d, l) }
-                                } else {
-                                    unsafe { $tile::<$nt, false>(w, nb, q, d, l) }
-                                };
-                                for (t, &y) in y.iter().enumerate() {
-                                    // SAFETY: the caller hands over row r.
-                                    unsafe { out.put(r, t0 + t, y) };
-                                }
-                            }};
-                        }
-                        match len {
-                            4 => call!(4),
-                            2 => call!(2),
-                            _ => call!(1),
-                        }
-                    });
-                }
-            }
+                }))
+            };
+            _mm256_setr_epi32(
+                lane(first),
+                lane(first + 1),
+                lane(first + 2),
+                lane(first + 3),
+                lane(first + 4),
+                lane(first + 5),
+                lane(first + 6),
+                lane(first + 7),
+            )
         };
+        let (sign0, sign1) = (sign(0), sign(8));
+        let ones8 = _mm256_set1_epi8(1);
+        let ones16 = _mm256_set1_epi16(1);
+        // per 128-bit half: the low bytes of its eight int16, then their high bytes
+        let split = _mm256_setr_epi8(
+            0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3,
+            5, 7, 9, 11, 13, 15,
+        );
+        // after `packs` and `split` the dwords hold entries' bytes in the order
+        // lo 0-3, lo 8-11, hi 0-3, hi 8-11, lo 4-7, lo 12-15, hi 4-7, hi 12-15
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let sum = |v: __m256i| _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v), ones16);
+        assert!(out.len() >= q.len() / 16 * LUT_CHUNK);
+        for (c, chunk) in q.chunks_exact(16).enumerate() {
+            let dst = out.as_mut_ptr().add(c * LUT_CHUNK);
+            for g in 0..4 {
+                let (l, h) = (g / 2, g % 2);
+                let four = std::ptr::read_unaligned(chunk.as_ptr().add(4 * g) as *const i32);
+                let b = _mm256_set1_epi32(four);
+                let e0 = sum(_mm256_sign_epi8(b, sign0)); // entries 0..8, int32
+                let e1 = sum(_mm256_sign_epi8(b, sign1)); // entries 8..16
+                let bytes = _mm256_permutevar8x32_epi32(
+                    _mm256_shuffle_epi8(_mm256_packs_epi32(e0, e1), split),
+                    order,
+                );
+                let lo = dst.add(32 * (2 * h) + 16 * l) as *mut __m128i;
+                let hi = dst.add(32 * (2 * h + 1) + 16 * l) as *mut __m128i;
+                _mm_storeu_si128(lo, _mm256_castsi256_si128(bytes));
+                _mm_storeu_si128(hi, _mm256_extracti128_si256::<1>(bytes));
+            }
+        }
     }
-    q1_kernels!(
-        q1_tile_avx2,
-        q1_avx2,
-        "avx2,fma,f16c",
-        step_avx2,
-        finish_avx2
-    );
-    q1_kernels!(
-        q1_tile_vnni,
-        q1_vnni,
-        "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
-        step_vnni,
-        finish_vnni
-    );
+
+    /// Q1_0 group (16 rows at `w`, `nb` blocks) x one token, through the token's tables at
+    /// `lut` (`q1_lut_token`) and its Q8_0 scales at `d1`: rows 0..8 and 8..16, the sums of
+    /// `q1_group_scalar`, bit for bit.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q1_group(w: *const u8, nb: usize, lut: *const u8, d1: *const f32) -> [__m256; 2] {
+        let low = _mm256_set1_epi8(0x0f);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for b in 0..nb {
+            let base = w.add(b * Q1_GROUP_BLOCK);
+            // a hint only: past the end it reads nothing
+            for ahead in [0, 64, 128, 192, 256] {
+                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH + ahead) as *const i8);
+            }
+            let mut blk = [_mm256_setzero_ps(); 2];
+            for k in 0..4 {
+                // int16 sums: rows 0..8 (`lo`) and 8..16 (`hi`), a 128-bit half per value group
+                let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                for v in 2 * k..2 * k + 2 {
+                    let x = _mm256_loadu_si256(base.add(32 * v) as *const _);
+                    let t = lut.add((8 * b + v) * LUT_CHUNK) as *const __m256i;
+                    let n0 = _mm256_and_si256(x, low);
+                    let n1 = _mm256_and_si256(_mm256_srli_epi16::<4>(x), low);
+                    let l0 = _mm256_shuffle_epi8(_mm256_loadu_si256(t), n0);
+                    let h0 = _mm256_shuffle_epi8(_mm256_loadu_si256(t.add(1)), n0);
+                    let l1 = _mm256_shuffle_epi8(_mm256_loadu_si256(t.add(2)), n1);
+                    let h1 = _mm256_shuffle_epi8(_mm256_loadu_si256(t.add(3)), n1);
+                    lo = _mm256_add_epi16(
+                        lo,
+                        _mm256_add_epi16(
+                            _mm256_unpacklo_epi8(l0, h0),
+                            _mm256_unpacklo_epi8(l1, h1),
+                        ),
+                    );
+                    hi = _mm256_add_epi16(
+                        hi,
+                        _mm256_add_epi16(
+                            _mm256_unpackhi_epi8(l0, h0),
+                            _mm256_unpackhi_epi8(l1, h1),
+                        ),
+                    );
+                }
+                let d = _mm256_set1_ps(*d1.add(4 * b + k));
+                for (blk, s) in blk.iter_mut().zip([lo, hi]) {
+                    let s =
+                        _mm_add_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+                    let s = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(s));
+                    *blk = if k == 0 {
+                        _mm256_mul_ps(d, s)
+                    } else {
+                        _mm256_fmadd_ps(d, s, *blk)
+                    };
+                }
+            }
+            let scales = base.add(256) as *const __m128i;
+            for (h, acc) in acc.iter_mut().enumerate() {
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(h)));
+                *acc = _mm256_fmadd_ps(d, blk[h], *acc);
+            }
+        }
+        acc
+    }
+
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; as `rows_dispatch`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn q1_avx2(
+        m: &LowbitMat,
+        act: &LowAct,
+        rows: Range<usize>,
+        toks: Range<usize>,
+        out: &Out,
+    ) {
+        let nb = m.cols / q1_0::BLOCK;
+        let ab = m.cols / q8_0::BLOCK;
+        let gb = m.q1_group_bytes();
+        let lut_bytes = m.cols / 16 * LUT_CHUNK;
+        for g in rows.start / Q1_ROWS..rows.end.div_ceil(Q1_ROWS) {
+            let w = m.data.as_ptr().add(g * gb);
+            for t in toks.clone() {
+                let lut = act.lut.as_ptr().add((t - toks.start) * lut_bytes);
+                let y = q1_group(w, nb, lut, act.d[t * ab..].as_ptr());
+                let mut v = [0f32; Q1_ROWS];
+                _mm256_storeu_ps(v.as_mut_ptr(), y[0]);
+                _mm256_storeu_ps(v.as_mut_ptr().add(8), y[1]);
+                for (r, &v) in v.iter().enumerate() {
+                    let row = g * Q1_ROWS + r;
+                    if row < rows.end {
+                        // SAFETY: the caller hands over rows `rows` of tokens `toks`.
+                        unsafe { out.put(row, t, v) };
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -803,20 +982,41 @@ mod tests {
         let mut act = LowAct::default();
         act.set_q8_0(&a, n, cols);
         let (wr, ar) = (w.len() / rows, a.len() / n.max(1));
-        let mut want = vec![0f32; n * rows];
+        let mut reference = vec![0f32; n * rows];
         for t in 0..n {
             for r in 0..rows {
                 let (wrow, arow) = (&w[r * wr..(r + 1) * wr], &a[t * ar..(t + 1) * ar]);
-                want[t * rows + r] = match ty {
+                reference[t * rows + r] = match ty {
                     GgmlType::Q2_0 => dot_q2_0_q8_0_isa(Isa::Scalar, wrow, arow),
                     _ => dot_q1_0_q8_0_isa(Isa::Scalar, wrow, arow),
                 };
             }
         }
+        // Q2_0: the reference's bits. Q1_0: the scalar twin's (one float chain per row), which
+        // must agree with the reference's eight-lane order up to rounding.
+        let want = match ty {
+            GgmlType::Q2_0 => reference,
+            _ => {
+                let mut twin = vec![0f32; n * rows];
+                matmul_isa(Isa::Scalar, &m, &mut act, &mut twin, rows, 1);
+                for (i, (&t, &r)) in twin.iter().zip(&reference).enumerate() {
+                    let close = (t - r).abs() <= 1e-5 * (1.0 + r.abs())
+                        || t.to_bits() == r.to_bits()
+                        || (t.is_nan() && r.is_nan())
+                        || !r.is_finite()
+                        || !t.is_finite();
+                    assert!(
+                        close,
+                        "Q1_0 twin {rows}x{cols} n{n} out {i}: {t:e} vs {r:e}"
+                    );
+                }
+                twin
+            }
+        };
         for isa in available_isas() {
             for threads in [1, 2] {
                 let mut got = vec![f32::from_bits(0x7fc0_dead); n * rows];
-                matmul_isa(isa, &m, &act, &mut got, rows, threads);
+                matmul_isa(isa, &m, &mut act, &mut got, rows, threads);
                 for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                     // NaN for NaN: which NaN (sign, payload) comes out when two meet depends on
                     // the operand order the compiler picks for the reference's own scalar code
@@ -832,7 +1032,7 @@ mod tests {
     }
 
     #[test]
-    fn every_level_matches_the_reference_dot_bit_for_bit() {
+    fn every_level_matches_its_scalar_reference_bit_for_bit() {
         for ty in [GgmlType::Q2_0, GgmlType::Q1_0] {
             let b = ty.block_size() as usize;
             // one block, odd block counts, a model-sized row; rows around the group of 8
@@ -848,6 +1048,8 @@ mod tests {
                     check(ty, rows, cols, n, (rows + n) % 6, n % 6);
                 }
             }
+            // more tokens than one Q1_0 table tile holds (4096 columns: 8 tokens a tile)
+            check(ty, 19, 4096, 21, 0, 0);
             for wstyle in 0..6 {
                 for astyle in 0..6 {
                     check(ty, 11, 4 * b, 5, wstyle, astyle);
@@ -855,6 +1057,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn q1_tables_are_the_same_bytes_at_every_level() {
+        let mut rng = SplitMix64(5);
+        for style in 0..3 {
+            let q: Vec<i8> = (0..4096)
+                .map(|i| match style {
+                    0 => rng.next_u64() as i8,
+                    1 => [-128, 127, -127, 0][i % 4],
+                    _ => -128,
+                })
+                .collect();
+            let mut want = vec![0u8; q.len() / 16 * LUT_CHUNK];
+            q1_lut_token(&q, &mut want);
+            // spot check: entry 0b0101 of the first four values
+            let e = |i: usize| q[i] as i32;
+            let n5 = e(0) + q1_neg(q[1]) + e(2) + q1_neg(q[3]);
+            assert_eq!(i16::from_le_bytes([want[5], want[32 + 5]]) as i32, n5);
+            for isa in available_isas() {
+                let mut got = vec![0xa5u8; want.len()];
+                q1_lut_token_isa(isa, &q, &mut got);
+                assert!(got == want, "{isa:?} style {style}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_input_replaces_a_kept_one() {
+        // The kept input (REUSE_MAX) must be recognized only when it is bit for bit the same.
+        let (rows, cols) = (20, 512);
+        let mut rng = SplitMix64(9);
+        let w = weights(GgmlType::Q1_0, rows, cols, 0, &mut rng);
+        let m = LowbitMat::from_q1_0(&w, rows, cols);
+        let x1: Vec<f32> = (0..2 * cols).map(|_| rng.normal()).collect();
+        let mut x2 = x1.clone();
+        x2[cols + 7] = -x2[cols + 7];
+        let run = |act: &mut LowAct, x: &[f32]| {
+            act.quantize(x, 2, cols, 1);
+            let mut out = vec![0f32; 2 * rows];
+            matmul(&m, act, &mut out, rows, 1);
+            out
+        };
+        let mut kept = LowAct::default();
+        let (a1, a1_again, a2) = (
+            run(&mut kept, &x1),
+            run(&mut kept, &x1),
+            run(&mut kept, &x2),
+        );
+        assert_eq!(a1, a1_again);
+        assert_eq!(a2, run(&mut LowAct::default(), &x2));
+        assert_ne!(a1[rows..], a2[rows..]);
     }
 
     #[test]
@@ -877,7 +1131,7 @@ mod tests {
         act.set_q8_0(&a, 4, cols);
         for isa in available_isas() {
             let mut out = vec![0f32; 16];
-            matmul_isa(isa, &m, &act, &mut out, 4, 1);
+            matmul_isa(isa, &m, &mut act, &mut out, 4, 1);
             for t in 0..4 {
                 let want = if t == 2 { -128.0 * 256.0 } else { -256.0 };
                 assert!(

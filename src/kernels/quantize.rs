@@ -11,6 +11,16 @@ use crate::quant::{q8_0, q8_k};
 /// d = max|x| / 127 stored as f16, q = round-half-even(x * (127 / max|x|)). This differs from
 /// the file writer `quant::q8_0::quantize` (gguf-py's, rounding half away from zero).
 pub fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if best_isa() >= Isa::Avx2 {
+        // SAFETY: every level from Avx2 up has AVX2 (`kernels::isa`).
+        return unsafe { x86::quantize_q8_0_avx2(x, out) };
+    }
+    quantize_q8_0_scalar(x, out)
+}
+
+/// `quantize_q8_0` value by value (the reference the vector path is tested against).
+pub fn quantize_q8_0_scalar(x: &[f32], out: &mut [u8]) {
     for (xb, ob) in x
         .chunks_exact(q8_0::BLOCK)
         .zip(out.chunks_exact_mut(q8_0::BLOCK_BYTES))
@@ -63,8 +73,50 @@ pub fn quantize_q8_k(x: &[f32], out: &mut [u8]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use crate::quant::float::f32_to_f16;
+    use crate::quant::q8_0;
     use crate::quant::q8_k::{BLOCK, BLOCK_BYTES, BSUMS, QS};
     use std::arch::x86_64::*;
+
+    /// `quantize_q8_0_scalar` eight values at a time: the same max (NaNs never win: `vmaxps`
+    /// returns its second operand, the running max, when the first is NaN), the same product,
+    /// and `cvtps2dq` + saturating packs are the x86 rounding the scalar code spells out (NaN
+    /// and out-of-range values become int32::MIN, so -128).
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_q8_0_avx2(x: &[f32], out: &mut [u8]) {
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (xb, ob) in x
+            .chunks_exact(q8_0::BLOCK)
+            .zip(out.chunks_exact_mut(q8_0::BLOCK_BYTES))
+        {
+            // SAFETY: four loads of eight values inside the 32-value block.
+            let v: [__m256; 4] =
+                std::array::from_fn(|k| unsafe { _mm256_loadu_ps(xb.as_ptr().add(8 * k)) });
+            let mut m = _mm256_setzero_ps();
+            for &vk in &v {
+                m = _mm256_max_ps(_mm256_and_ps(vk, abs_mask), m);
+            }
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+            let max = lanes.iter().fold(0f32, |a, &b| a.max(b));
+            let d = max / 127.0;
+            let id = _mm256_set1_ps(if max != 0.0 { 127.0 / max } else { 0.0 });
+            ob[..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+            let q: [__m256i; 4] =
+                std::array::from_fn(|k| _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id)));
+            let bytes = _mm256_packs_epi16(
+                _mm256_packs_epi32(q[0], q[1]),
+                _mm256_packs_epi32(q[2], q[3]),
+            );
+            let bytes = _mm256_permutevar8x32_epi32(bytes, order);
+            // SAFETY: bytes 2..34 are the block's codes.
+            unsafe { _mm256_storeu_si256(ob.as_mut_ptr().add(2) as *mut __m256i, bytes) };
+        }
+    }
 
     /// `quant::q8_k::quantize` sixteen values at a time: the same f32 operations per value (|v|,
     /// iscale * v, + 1.5 * 2^23, the mantissa bits), so the same bytes, NaN and inf included.
@@ -131,6 +183,31 @@ mod tests {
     use super::*;
     use crate::quant::float::f16_to_f32;
     use crate::rng::SplitMix64;
+
+    #[test]
+    fn q8_0_vector_path_writes_the_scalar_bytes() {
+        let mut rng = SplitMix64(31);
+        for style in 0..7 {
+            let x: Vec<f32> = (0..32 * 64)
+                .map(|i| match style {
+                    0 => rng.normal(),
+                    1 => rng.normal() * 1e30,
+                    2 => rng.normal() * 1e-39,
+                    3 => 0.0,
+                    4 if i % 37 == 3 => f32::NAN,
+                    5 if i % 41 == 1 => f32::INFINITY * if i % 2 == 0 { 1.0 } else { -1.0 },
+                    // exact halves: round-half-to-even decides
+                    6 => (i % 64) as f32 - 31.5,
+                    _ => rng.normal(),
+                })
+                .collect();
+            let mut want = vec![0u8; 64 * 34];
+            quantize_q8_0_scalar(&x, &mut want);
+            let mut got = vec![0u8; 64 * 34];
+            quantize_q8_0(&x, &mut got);
+            assert!(got == want, "style {style}");
+        }
+    }
 
     #[test]
     fn q8_0_activations_round_half_to_even() {

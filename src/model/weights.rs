@@ -512,7 +512,7 @@ impl Model {
                 act.quantize(&x[..n * m.cols], n, m.cols, threads);
                 kernels::lowbit::matmul(
                     &self.lowbit[i],
-                    &act,
+                    &mut act,
                     &mut out[..n * m.rows],
                     m.rows,
                     threads,
