@@ -803,63 +803,80 @@ mod x86 {
         }
     }
 
-    /// Q1_0 group (16 rows at `w`, `nb` blocks) x one token, through the token's tables at
-    /// `lut` (`q1_lut_token`) and its Q8_0 scales at `d1`: rows 0..8 and 8..16, the sums of
-    /// `q1_group_scalar`, bit for bit.
+    /// Q1_0 group (16 rows at `w`, `nb` blocks) x NT tokens, through each token's tables at
+    /// `lut[t]` (`q1_lut_token`) and its Q8_0 scales at `d1[t]`: per token rows 0..8 and
+    /// 8..16, the sums of `q1_group_scalar`, bit for bit. Each weight vector's nibbles are
+    /// taken apart once for the NT tokens.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q1_group(w: *const u8, nb: usize, lut: *const u8, d1: *const f32) -> [__m256; 2] {
+    unsafe fn q1_group<const NT: usize>(
+        w: *const u8,
+        nb: usize,
+        lut: [*const u8; NT],
+        d1: [*const f32; NT],
+    ) -> [[__m256; 2]; NT] {
         let low = _mm256_set1_epi8(0x0f);
-        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut acc = [[_mm256_setzero_ps(); 2]; NT];
         for b in 0..nb {
             let base = w.add(b * Q1_GROUP_BLOCK);
-            // a hint only: past the end it reads nothing
-            for ahead in [0, 64, 128, 192, 256] {
-                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH + ahead) as *const i8);
+            if NT == 1 {
+                // a hint only: past the end it reads nothing
+                for ahead in [0, 64, 128, 192, 256] {
+                    _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH + ahead) as *const i8);
+                }
             }
-            let mut blk = [_mm256_setzero_ps(); 2];
+            let mut blk = [[_mm256_setzero_ps(); 2]; NT];
             for k in 0..4 {
                 // int16 sums: rows 0..8 (`lo`) and 8..16 (`hi`), a 128-bit half per value group
-                let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                let mut lo = [_mm256_setzero_si256(); NT];
+                let mut hi = [_mm256_setzero_si256(); NT];
                 for v in 2 * k..2 * k + 2 {
                     let x = _mm256_loadu_si256(base.add(32 * v) as *const _);
-                    let t = lut.add((8 * b + v) * LUT_CHUNK) as *const __m256i;
                     let n0 = _mm256_and_si256(x, low);
                     let n1 = _mm256_and_si256(_mm256_srli_epi16::<4>(x), low);
-                    let l0 = _mm256_shuffle_epi8(_mm256_loadu_si256(t), n0);
-                    let h0 = _mm256_shuffle_epi8(_mm256_loadu_si256(t.add(1)), n0);
-                    let l1 = _mm256_shuffle_epi8(_mm256_loadu_si256(t.add(2)), n1);
-                    let h1 = _mm256_shuffle_epi8(_mm256_loadu_si256(t.add(3)), n1);
-                    lo = _mm256_add_epi16(
-                        lo,
-                        _mm256_add_epi16(
-                            _mm256_unpacklo_epi8(l0, h0),
-                            _mm256_unpacklo_epi8(l1, h1),
-                        ),
-                    );
-                    hi = _mm256_add_epi16(
-                        hi,
-                        _mm256_add_epi16(
-                            _mm256_unpackhi_epi8(l0, h0),
-                            _mm256_unpackhi_epi8(l1, h1),
-                        ),
-                    );
+                    for t in 0..NT {
+                        let tab = lut[t].add((8 * b + v) * LUT_CHUNK) as *const __m256i;
+                        let l0 = _mm256_shuffle_epi8(_mm256_loadu_si256(tab), n0);
+                        let h0 = _mm256_shuffle_epi8(_mm256_loadu_si256(tab.add(1)), n0);
+                        let l1 = _mm256_shuffle_epi8(_mm256_loadu_si256(tab.add(2)), n1);
+                        let h1 = _mm256_shuffle_epi8(_mm256_loadu_si256(tab.add(3)), n1);
+                        lo[t] = _mm256_add_epi16(
+                            lo[t],
+                            _mm256_add_epi16(
+                                _mm256_unpacklo_epi8(l0, h0),
+                                _mm256_unpacklo_epi8(l1, h1),
+                            ),
+                        );
+                        hi[t] = _mm256_add_epi16(
+                            hi[t],
+                            _mm256_add_epi16(
+                                _mm256_unpackhi_epi8(l0, h0),
+                                _mm256_unpackhi_epi8(l1, h1),
+                            ),
+                        );
+                    }
                 }
-                let d = _mm256_set1_ps(*d1.add(4 * b + k));
-                for (blk, s) in blk.iter_mut().zip([lo, hi]) {
-                    let s =
-                        _mm_add_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
-                    let s = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(s));
-                    *blk = if k == 0 {
-                        _mm256_mul_ps(d, s)
-                    } else {
-                        _mm256_fmadd_ps(d, s, *blk)
-                    };
+                for t in 0..NT {
+                    let d = _mm256_set1_ps(*d1[t].add(4 * b + k));
+                    for (blk, s) in blk[t].iter_mut().zip([lo[t], hi[t]]) {
+                        let s = _mm_add_epi16(
+                            _mm256_castsi256_si128(s),
+                            _mm256_extracti128_si256::<1>(s),
+                        );
+                        let s = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(s));
+                        *blk = if k == 0 {
+                            _mm256_mul_ps(d, s)
+                        } else {
+                            _mm256_fmadd_ps(d, s, *blk)
+                        };
+                    }
                 }
             }
             let scales = base.add(256) as *const __m128i;
-            for (h, acc) in acc.iter_mut().enumerate() {
+            for h in 0..2 {
                 let d = _mm256_cvtph_ps(_mm_loadu_si128(scales.add(h)));
-                *acc = _mm256_fmadd_ps(d, blk[h], *acc);
+                for t in 0..NT {
+                    acc[t][h] = _mm256_fmadd_ps(d, blk[t][h], acc[t][h]);
+                }
             }
         }
         acc
@@ -881,19 +898,41 @@ mod x86 {
         let lut_bytes = m.cols / 16 * LUT_CHUNK;
         for g in rows.start / Q1_ROWS..rows.end.div_ceil(Q1_ROWS) {
             let w = m.data.as_ptr().add(g * gb);
-            for t in toks.clone() {
-                let lut = act.lut.as_ptr().add((t - toks.start) * lut_bytes);
-                let y = q1_group(w, nb, lut, act.d[t * ab..].as_ptr());
-                let mut v = [0f32; Q1_ROWS];
-                _mm256_storeu_ps(v.as_mut_ptr(), y[0]);
-                _mm256_storeu_ps(v.as_mut_ptr().add(8), y[1]);
-                for (r, &v) in v.iter().enumerate() {
-                    let row = g * Q1_ROWS + r;
-                    if row < rows.end {
-                        // SAFETY: the caller hands over rows `rows` of tokens `toks`.
-                        unsafe { out.put(row, t, v) };
+            let mut t = toks.start;
+            while t < toks.end {
+                let len = match toks.end - t {
+                    4.. => 4,
+                    2 | 3 => 2,
+                    _ => 1,
+                };
+                let lut = |i: usize| act.lut.as_ptr().add((t + i - toks.start) * lut_bytes);
+                let d1 = |i: usize| act.d[(t + i) * ab..].as_ptr();
+                let mut y = [[_mm256_setzero_ps(); 2]; 4];
+                match len {
+                    4 => {
+                        y = q1_group::<4>(w, nb, std::array::from_fn(lut), std::array::from_fn(d1))
+                    }
+                    2 => y[..2].copy_from_slice(&q1_group::<2>(
+                        w,
+                        nb,
+                        [lut(0), lut(1)],
+                        [d1(0), d1(1)],
+                    )),
+                    _ => y[0] = q1_group::<1>(w, nb, [lut(0)], [d1(0)])[0],
+                }
+                for (i, y) in y.iter().take(len).enumerate() {
+                    let mut v = [0f32; Q1_ROWS];
+                    _mm256_storeu_ps(v.as_mut_ptr(), y[0]);
+                    _mm256_storeu_ps(v.as_mut_ptr().add(8), y[1]);
+                    for (r, &v) in v.iter().enumerate() {
+                        let row = g * Q1_ROWS + r;
+                        if row < rows.end {
+                            // SAFETY: the caller hands over rows `rows` of tokens `toks`.
+                            unsafe { out.put(row, t + i, v) };
+                        }
                     }
                 }
+                t += len;
             }
         }
     }
