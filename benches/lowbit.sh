@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # Q2_0 / Q1_0 (Bonsai types) speed: our `bitnet bench` against the reference's llama-bench on the
 # same synthetic `bitnet`-architecture files (examples/lowbit_model.rs: Q2_0 or Q1_0 projections,
-# F16 tied embedding/head, 32000-piece vocabulary) at BitNet 2B-4T's shape and at Qwen3-8B's
-# matrix sizes. Interleaved rounds: each round runs, per file (a rotated order each round), ours
+# F16 tied embedding/head, 32000-piece vocabulary) at BitNet 2B-4T's shape and at Qwen3-1.7B's
+# and Qwen3-8B's matrix sizes. Interleaved rounds: each round runs, per file (a rotated order each round), ours
 # then the reference (alternating which goes first), so both see the same machine load. Prints
 # every run, then the medians: prefill pp$P and decode tg$N tok/s of each side, their ratio, and
 # our decode's bandwidth share (bytes a decode step reads / the read bandwidth `bitnet bench`
 # measures, times tok/s), with the load average while measuring.
 #
 #   bash benches/lowbit.sh [ROUNDS]     (default 3; 0: only make the files)
-#   env: THREADS (2), P (128), N (32), SHAPES ("2b4t 8b"), TYPES ("q2_0 q1_0"), BITNET
+#   env: THREADS (2), P (128), N (32), SHAPES ("2b4t 1.7b 8b"), TYPES ("q2_0 q1_0"), BITNET
 #
-# Files go to $BITNET_CACHE_DIR/models/lowbit (2b4t: 0.4 / 0.8 GB, 8b: 1.3 / 2.3 GB for
-# Q1_0 / Q2_0), remade when the generator changes.
+# Files go to $BITNET_CACHE_DIR/models/lowbit (Q1_0 / Q2_0: 2b4t 0.5 / 0.8 GB, 1.7b 0.3 /
+# 0.5 GB, 8b 1.3 / 2.3 GB), remade when the generator changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}" threads="${THREADS:-2}" p="${P:-128}" n="${N:-32}"
-shapes="${SHAPES:-2b4t 8b}" types="${TYPES:-q2_0 q1_0}"
+shapes="${SHAPES:-2b4t 1.7b 8b}" types="${TYPES:-q2_0 q1_0}"
 bitnet="${BITNET:-${CARGO_TARGET_DIR:-target}/release/bitnet}"
 gen="${CARGO_TARGET_DIR:-target}/release/examples/lowbit_model"
 cache="${BITNET_CACHE_DIR:-$HOME/.cache/bitnet-rs}"

@@ -6,12 +6,12 @@
 //! for text.
 //!
 //! ```sh
-//! cargo run --release --example lowbit_model -- OUT.gguf --type q2_0|q1_0 --shape 2b4t|8b [--vocab N]
+//! cargo run --release --example lowbit_model -- OUT.gguf --type q2_0|q1_0 --shape 2b4t|1.7b|8b [--vocab N]
 //! ```
 //!
 //! Shapes: `2b4t` is BitNet b1.58 2B-4T's (n_embd 2560, ffn 6912, 30 layers, 20 heads, 5 KV
-//! heads), `8b` Qwen3-8B's matrix sizes (n_embd 4096, ffn 12288, 36 layers, 32 heads, 8 KV
-//! heads).
+//! heads), `1.7b` and `8b` Qwen3-1.7B's and Qwen3-8B's matrix sizes (n_embd 2048 / 4096, ffn
+//! 6144 / 12288, 28 / 36 layers, 16 / 32 heads, 8 KV heads).
 
 use std::path::PathBuf;
 
@@ -43,7 +43,7 @@ fn blocks(rng: &mut SplitMix64, ty: GgmlType, rows: usize, cols: usize) -> Vec<u
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: lowbit_model OUT.gguf --type q2_0|q1_0 --shape 2b4t|8b [--vocab N]";
+    let usage = "usage: lowbit_model OUT.gguf --type q2_0|q1_0 --shape 2b4t|1.7b|8b [--vocab N]";
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -59,6 +59,7 @@ fn main() {
     let n_vocab: usize = value("--vocab").map_or(32000, |v| v.parse().expect(usage));
     let (n_embd, n_ff, n_layer, n_head, n_head_kv) = match value("--shape") {
         Some("2b4t") => (2560, 6912, 30, 20, 5),
+        Some("1.7b") => (2048, 6144, 28, 16, 8),
         Some("8b") => (4096, 12288, 36, 32, 8),
         _ => panic!("{usage}"),
     };

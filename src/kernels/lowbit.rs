@@ -61,8 +61,8 @@ const Q1_GROUP_BLOCK: usize = 8 * 32 + 2 * Q1_ROWS;
 const LUT_CHUNK: usize = 128;
 /// Inputs of at most this many tokens are kept to recognize a repeated input.
 const REUSE_MAX: usize = 4;
-/// Bytes of Q1_0 lookup tables built at once (a tile of tokens): about half a core's L2.
-const LUT_BUDGET: usize = 256 << 10;
+/// Bytes of Q1_0 lookup tables built at once (a tile of tokens): a core's L2.
+const LUT_BUDGET: usize = 512 << 10;
 
 /// A Q2_0 or Q1_0 matrix in the kernels' layout: `rows` outputs of `cols` inputs.
 pub struct LowbitMat {
