@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
+use bitnet::model::head_cache::CachedHead;
 use bitnet::model::weights::{HeadType, LoadOptions};
 use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
 use common::*;
@@ -174,4 +175,64 @@ fn q4_0_head_from_every_stored_float_type_matches_quantizing_the_values() {
         m.head_matmul(&x, 2, &mut got, 2).unwrap();
         assert_eq!(got, want, "{name}");
     }
+}
+
+/// A cached head's arrays, copied.
+fn parts(h: &impl CachedHead) -> Vec<Vec<u8>> {
+    h.byte_parts().iter().map(|p| p.to_vec()).collect()
+}
+
+/// The head cache: a second load reads the head the first one requantized and wrote, with the
+/// same bytes; a truncated or damaged cache file is detected, the head requantized again (the
+/// same bytes) and the file rewritten.
+#[test]
+fn cached_heads_equal_requantized_heads_and_damage_is_detected() {
+    let dir = std::env::temp_dir().join(format!("bitnet-head-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = model("bitnet-b1.58-tq2_0.gguf");
+    // With the cache in `dir`, or none (`uncached`: the head as requantized at this load).
+    let load_in = |head, dir: Option<&std::path::Path>| {
+        let opts = LoadOptions { head, repack: true };
+        Model::load_with_head_cache(&path, &opts, dir).unwrap()
+    };
+    let load = |head| load_in(head, Some(&dir));
+    let uncached = |head| load_in(head, None);
+    for head in [HeadType::Q8_0, HeadType::Q4_0] {
+        let bytes = |m: &Model| match head {
+            HeadType::Q8_0 => parts(m.head_q8().unwrap()),
+            _ => parts(m.head_q4().unwrap()),
+        };
+        let want = bytes(&uncached(head));
+        assert_eq!(
+            bytes(&load(head)),
+            want,
+            "{head:?}: first load (writes the cache)"
+        );
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+            .collect();
+        let file = files
+            .iter()
+            .find(|p| {
+                p.to_string_lossy()
+                    .ends_with(&format!("-{}.bin", head as u32))
+            })
+            .expect("a cache file for the head")
+            .clone();
+        let good = std::fs::read(&file).unwrap();
+        assert_eq!(bytes(&load(head)), want, "{head:?}: from the cache");
+        // Damaged payload (one byte of the scales at the end), then truncated: both rejected,
+        // the head requantized, the file rewritten whole.
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 0x40;
+        std::fs::write(&file, &bad).unwrap();
+        assert_eq!(bytes(&load(head)), want, "{head:?}: damaged cache");
+        assert_eq!(std::fs::read(&file).unwrap(), good, "{head:?}: rewritten");
+        std::fs::write(&file, &good[..good.len() / 2]).unwrap();
+        assert_eq!(bytes(&load(head)), want, "{head:?}: truncated cache");
+        assert_eq!(std::fs::read(&file).unwrap(), good, "{head:?}: rewritten");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,6 +8,7 @@
 use std::ops::Range;
 use std::path::Path;
 
+use super::head_cache::{self, CacheSlot, HeadKey};
 use super::hparams::{Arch, HParams};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, MappedFile};
@@ -19,19 +20,20 @@ use crate::kernels::{self, pool, Activations, MatRef};
 use crate::quant::float::f16_to_f32;
 use crate::quant::{self, GgmlType};
 
-/// Which output head `Model::load_with` builds.
+/// Which output head `Model::load_with` builds. (The numbers are part of the head cache's
+/// key: never reuse one.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HeadType {
     /// The head as stored (F16 in BitNet files): the reference's numbers.
     #[default]
-    AsStored,
+    AsStored = 0,
     /// An F16 head requantized to Q8_0 at load (like bitnet.cpp's --quant-embd): about half
     /// the bytes per decoded token, at a small accuracy cost (see `bitnet bench --head q8_0`).
-    Q8_0,
+    Q8_0 = 1,
     /// The head as Q4_0 (4-bit codes, an f16 scale per 32): requantized at load from any
     /// stored type we read (F16, BF16, F32, Q8_0, ...) or taken as stored when already Q4_0.
     /// A quarter of F16's bytes per token, at a larger accuracy cost (README: head quality).
-    Q4_0,
+    Q4_0 = 2,
 }
 
 impl HeadType {
@@ -259,8 +261,18 @@ impl Model {
         Self::load_with(path, &LoadOptions::default())
     }
 
-    /// `load` with a choice of head and repacking.
+    /// `load` with a choice of head and repacking; a requantized head comes from the head
+    /// cache when it holds a valid one (`model::head_cache`).
     pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+        Self::load_with_head_cache(path, opts, head_cache::default_dir().as_deref())
+    }
+
+    /// `load_with`, with the head cache in `cache_dir` (None: no cache).
+    pub fn load_with_head_cache(
+        path: impl AsRef<Path>,
+        opts: &LoadOptions,
+        cache_dir: Option<&Path>,
+    ) -> Result<Model> {
         let file = MappedFile::open(path.as_ref())?;
         let loaded = {
             let gguf = file.gguf()?;
@@ -284,38 +296,72 @@ impl Model {
         if opts.repack {
             model.repack();
         }
-        if opts.head == HeadType::Q8_0 {
-            let head = model.mat(&model.output);
-            if head.ty != GgmlType::F16 || !head.cols.is_multiple_of(32) {
-                return Err(Error::unsupported(format!(
-                    "a Q8_0 head is made from an F16 head with a multiple of 32 columns, not {} x {}",
-                    head.ty, head.cols
-                )));
+        let slot = cache_dir.and_then(|d| model.head_slot(d, path.as_ref(), opts.head));
+        let (rows, cols) = (model.output.rows, model.output.cols);
+        match opts.head {
+            HeadType::AsStored => {}
+            HeadType::Q8_0 => {
+                let head = model.mat(&model.output);
+                if head.ty != GgmlType::F16 || !head.cols.is_multiple_of(32) {
+                    return Err(Error::unsupported(format!(
+                        "a Q8_0 head is made from an F16 head with a multiple of 32 columns, not {} x {}",
+                        head.ty, head.cols
+                    )));
+                }
+                let q8 =
+                    head_cache::load_or_make(slot.as_ref(), rows, cols, || Ok(model.q8_head()))?;
+                model.head_q8 = Some(q8);
             }
-            // In slices, each slice's F16 pages dropped once requantized, so the F16 and the
-            // Q8_0 copies of the head are never both resident (embedding lookups refault the
-            // few rows they read).
-            let mut q8 = Q8Head::new(head.cols);
-            q8.reserve(head.rows);
-            let slice_rows = 4096;
-            for r0 in (0..head.rows).step_by(slice_rows) {
-                let rows = slice_rows.min(head.rows - r0);
-                let bytes = &head.data[r0 * head.cols * 2..(r0 + rows) * head.cols * 2];
-                populate(bytes);
-                q8.append_f16(bytes, rows);
-                drop_pages(bytes);
+            HeadType::Q4_0 => {
+                // A head stored as Q4_0 is only split: not worth a cache file.
+                let slot = slot.filter(|_| model.output.ty != GgmlType::Q4_0);
+                let q4 = head_cache::load_or_make(slot.as_ref(), rows, cols, || model.q4_head())?;
+                model.head_q4 = Some(q4);
             }
-            // A tied embedding lost its pages too: look its rows up with reads, since a fault
-            // maps a whole page-cache folio (up to 2 MiB) and a prefill of random tokens would
-            // bring hundreds of MB of the F16 head back.
-            model.embd_by_read = model.token_embd.bytes == model.output.bytes;
-            model.head_q8 = Some(q8);
         }
-        if opts.head == HeadType::Q4_0 {
-            model.head_q4 = Some(model.q4_head()?);
-            model.embd_by_read = model.token_embd.bytes == model.output.bytes;
-        }
+        // A tied embedding lost its pages with the requantized head (or never had them): look
+        // its rows up with reads, since a fault maps a whole page-cache folio (up to 2 MiB) and
+        // a prefill of random tokens would bring hundreds of MB of the F16 head back.
+        model.embd_by_read =
+            opts.head != HeadType::AsStored && model.token_embd.bytes == model.output.bytes;
         Ok(model)
+    }
+
+    /// The head cache slot for `head` made from this model's head (None for the head as
+    /// stored, or when the file's metadata cannot be read).
+    fn head_slot(&self, dir: &Path, path: &Path, head: HeadType) -> Option<CacheSlot> {
+        if head == HeadType::AsStored {
+            return None;
+        }
+        let meta = self.file.metadata().ok()?;
+        let m = &self.output;
+        let key = HeadKey {
+            offset: m.bytes.start as u64,
+            len: m.bytes.len() as u64,
+            stored_type: m.ty.id(),
+            rows: m.rows as u64,
+            cols: m.cols as u64,
+            head: head as u32,
+        };
+        Some(CacheSlot::new(dir, path, &meta, key))
+    }
+
+    /// The F16 head requantized to Q8_0 in slices, each slice's F16 pages dropped once
+    /// requantized, so the F16 and the Q8_0 copies of the head are never both resident
+    /// (embedding lookups read the few rows they need: `embd_by_read`).
+    fn q8_head(&self) -> Q8Head {
+        let head = self.mat(&self.output);
+        let mut q8 = Q8Head::new(head.cols);
+        q8.reserve(head.rows);
+        let slice_rows = 4096;
+        for r0 in (0..head.rows).step_by(slice_rows) {
+            let rows = slice_rows.min(head.rows - r0);
+            let bytes = &head.data[r0 * head.cols * 2..(r0 + rows) * head.cols * 2];
+            populate(bytes);
+            q8.append_f16(bytes, rows);
+            drop_pages(bytes);
+        }
+        q8
     }
 
     /// The head as Q4_0: copied when stored so, else requantized in slices of rows, each
