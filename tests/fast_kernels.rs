@@ -197,10 +197,11 @@ fn cached_heads_equal_requantized_heads_and_damage_is_detected() {
     };
     let load = |head| load_in(head, Some(&dir));
     let uncached = |head| load_in(head, None);
-    for head in [HeadType::Q8_0, HeadType::Q4_0] {
+    for head in [HeadType::Q8_0, HeadType::Q4_0, HeadType::Q6_K] {
         let bytes = |m: &Model| match head {
             HeadType::Q8_0 => parts(m.head_q8().unwrap()),
-            _ => parts(m.head_q4().unwrap()),
+            HeadType::Q4_0 => parts(m.head_q4().unwrap()),
+            _ => parts(m.head_q6().unwrap()),
         };
         let want = bytes(&uncached(head));
         assert_eq!(
@@ -235,4 +236,49 @@ fn cached_heads_equal_requantized_heads_and_damage_is_detected() {
         assert_eq!(std::fs::read(&file).unwrap(), good, "{head:?}: rewritten");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The Q6_K head: made at load from the F16 head, the same bits at 1 and 2 threads, close to
+/// the F16 head; and a head stored as Q6_K takes the vector path, bit-identical to the scalar
+/// reference matmul on the same bytes.
+#[test]
+fn q6_k_head_is_close_to_f16_and_stored_q6_k_heads_match_the_scalar_dot() {
+    let name = "bitnet-spm-f16.gguf";
+    let f16 = load(name, true, HeadType::AsStored);
+    let q6 = load(name, true, HeadType::Q6_K);
+    assert!(q6.head_q6().is_some());
+    assert!(q6.decode_weight_bytes() < f16.decode_weight_bytes());
+    let (a, b) = (run(&q6, 1), run(&q6, 2));
+    assert_eq!(a, b, "threads change the Q6_K head's logits");
+    for (x, y) in run(&f16, 1).iter().zip(&a) {
+        let dot: f64 = x.iter().zip(y).map(|(&p, &q)| p as f64 * q as f64).sum();
+        let norm = |v: &[f32]| v.iter().map(|&p| p as f64 * p as f64).sum::<f64>().sqrt();
+        assert!(
+            dot / (norm(x) * norm(y)) > 0.999,
+            "cosine {}",
+            dot / (norm(x) * norm(y))
+        );
+    }
+
+    let stored = load("bitnet-b1.58-i2_s-q6k.gguf", true, HeadType::Q6_K);
+    assert!(
+        stored.head_q6().is_none(),
+        "a stored Q6_K head is used as stored"
+    );
+    let h = stored.hparams().clone();
+    let mut rng = SplitMix64(4);
+    let n = 3;
+    let x: Vec<f32> = (0..n * h.n_embd).map(|_| rng.normal()).collect();
+    let (mut fast, mut want) = (vec![0f32; n * h.n_vocab], vec![0f32; n * h.n_vocab]);
+    stored.head_matmul(&x, n, &mut fast, 2).unwrap();
+    let w = stored.mat(&stored.output);
+    bitnet::kernels::matmul_scalar(
+        &w,
+        bitnet::kernels::Activations::ByWeightType,
+        &x,
+        n,
+        &mut want,
+    )
+    .unwrap();
+    assert_eq!(fast, want);
 }
