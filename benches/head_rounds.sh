@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Decode with every head on one file, interleaved: each round runs `bitnet bench -p 0 -n 64
-# -r 2 --json` with --head f16, q8_0 and q4_0 in turn; prints each run and, per head, the
+# -r 2 --json` with --head f16, q8_0, q4_0 and q6_k in turn; prints each run and, per head, the
 # medians of tg64 tok/s, bandwidth share, load to first token and peak RSS, the bytes per token,
 # and the speed-up over the F16 head (median of the per-round ratios). Writes the runs as JSON
 # lines to $OUT when set.
 #
-# HEADS (default "f16 q8_0 q4_0"), NGEN (64) and REPS (2) change the heads and the decode run;
+# HEADS (default "f16 q8_0 q4_0 q6_k"), NGEN (64) and REPS (2) change the heads and the decode run;
 # NGEN=8 REPS=0 is enough for the load figures.
 #
 #   bash benches/head_rounds.sh [FILE] [ROUNDS]     (default: the 2B-4T-shaped TQ2_0 file, 3)
@@ -16,7 +16,7 @@ threads="${THREADS:-2}"
 bitnet="${BITNET:-${CARGO_TARGET_DIR:-target}/release/bitnet}"
 [[ -x "$bitnet" ]] || { echo "no $bitnet: cargo build --release first" >&2; exit 1; }
 [[ -f "$file" ]] || { echo "no $file: bash tests/models/prepare.sh --shape 2b4t" >&2; exit 1; }
-heads="${HEADS:-f16 q8_0 q4_0}" n_gen="${NGEN:-64}" reps="${REPS:-2}"
+heads="${HEADS:-f16 q8_0 q4_0 q6_k}" n_gen="${NGEN:-64}" reps="${REPS:-2}"
 cache="${CACHE:-warm}"
 runs=$(mktemp) cold=$(mktemp -d)
 trap 'rm -rf "$runs" "$cold"' EXIT
