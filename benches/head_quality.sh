@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the lower-byte heads cost in accuracy: `bitnet bench --head H --quality N` for H in q8_0
-# and q4_0 against each file's stored head, over N fixed teacher-forced positions (the same
+# q4_0 and q6_k against each file's stored head, over N fixed teacher-forced positions (the same
 # tokens for both heads): mean KL(P_stored || P_head) in nats, top-1 agreement, mean logit
 # cosine. Files: the tiny fixtures (`tests/models/prepare.sh`), the three tests/convert
 # checkpoints converted by `bitnet convert` (real tensor layouts), and with --2b4t the
@@ -24,7 +24,7 @@ if [[ "$big" == "--2b4t" ]]; then
     files+=("$(dirname "$models")/2b4t/bitnet-bpe-tq2_0.gguf")
 fi
 for f in "${files[@]}"; do
-    for h in q8_0 q4_0; do
+    for h in q8_0 q4_0 q6_k; do
         "$bitnet" bench -m "$f" -t "$threads" --head "$h" --quality "$n" --json >>"$tmp/runs"
     done
 done

@@ -6,7 +6,8 @@
 //! | --- | --- | --- | --- |
 //! | `BITNET_ISA` | library (`kernels::isa`) | `scalar`, `avx2` or `avx512`: caps the CPU kernels' instruction set (never above what the CPU has; other values are ignored) | the best the CPU has |
 //! | `BITNET_NO_AMX` | library (`kernels::isa`) | set (to anything): the AMX tile path is not used | AMX where the CPU and kernel allow it |
-//! | `BITNET_HEAD` | library (`model::weights::HeadType::from_env`: the C API's model load, `bitnet run/chat --head`) | `f16` (the head as stored), `q8_0` or `q4_0`: the output head the model is loaded with; another value fails the load | `f16` |
+//! | `BITNET_HEAD` | library (`model::weights::HeadType::from_env`: the C API's model load, `bitnet run/chat --head`) | `f16` (the head as stored), `q8_0`, `q4_0` or `q6_k`: the output head the model is loaded with; another value fails the load | `f16` |
+//! | `BITNET_HEAD_CACHE` | library (`model::head_cache`) | `0`/`off`/`false`: requantized heads are neither read from nor written to `$BITNET_CACHE_DIR/heads/` | the cache is used |
 //! | `BITNET_POOL_THREADS` | library (`kernels::pool`) | threads of the process-wide kernel pool (1..=256) | one per available core |
 //! | `BITNET_NVRTC_LIB` | library, feature `cuda` (`kernels::cuda`) | path of a `libnvrtc.so.*` loaded before NVRTC is looked up by name | the system's search path |
 //! | `BITNET_CACHE_DIR` | library (`cache::dir`: the `bitnet` program, the tests) | where the demo model and the C++ reference build live | `$HOME/.cache/bitnet-rs` |
@@ -28,8 +29,11 @@ use std::ffi::OsString;
 pub const ISA: &str = "BITNET_ISA";
 /// Set: the AMX tile path is off.
 pub const NO_AMX: &str = "BITNET_NO_AMX";
-/// The output head the C API loads models with: `f16`, `q8_0` or `q4_0`.
+/// The output head the C API loads models with: `f16`, `q8_0`, `q4_0` or `q6_k`.
 pub const HEAD: &str = "BITNET_HEAD";
+/// `0`: requantized heads are neither read from nor written to the head cache
+/// (`model::head_cache`).
+pub const HEAD_CACHE: &str = "BITNET_HEAD_CACHE";
 /// Threads of the process-wide kernel pool.
 pub const POOL_THREADS: &str = "BITNET_POOL_THREADS";
 /// A path to libnvrtc, loaded before cudarc looks for NVRTC by name (feature `cuda`).

@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
+use bitnet::model::head_cache::CachedHead;
 use bitnet::model::weights::{HeadType, LoadOptions};
 use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
 use common::*;
@@ -174,4 +175,110 @@ fn q4_0_head_from_every_stored_float_type_matches_quantizing_the_values() {
         m.head_matmul(&x, 2, &mut got, 2).unwrap();
         assert_eq!(got, want, "{name}");
     }
+}
+
+/// A cached head's arrays, copied.
+fn parts(h: &impl CachedHead) -> Vec<Vec<u8>> {
+    h.byte_parts().iter().map(|p| p.to_vec()).collect()
+}
+
+/// The head cache: a second load reads the head the first one requantized and wrote, with the
+/// same bytes; a truncated or damaged cache file is detected, the head requantized again (the
+/// same bytes) and the file rewritten.
+#[test]
+fn cached_heads_equal_requantized_heads_and_damage_is_detected() {
+    let dir = std::env::temp_dir().join(format!("bitnet-head-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = model("bitnet-b1.58-tq2_0.gguf");
+    // With the cache in `dir`, or none (`uncached`: the head as requantized at this load).
+    let load_in = |head, dir: Option<&std::path::Path>| {
+        let opts = LoadOptions { head, repack: true };
+        Model::load_with_head_cache(&path, &opts, dir).unwrap()
+    };
+    let load = |head| load_in(head, Some(&dir));
+    let uncached = |head| load_in(head, None);
+    for head in [HeadType::Q8_0, HeadType::Q4_0, HeadType::Q6_K] {
+        let bytes = |m: &Model| match head {
+            HeadType::Q8_0 => parts(m.head_q8().unwrap()),
+            HeadType::Q4_0 => parts(m.head_q4().unwrap()),
+            _ => parts(m.head_q6().unwrap()),
+        };
+        let want = bytes(&uncached(head));
+        assert_eq!(
+            bytes(&load(head)),
+            want,
+            "{head:?}: first load (writes the cache)"
+        );
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+            .collect();
+        let file = files
+            .iter()
+            .find(|p| {
+                p.to_string_lossy()
+                    .ends_with(&format!("-{}.bin", head as u32))
+            })
+            .expect("a cache file for the head")
+            .clone();
+        let good = std::fs::read(&file).unwrap();
+        assert_eq!(bytes(&load(head)), want, "{head:?}: from the cache");
+        // Damaged payload (one byte of the scales at the end), then truncated: both rejected,
+        // the head requantized, the file rewritten whole.
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 0x40;
+        std::fs::write(&file, &bad).unwrap();
+        assert_eq!(bytes(&load(head)), want, "{head:?}: damaged cache");
+        assert_eq!(std::fs::read(&file).unwrap(), good, "{head:?}: rewritten");
+        std::fs::write(&file, &good[..good.len() / 2]).unwrap();
+        assert_eq!(bytes(&load(head)), want, "{head:?}: truncated cache");
+        assert_eq!(std::fs::read(&file).unwrap(), good, "{head:?}: rewritten");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The Q6_K head: made at load from the F16 head, the same bits at 1 and 2 threads, close to
+/// the F16 head; and a head stored as Q6_K takes the vector path, bit-identical to the scalar
+/// reference matmul on the same bytes.
+#[test]
+fn q6_k_head_is_close_to_f16_and_stored_q6_k_heads_match_the_scalar_dot() {
+    let name = "bitnet-spm-f16.gguf";
+    let f16 = load(name, true, HeadType::AsStored);
+    let q6 = load(name, true, HeadType::Q6_K);
+    assert!(q6.head_q6().is_some());
+    assert!(q6.decode_weight_bytes() < f16.decode_weight_bytes());
+    let (a, b) = (run(&q6, 1), run(&q6, 2));
+    assert_eq!(a, b, "threads change the Q6_K head's logits");
+    for (x, y) in run(&f16, 1).iter().zip(&a) {
+        let dot: f64 = x.iter().zip(y).map(|(&p, &q)| p as f64 * q as f64).sum();
+        let norm = |v: &[f32]| v.iter().map(|&p| p as f64 * p as f64).sum::<f64>().sqrt();
+        assert!(
+            dot / (norm(x) * norm(y)) > 0.999,
+            "cosine {}",
+            dot / (norm(x) * norm(y))
+        );
+    }
+
+    let stored = load("bitnet-b1.58-i2_s-q6k.gguf", true, HeadType::Q6_K);
+    assert!(
+        stored.head_q6().is_none(),
+        "a stored Q6_K head is used as stored"
+    );
+    let h = stored.hparams().clone();
+    let mut rng = SplitMix64(4);
+    let n = 3;
+    let x: Vec<f32> = (0..n * h.n_embd).map(|_| rng.normal()).collect();
+    let (mut fast, mut want) = (vec![0f32; n * h.n_vocab], vec![0f32; n * h.n_vocab]);
+    stored.head_matmul(&x, n, &mut fast, 2).unwrap();
+    let w = stored.mat(&stored.output);
+    bitnet::kernels::matmul_scalar(
+        &w,
+        bitnet::kernels::Activations::ByWeightType,
+        &x,
+        n,
+        &mut want,
+    )
+    .unwrap();
+    assert_eq!(fast, want);
 }

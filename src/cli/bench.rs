@@ -74,7 +74,7 @@ pub fn parse(args: &[String]) -> Result<Args> {
             "--head" => {
                 let h = value("--head")?;
                 a.head = HeadType::parse(&h).ok_or_else(|| {
-                    Error::bad_input(format!("bench: --head f16|q8_0|q4_0, not {h}"))
+                    Error::bad_input(format!("bench: --head f16|q8_0|q4_0|q6_k, not {h}"))
                 })?;
             }
             "--json" => a.json = true,

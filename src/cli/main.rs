@@ -33,14 +33,14 @@ usage:
                                            the same with a Hugging Face tokenizer.json
                                            instead of the model's vocabulary (no MODEL needed;
                                            --no-bos: no post-processor special tokens)
-  bitnet bench -m MODEL [-p 128,512] [-n 64] [-t THREADS] [-r REPS] [--head f16|q8_0|q4_0] [--json] [--gpu]
+  bitnet bench -m MODEL [-p 128,512] [-n 64] [-t THREADS] [-r REPS] [--head f16|q8_0|q4_0|q6_k] [--json] [--gpu]
                                            prefill/decode tok/s, load time, peak RSS, bandwidth share
-  bitnet bench -m MODEL --head q8_0|q4_0 --quality N [--json]
+  bitnet bench -m MODEL --head q8_0|q4_0|q6_k --quality N [--json]
                                            the head against the stored head over N teacher-forced
                                            positions: mean KL, top-1 agreement, logit cosine
   bitnet run [-m MODEL] -p PROMPT [-n 128] [-t THREADS] [-c CTX] [--temp 0.8] [--top-k 40]
              [--top-p 0.95] [--min-p 0.05] [--seed S] [--repeat-penalty 1.0] [--no-display-prompt]
-             [--head f16|q8_0|q4_0]
+             [--head f16|q8_0|q4_0|q6_k]
                                            generate text (streamed to stdout; prompt and
                                            generation speed on stderr); --temp 0: greedy;
                                            -n -1: until end of generation or a full context
@@ -305,13 +305,13 @@ const GENERATION_OPTS: &[Opt] = &[
     flag(&["-v", "--verbose"]),
 ];
 
-/// `--head f16|q8_0|q4_0`: checked, then passed to the library's model load as `BITNET_HEAD`
+/// `--head f16|q8_0|q4_0|q6_k`: checked, then passed to the library's model load as `BITNET_HEAD`
 /// (the C API reads it there), for this process only.
 fn head_option(p: &Parsed) -> Result<()> {
     if let Some(h) = p.get("--head") {
         if bitnet::model::weights::HeadType::parse(h).is_none() {
             return Err(Error::bad_input(format!(
-                "{}: --head f16|q8_0|q4_0, not {h}",
+                "{}: --head f16|q8_0|q4_0|q6_k, not {h}",
                 p.command
             )));
         }

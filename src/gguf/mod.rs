@@ -348,6 +348,11 @@ impl MappedFile {
         })
     }
 
+    /// The open file's metadata (the file that is mapped, even if the path was replaced since).
+    pub fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+
     /// Copies the file bytes of `range` (a part of `bytes()`) with a read call instead of
     /// touching the mapping: for lookups in regions whose pages were dropped, where a fault
     /// would map a whole large page-cache folio back in.

@@ -292,6 +292,44 @@ impl Q8Head {
     }
 }
 
+/// The head cache (`model::head_cache`) holds it as its two arrays.
+impl crate::model::head_cache::CachedHead for Q8Head {
+    /// A head of `rows` rows of zeros, to be filled through `byte_parts_mut` (the head cache).
+    fn zeroed(rows: usize, cols: usize) -> Self {
+        assert!(cols.is_multiple_of(q8_0::BLOCK));
+        Self {
+            rows,
+            cols,
+            qs: vec![0; rows * cols],
+            d: vec![0.0; rows * cols / q8_0::BLOCK],
+        }
+    }
+
+    /// The values and the scales as bytes (native order), for the head cache.
+    fn byte_parts(&self) -> [&[u8]; 2] {
+        // SAFETY: i8 and f32 are plain data with no padding; the views cover exactly the
+        // vectors' initialized elements and borrow self.
+        unsafe {
+            [
+                std::slice::from_raw_parts(self.qs.as_ptr() as *const u8, self.qs.len()),
+                std::slice::from_raw_parts(self.d.as_ptr() as *const u8, self.d.len() * 4),
+            ]
+        }
+    }
+
+    /// `byte_parts`, writable: any bytes are valid i8 values and f32 bit patterns.
+    fn byte_parts_mut(&mut self) -> [&mut [u8]; 2] {
+        // SAFETY: as in `byte_parts`; every bit pattern is a valid i8 and f32, and the two
+        // views are of distinct vectors under one exclusive borrow of self.
+        unsafe {
+            [
+                std::slice::from_raw_parts_mut(self.qs.as_mut_ptr() as *mut u8, self.qs.len()),
+                std::slice::from_raw_parts_mut(self.d.as_mut_ptr() as *mut u8, self.d.len() * 4),
+            ]
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use crate::kernels::dot::hsum8_avx;

@@ -218,6 +218,38 @@ impl Q4Head {
     }
 }
 
+/// The head cache (`model::head_cache`) holds it as its two arrays.
+impl crate::model::head_cache::CachedHead for Q4Head {
+    /// A head of `rows` rows of zeros, to be filled through `byte_parts_mut` (the head cache).
+    fn zeroed(rows: usize, cols: usize) -> Self {
+        assert!(cols.is_multiple_of(q4_0::BLOCK));
+        // vec![0; n]: zeroed pages from the allocator, not written twice.
+        Self {
+            rows,
+            cols,
+            qs: vec![0; rows * cols / 2],
+            d: vec![0; rows * cols / q4_0::BLOCK],
+        }
+    }
+
+    /// The codes and the f16 scales as bytes (native order), for the head cache.
+    fn byte_parts(&self) -> [&[u8]; 2] {
+        // SAFETY: u16 is plain data; the view covers exactly the initialized scales.
+        let d =
+            unsafe { std::slice::from_raw_parts(self.d.as_ptr() as *const u8, self.d.len() * 2) };
+        [&self.qs, d]
+    }
+
+    /// `byte_parts`, writable: any bytes are valid codes and u16 scales.
+    fn byte_parts_mut(&mut self) -> [&mut [u8]; 2] {
+        let n = self.d.len() * 2;
+        // SAFETY: every bit pattern is a valid u16; the view covers exactly the scales and
+        // is disjoint from the codes, both under one exclusive borrow of self.
+        let d = unsafe { std::slice::from_raw_parts_mut(self.d.as_mut_ptr() as *mut u8, n) };
+        [&mut self.qs, d]
+    }
+}
+
 impl Acts {
     /// Quantizes n tokens of nb blocks to Q8_0 and lays them out for the kernels.
     fn prepare(&mut self, x: &[f32], n: usize, nb: usize) {

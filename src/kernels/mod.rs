@@ -18,6 +18,7 @@ pub mod dot;
 pub mod exp;
 pub mod f16;
 pub mod head;
+pub mod head_q6_k;
 pub mod isa;
 pub mod lowbit;
 pub mod norm;
@@ -231,8 +232,8 @@ fn dot_row(w: &MatRef<'_>, r: usize, act: &Act) -> f32 {
 }
 
 /// `out[t][r] = w.row(r) . x[t]` for `n` activation rows `x` (each `w.cols` long), on the
-/// pool's default threads. F16 weights take the vectorized path (bit-identical to the scalar
-/// one); other types the scalar reference (ternary weights repacked at load go through
+/// pool's default threads. F16 and Q6_K weights take their vectorized paths (bit-identical to
+/// the scalar ones; Q6_K: `head_q6_k`); other types the scalar reference (ternary weights repacked at load go through
 /// `ternary::matmul` instead, see `Model::matmul`).
 pub fn matmul(
     w: &MatRef<'_>,
@@ -253,6 +254,12 @@ pub fn matmul_threads(
     out: &mut [f32],
     threads: usize,
 ) -> Result<()> {
+    if w.ty == GgmlType::Q6_K && mode == Activations::ByWeightType {
+        debug_assert_eq!(x.len(), n * w.cols);
+        debug_assert_eq!(out.len(), n * w.rows);
+        head_q6_k::matmul(w.data, w.rows, w.cols, x, n, out, w.rows, threads);
+        return Ok(());
+    }
     if w.ty == GgmlType::F16 && mode == Activations::ByWeightType {
         debug_assert_eq!(x.len(), n * w.cols);
         debug_assert_eq!(out.len(), n * w.rows);

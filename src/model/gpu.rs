@@ -351,9 +351,9 @@ impl GpuModel {
                 h.head_dim
             )));
         }
-        if model.head_q4().is_some() {
+        if model.head_q4().is_some() || model.head_q6().is_some() {
             return Err(Error::unsupported(
-                "the CUDA backend has no Q4_0 head: load with the stored head or HeadType::Q8_0",
+                "the CUDA backend has no Q4_0 or Q6_K head: load with the stored head or HeadType::Q8_0",
             ));
         }
         // The head first: the embedding may share its buffer.

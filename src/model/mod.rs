@@ -8,6 +8,7 @@ mod forward_cpu;
 mod forward_cuda;
 #[cfg(feature = "cuda")]
 pub mod gpu;
+pub mod head_cache;
 pub mod hparams;
 pub mod kv_cache;
 pub mod weights;

@@ -8,39 +8,49 @@
 use std::ops::Range;
 use std::path::Path;
 
+use super::head_cache::{self, CacheSlot, HeadKey};
 use super::hparams::{Arch, HParams};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, MappedFile};
 use crate::kernels::f16::Q8Head;
 use crate::kernels::head::Q4Head;
+use crate::kernels::head_q6_k::Q6Head;
 use crate::kernels::lowbit::{LowAct, LowbitMat};
 use crate::kernels::ternary::{ActBuf, ActMode, TernaryMat};
 use crate::kernels::{self, pool, Activations, MatRef};
 use crate::quant::float::f16_to_f32;
 use crate::quant::{self, GgmlType};
 
-/// Which output head `Model::load_with` builds.
+/// Which output head `Model::load_with` builds. (The numbers are part of the head cache's
+/// key: never reuse one.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HeadType {
     /// The head as stored (F16 in BitNet files): the reference's numbers.
     #[default]
-    AsStored,
+    AsStored = 0,
     /// An F16 head requantized to Q8_0 at load (like bitnet.cpp's --quant-embd): about half
     /// the bytes per decoded token, at a small accuracy cost (see `bitnet bench --head q8_0`).
-    Q8_0,
+    Q8_0 = 1,
     /// The head as Q4_0 (4-bit codes, an f16 scale per 32): requantized at load from any
     /// stored type we read (F16, BF16, F32, Q8_0, ...) or taken as stored when already Q4_0.
     /// A quarter of F16's bytes per token, at a larger accuracy cost (README: head quality).
-    Q4_0,
+    Q4_0 = 2,
+    /// The head as Q6_K (6-bit codes, an int8 scale per 16, an f16 scale per 256: 0.82 bytes
+    /// per weight), requantized at load by our own rule (`quant::q6_k::quantize`) from any
+    /// stored type we read, or used as stored when already Q6_K.
+    #[allow(non_camel_case_types)]
+    Q6_K = 3,
 }
 
 impl HeadType {
-    /// The names `--head` and `BITNET_HEAD` take: `f16` (the head as stored), `q8_0`, `q4_0`.
+    /// The names `--head` and `BITNET_HEAD` take: `f16` (the head as stored), `q8_0`, `q4_0`,
+    /// `q6_k`.
     pub fn parse(name: &str) -> Option<HeadType> {
         match name {
             "f16" | "as-stored" => Some(HeadType::AsStored),
             "q8_0" => Some(HeadType::Q8_0),
             "q4_0" => Some(HeadType::Q4_0),
+            "q6_k" => Some(HeadType::Q6_K),
             _ => None,
         }
     }
@@ -52,7 +62,7 @@ impl HeadType {
             Some(v) if v.is_empty() => Ok(HeadType::AsStored),
             Some(v) => HeadType::parse(&v).ok_or_else(|| {
                 Error::bad_input(format!(
-                    "{}={v:?}: want f16, q8_0 or q4_0",
+                    "{}={v:?}: want f16, q8_0, q4_0 or q6_k",
                     crate::env::HEAD
                 ))
             }),
@@ -64,6 +74,7 @@ impl HeadType {
             HeadType::AsStored => "f16",
             HeadType::Q8_0 => "q8_0",
             HeadType::Q4_0 => "q4_0",
+            HeadType::Q6_K => "q6_k",
         }
     }
 }
@@ -144,6 +155,8 @@ pub struct Model {
     head_q8: Option<Q8Head>,
     /// The Q4_0 head when `HeadType::Q4_0` was asked for.
     head_q4: Option<Q4Head>,
+    /// The Q6_K head when `HeadType::Q6_K` was asked for and the stored head is not Q6_K.
+    head_q6: Option<Q6Head>,
     /// The F16 embedding's pages were dropped (it is the requantized head): rows are read
     /// from the file instead of faulted in through the mapping.
     embd_by_read: bool,
@@ -259,8 +272,18 @@ impl Model {
         Self::load_with(path, &LoadOptions::default())
     }
 
-    /// `load` with a choice of head and repacking.
+    /// `load` with a choice of head and repacking; a requantized head comes from the head
+    /// cache when it holds a valid one (`model::head_cache`).
     pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+        Self::load_with_head_cache(path, opts, head_cache::default_dir().as_deref())
+    }
+
+    /// `load_with`, with the head cache in `cache_dir` (None: no cache).
+    pub fn load_with_head_cache(
+        path: impl AsRef<Path>,
+        opts: &LoadOptions,
+        cache_dir: Option<&Path>,
+    ) -> Result<Model> {
         let file = MappedFile::open(path.as_ref())?;
         let loaded = {
             let gguf = file.gguf()?;
@@ -279,43 +302,97 @@ impl Model {
             lowbit: Vec::new(),
             head_q8: None,
             head_q4: None,
+            head_q6: None,
             embd_by_read: false,
         };
         if opts.repack {
             model.repack();
         }
-        if opts.head == HeadType::Q8_0 {
-            let head = model.mat(&model.output);
-            if head.ty != GgmlType::F16 || !head.cols.is_multiple_of(32) {
-                return Err(Error::unsupported(format!(
-                    "a Q8_0 head is made from an F16 head with a multiple of 32 columns, not {} x {}",
-                    head.ty, head.cols
-                )));
+        let slot = cache_dir.and_then(|d| model.head_slot(d, path.as_ref(), opts.head));
+        let (rows, cols) = (model.output.rows, model.output.cols);
+        match opts.head {
+            HeadType::AsStored => {}
+            HeadType::Q8_0 => {
+                let head = model.mat(&model.output);
+                if head.ty != GgmlType::F16 || !head.cols.is_multiple_of(32) {
+                    return Err(Error::unsupported(format!(
+                        "a Q8_0 head is made from an F16 head with a multiple of 32 columns, not {} x {}",
+                        head.ty, head.cols
+                    )));
+                }
+                let q8 =
+                    head_cache::load_or_make(slot.as_ref(), rows, cols, || Ok(model.q8_head()))?;
+                model.head_q8 = Some(q8);
             }
-            // In slices, each slice's F16 pages dropped once requantized, so the F16 and the
-            // Q8_0 copies of the head are never both resident (embedding lookups refault the
-            // few rows they read).
-            let mut q8 = Q8Head::new(head.cols);
-            q8.reserve(head.rows);
-            let slice_rows = 4096;
-            for r0 in (0..head.rows).step_by(slice_rows) {
-                let rows = slice_rows.min(head.rows - r0);
-                let bytes = &head.data[r0 * head.cols * 2..(r0 + rows) * head.cols * 2];
-                populate(bytes);
-                q8.append_f16(bytes, rows);
-                drop_pages(bytes);
+            HeadType::Q4_0 => {
+                // A head stored as Q4_0 is only split: not worth a cache file.
+                let slot = slot.filter(|_| model.output.ty != GgmlType::Q4_0);
+                let q4 = head_cache::load_or_make(slot.as_ref(), rows, cols, || model.q4_head())?;
+                model.head_q4 = Some(q4);
             }
-            // A tied embedding lost its pages too: look its rows up with reads, since a fault
-            // maps a whole page-cache folio (up to 2 MiB) and a prefill of random tokens would
-            // bring hundreds of MB of the F16 head back.
-            model.embd_by_read = model.token_embd.bytes == model.output.bytes;
-            model.head_q8 = Some(q8);
+            // A head stored as Q6_K is used as stored (`kernels::matmul` has its fast path).
+            HeadType::Q6_K if model.output.ty == GgmlType::Q6_K => {}
+            HeadType::Q6_K => {
+                let q6 = head_cache::load_or_make(slot.as_ref(), rows, cols, || model.q6_head())?;
+                model.head_q6 = Some(q6);
+            }
         }
-        if opts.head == HeadType::Q4_0 {
-            model.head_q4 = Some(model.q4_head()?);
-            model.embd_by_read = model.token_embd.bytes == model.output.bytes;
-        }
+        // A tied embedding lost its pages with the requantized head (or never had them): look
+        // its rows up with reads, since a fault maps a whole page-cache folio (up to 2 MiB) and
+        // a prefill of random tokens would bring hundreds of MB of the F16 head back.
+        model.embd_by_read =
+            (model.head_q8.is_some() || model.head_q4.is_some() || model.head_q6.is_some())
+                && model.token_embd.bytes == model.output.bytes;
         Ok(model)
+    }
+
+    /// The head cache slot for `head` made from this model's head (None for the head as
+    /// stored, or when the file's metadata cannot be read).
+    fn head_slot(&self, dir: &Path, path: &Path, head: HeadType) -> Option<CacheSlot> {
+        if head == HeadType::AsStored {
+            return None;
+        }
+        let meta = self.file.metadata().ok()?;
+        let m = &self.output;
+        let key = HeadKey {
+            offset: m.bytes.start as u64,
+            len: m.bytes.len() as u64,
+            stored_type: m.ty.id(),
+            rows: m.rows as u64,
+            cols: m.cols as u64,
+            head: head as u32,
+        };
+        Some(CacheSlot::new(dir, path, &meta, key))
+    }
+
+    /// The F16 head requantized to Q8_0 in slices, each slice's F16 pages dropped once
+    /// requantized, so the F16 and the Q8_0 copies of the head are never both resident
+    /// (embedding lookups read the few rows they need: `embd_by_read`).
+    fn q8_head(&self) -> Q8Head {
+        let mut q8 = Q8Head::new(self.output.cols);
+        q8.reserve(self.output.rows);
+        self.head_in_slices(|slice| q8.append_f16(slice.data, slice.rows));
+        q8
+    }
+
+    /// `take(slice)` on the stored head in slices of 4096 rows, in order: each slice's mapped
+    /// pages populated before and dropped after, so that the stored head and a copy made from
+    /// it are never both resident.
+    fn head_in_slices(&self, mut take: impl FnMut(&MatRef<'_>)) {
+        let head = self.mat(&self.output);
+        let row_bytes = head.data.len() / head.rows.max(1);
+        let slice_rows = 4096;
+        for r0 in (0..head.rows).step_by(slice_rows) {
+            let rows = slice_rows.min(head.rows - r0);
+            let bytes = &head.data[r0 * row_bytes..(r0 + rows) * row_bytes];
+            populate(bytes);
+            take(&MatRef {
+                rows,
+                data: bytes,
+                ..head
+            });
+            drop_pages(bytes);
+        }
     }
 
     /// The head as Q4_0: copied when stored so, else requantized in slices of rows, each
@@ -336,27 +413,35 @@ impl Model {
         }
         let mut q4 = Q4Head::new(head.cols);
         q4.reserve(head.rows);
-        let row_bytes = head.data.len() / head.rows;
-        let slice_rows = 4096;
-        for r0 in (0..head.rows).step_by(slice_rows) {
-            let rows = slice_rows.min(head.rows - r0);
-            let bytes = &head.data[r0 * row_bytes..(r0 + rows) * row_bytes];
-            populate(bytes);
-            if head.ty == GgmlType::F16 {
-                q4.append_f16(bytes, rows);
+        self.head_in_slices(|slice| {
+            if slice.ty == GgmlType::F16 {
+                q4.append_f16(slice.data, slice.rows);
             } else {
-                let slice = MatRef {
-                    rows,
-                    data: bytes,
-                    ..head
-                };
-                q4.append_rows(rows, &|r, out| {
-                    kernels::row_to_f32(&slice, r, out).expect("a whole row of a supported type")
+                q4.append_rows(slice.rows, &|r, out| {
+                    kernels::row_to_f32(slice, r, out).expect("a whole row of a supported type")
                 });
             }
-            drop_pages(bytes);
-        }
+        });
         Ok(q4)
+    }
+
+    /// The head requantized to Q6_K in slices of rows, each slice's mapped pages dropped once
+    /// done (so the stored and the Q6_K copies are never both resident).
+    fn q6_head(&self) -> Result<Q6Head> {
+        let head = self.mat(&self.output);
+        if !head.cols.is_multiple_of(256) || head.ty == GgmlType::I2_S {
+            return Err(Error::unsupported(format!(
+                "a Q6_K head is made from a float or block-quantized head with a multiple of 256 columns, not {} x {}",
+                head.ty, head.cols
+            )));
+        }
+        let mut q6 = Q6Head::new(head.cols, head.rows);
+        self.head_in_slices(|slice| {
+            q6.append_rows(slice.rows, &|r, out| {
+                kernels::row_to_f32(slice, r, out).expect("a whole row of a supported type")
+            });
+        });
+        Ok(q6)
     }
 
     /// Repacks every ternary projection once and drops its mapped pages.
@@ -421,9 +506,10 @@ impl Model {
             }
         }
         total
-            + match (&self.head_q8, &self.head_q4) {
-                (Some(h), _) => h.bytes(),
-                (_, Some(h)) => h.bytes(),
+            + match (&self.head_q8, &self.head_q4, &self.head_q6) {
+                (Some(h), _, _) => h.bytes(),
+                (_, Some(h), _) => h.bytes(),
+                (_, _, Some(h)) => h.bytes(),
                 _ => self.matrix_bytes(&self.output),
             }
     }
@@ -540,6 +626,12 @@ impl Model {
         self.head_q4.as_ref()
     }
 
+    /// The Q6_K head when the model was loaded with `HeadType::Q6_K` (None when the stored
+    /// head is Q6_K: it is used as stored).
+    pub fn head_q6(&self) -> Option<&Q6Head> {
+        self.head_q6.as_ref()
+    }
+
     /// Logits for `n` final hidden rows: the requantized head when loaded with one, else
     /// `output`.
     pub fn head_matmul(&self, x: &[f32], n: usize, out: &mut [f32], threads: usize) -> Result<()> {
@@ -548,12 +640,16 @@ impl Model {
         } else {
             threads
         };
-        match (&self.head_q8, &self.head_q4) {
-            (Some(h), _) => {
+        match (&self.head_q8, &self.head_q4, &self.head_q6) {
+            (Some(h), _, _) => {
                 h.matmul(&x[..n * h.cols], n, &mut out[..n * h.rows], h.rows, threads);
                 Ok(())
             }
-            (_, Some(h)) => {
+            (_, Some(h), _) => {
+                h.matmul(&x[..n * h.cols], n, &mut out[..n * h.rows], h.rows, threads);
+                Ok(())
+            }
+            (_, _, Some(h)) => {
                 h.matmul(&x[..n * h.cols], n, &mut out[..n * h.rows], h.rows, threads);
                 Ok(())
             }

@@ -46,6 +46,60 @@ pub fn dequantize(data: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Quantizes whole blocks of 256 values to Q6_K by our own rule (not ggml's search over
+/// trial scales, whose bytes depend on float evaluation order; any valid Q6_K bytes are read
+/// the same by every dequantizer):
+/// - each group of 16 takes `s = -m / 32`, `m` its value of largest magnitude (the first on
+///   ties), so that `m` itself is code 0 (value -32) and the group spans -32..=31 steps;
+/// - the block's `d` is `max |s| / 127` rounded to f16, each group's scale `round(s / d)`
+///   (ties away from zero, clamped to -127..=127);
+/// - each value's code is `clamp(round(x / (d * scale)), -32, 31) + 32` with the f16 `d` and
+///   the int scale, exactly the step the dequantizer multiplies by (`d * scale` in f32);
+///   a group whose step is 0 (all zeros, or too small beside the block's largest) is code 32.
+///
+/// Per value the error is at most half a step, or, for a value pushed past the range by the
+/// rounding of its group's scale, `|x| - 31 * step` (at most `step + 16 * d`; tested below). NaN
+/// inputs give code 32 (0); a block holding an infinity has no finite `d` and is all zeros.
+pub fn quantize(x: &[f32], out: &mut [u8]) {
+    use super::float::{f16_to_f32, f32_to_f16};
+    debug_assert_eq!(x.len() / BLOCK * BLOCK_BYTES, out.len());
+    for (values, block) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
+        let mut group_scale = [0f32; 16];
+        for (s, g) in group_scale.iter_mut().zip(values.chunks_exact(16)) {
+            let m = g
+                .iter()
+                .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+            *s = -m / 32.0;
+        }
+        let max = group_scale.iter().fold(0f32, |a, s| a.max(s.abs()));
+        let d_bits = f32_to_f16(max / 127.0);
+        let d = f16_to_f32(d_bits);
+        block.fill(0);
+        for (g, &s) in group_scale.iter().enumerate() {
+            let sc = if d > 0.0 && d.is_finite() {
+                (s / d).round().clamp(-127.0, 127.0) as i8
+            } else {
+                0
+            };
+            block[SCALES + g] = sc as u8;
+            let step = d * sc as f32;
+            for k in 0..16 {
+                let e = 16 * g + k;
+                let q = if step != 0.0 && step.is_finite() {
+                    // NaN: `as` gives 0 and clamp keeps it.
+                    ((values[e] / step).round().clamp(-32.0, 31.0) as i32) + 32
+                } else {
+                    32
+                } as u8;
+                let (h, r) = (e / 128, e % 128);
+                block[QL + 64 * h + r % 64] |= (q & 0x0f) << (4 * (r / 64));
+                block[QH + 32 * h + r % 32] |= (q >> 4) << (2 * (r / 32));
+            }
+        }
+        block[D..D + 2].copy_from_slice(&d_bits.to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +214,78 @@ mod tests {
                 assert_eq!(v.to_bits(), want.to_bits());
             }
         }
+    }
+
+    #[test]
+    fn quantize_error_is_bounded_and_bytes_decode() {
+        let mut rng = SplitMix64(5);
+        let n = 64 * BLOCK;
+        // Blocks of mixed magnitudes: each group gets its own range, some groups tiny.
+        let x: Vec<f32> = (0..n)
+            .map(|i| {
+                let g = i / 16;
+                let mag = [1.0, 0.01, 30.0, 1e-6, 0.5][g % 5];
+                (rng.unit() * 2.0 - 1.0) * mag
+            })
+            .collect();
+        let mut q = vec![0u8; n / BLOCK * BLOCK_BYTES];
+        quantize(&x, &mut q);
+        let y = dequantize_vec(TY, &q);
+        for (b, (xb, yb)) in x.chunks(BLOCK).zip(y.chunks(BLOCK)).enumerate() {
+            let d = f16_to_f32(u16::from_le_bytes([
+                q[b * BLOCK_BYTES + D],
+                q[b * BLOCK_BYTES + D + 1],
+            ]));
+            for (g, (xg, yg)) in xb.chunks(16).zip(yb.chunks(16)).enumerate() {
+                let sc = q[b * BLOCK_BYTES + SCALES + g] as i8 as f32;
+                let step = (d * sc).abs();
+                let amax = xg.iter().fold(0f32, |a, v| a.max(v.abs()));
+                for (&a, &v) in xg.iter().zip(yg) {
+                    // Half a step, or the overshoot of a scale rounded down (at most step + 16 d),
+                    // and never more than the group's largest magnitude (code 32 = 0).
+                    let bound = (step / 2.0).max(a.abs() - 31.0 * step).min(amax) + 1e-6 * amax;
+                    assert!(
+                        (a - v).abs() <= bound,
+                        "block {b} group {g}: {a} -> {v}, step {step}"
+                    );
+                    assert!((a - v).abs() <= 16.0 * d + step + 1e-6 * amax);
+                }
+            }
+        }
+        let rms = |v: &[f32]| (v.iter().map(|a| a * a).sum::<f32>() / v.len() as f32).sqrt();
+        let err: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a - b).collect();
+        assert!(
+            rms(&err) < 0.02 * rms(&x),
+            "relative rms error {}",
+            rms(&err) / rms(&x)
+        );
+    }
+
+    #[test]
+    fn quantize_special_values() {
+        let mut x = vec![0f32; BLOCK];
+        let mut q = vec![0u8; BLOCK_BYTES];
+        quantize(&x, &mut q);
+        assert!(
+            dequantize_vec(TY, &q).iter().all(|&v| v == 0.0),
+            "zeros stay zeros"
+        );
+        x[3] = f32::NAN;
+        x[17] = 1.0;
+        x[40] = -2.0;
+        quantize(&x, &mut q);
+        let y = dequantize_vec(TY, &q);
+        assert_eq!(y[3], 0.0);
+        assert!(
+            (y[17] - 1.0).abs() < 0.02 && (y[40] + 2.0).abs() < 0.04,
+            "{} {}",
+            y[17],
+            y[40]
+        );
+        x[100] = f32::INFINITY;
+        quantize(&x, &mut q);
+        assert!(dequantize_vec(TY, &q)
+            .iter()
+            .all(|v| v.is_finite() || v.is_nan()));
     }
 }
