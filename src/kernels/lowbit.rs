@@ -781,7 +781,6 @@ mod x86 {
         // after `packs` and `split` the dwords hold entries' bytes in the order
         // lo 0-3, lo 8-11, hi 0-3, hi 8-11, lo 4-7, lo 12-15, hi 4-7, hi 12-15
         let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        let sum = |v: __m256i| _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v), ones16);
         assert!(out.len() >= q.len() / 16 * LUT_CHUNK);
         for (c, chunk) in q.chunks_exact(16).enumerate() {
             let dst = out.as_mut_ptr().add(c * LUT_CHUNK);
@@ -789,8 +788,10 @@ mod x86 {
                 let (l, h) = (g / 2, g % 2);
                 let four = std::ptr::read_unaligned(chunk.as_ptr().add(4 * g) as *const i32);
                 let b = _mm256_set1_epi32(four);
-                let e0 = sum(_mm256_sign_epi8(b, sign0)); // entries 0..8, int32
-                let e1 = sum(_mm256_sign_epi8(b, sign1)); // entries 8..16
+                // entries 0..8 and 8..16, int32 (the four signed bytes of a lane summed)
+                let s0 = _mm256_maddubs_epi16(ones8, _mm256_sign_epi8(b, sign0));
+                let s1 = _mm256_maddubs_epi16(ones8, _mm256_sign_epi8(b, sign1));
+                let (e0, e1) = (_mm256_madd_epi16(s0, ones16), _mm256_madd_epi16(s1, ones16));
                 let bytes = _mm256_permutevar8x32_epi32(
                     _mm256_shuffle_epi8(_mm256_packs_epi32(e0, e1), split),
                     order,

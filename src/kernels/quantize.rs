@@ -93,9 +93,15 @@ mod x86 {
             .chunks_exact(q8_0::BLOCK)
             .zip(out.chunks_exact_mut(q8_0::BLOCK_BYTES))
         {
-            // SAFETY: four loads of eight values inside the 32-value block.
-            let v: [__m256; 4] =
-                std::array::from_fn(|k| unsafe { _mm256_loadu_ps(xb.as_ptr().add(8 * k)) });
+            // SAFETY: four loads of eight values inside the 32-value block. (No closures here:
+            // they would not inherit the function's target features.)
+            let p = xb.as_ptr();
+            let v = [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ];
             let mut m = _mm256_setzero_ps();
             for &vk in &v {
                 m = _mm256_max_ps(_mm256_and_ps(vk, abs_mask), m);
@@ -106,8 +112,12 @@ mod x86 {
             let d = max / 127.0;
             let id = _mm256_set1_ps(if max != 0.0 { 127.0 / max } else { 0.0 });
             ob[..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
-            let q: [__m256i; 4] =
-                std::array::from_fn(|k| _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id)));
+            let q = [
+                _mm256_cvtps_epi32(_mm256_mul_ps(v[0], id)),
+                _mm256_cvtps_epi32(_mm256_mul_ps(v[1], id)),
+                _mm256_cvtps_epi32(_mm256_mul_ps(v[2], id)),
+                _mm256_cvtps_epi32(_mm256_mul_ps(v[3], id)),
+            ];
             let bytes = _mm256_packs_epi16(
                 _mm256_packs_epi32(q[0], q[1]),
                 _mm256_packs_epi32(q[2], q[3]),
