@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
+use bitnet::kernels::ternary::Layout;
 use bitnet::model::weights::{HeadType, LoadOptions};
 use bitnet::model::{Batch, Context, ContextParams, Model, SeqSet};
 use common::*;
@@ -46,7 +47,16 @@ fn run(m: &Arc<Model>, threads: usize) -> Vec<Vec<f32>> {
 }
 
 fn load(name: &str, repack: bool, head: HeadType) -> Arc<Model> {
-    Arc::new(Model::load_with(model(name), &LoadOptions { head, repack }).unwrap())
+    load_as(name, repack, head, Layout::Bits2)
+}
+
+fn load_as(name: &str, repack: bool, head: HeadType, ternary: Layout) -> Arc<Model> {
+    let opts = LoadOptions {
+        head,
+        repack,
+        ternary: Some(ternary),
+    };
+    Arc::new(Model::load_with(model(name), &opts).unwrap())
 }
 
 #[test]
@@ -80,6 +90,33 @@ fn repacked_q8_k_is_bit_identical() {
             }
         }
     }
+}
+
+#[test]
+fn base3_layout_is_bit_identical() {
+    // The 1.6-bit layout, per-token (I2_S, TQ2_0 b1.58) and Q8_K (TQ1_0, TQ2_0) files alike:
+    // the same logits as the scalar reference on the mapped bytes, prefill and decode.
+    for name in [
+        "bitnet-b1.58-i2_s.gguf",
+        "bitnet-b1.58-tq2_0.gguf",
+        "bitnet-bpe-tq2_0.gguf",
+        "bitnet-spm-tq1_0.gguf",
+    ] {
+        let reference = run(&load(name, false, HeadType::AsStored), 1);
+        let fast = load_as(name, true, HeadType::AsStored, Layout::Base3);
+        for threads in [1, 2] {
+            assert_eq!(run(&fast, threads), reference, "{name}, {threads} threads");
+        }
+    }
+}
+
+#[test]
+fn base3_layout_reads_fewer_bytes() {
+    let name = "bitnet-spm-tq1_0.gguf";
+    let q2 = load_as(name, true, HeadType::AsStored, Layout::Bits2);
+    let q16 = load_as(name, true, HeadType::AsStored, Layout::Base3);
+    let (a, b) = (q2.decode_weight_bytes(), q16.decode_weight_bytes());
+    assert!(b < a, "1.6-bit {b} bytes vs 2-bit {a}");
 }
 
 #[test]
