@@ -16,7 +16,9 @@
 //! unpack of 32 codes is two byte adds (z * 3), two compares, an add and an abs: no multiply,
 //! no widening.
 
-use super::{kernel_pos, Layout, TernaryMat};
+#[cfg(test)]
+use super::{kernel_pos, GROUP};
+use super::{Layout, TernaryMat};
 use crate::kernels::pool::{self, SendPtr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -53,6 +55,26 @@ pub(super) fn code(row: &[u8], p: usize) -> u8 {
     digit(row[c / DIGITS * CHUNK + p % CHUNK], c % DIGITS)
 }
 
+/// The codes of a 2-bit row in kernel order (`digits[p]` for kernel position p): chunk c of a
+/// whole block b is value group k = (c % 8) / 2 of the block's group g = c % 2 (bit pair k of
+/// the group's bytes); chunk k of a trailing half block is its bit pair k.
+fn bits2_kernel_order(row: &[u8], cols: usize, digits: &mut [u8]) {
+    let nb = cols / super::QK;
+    for c in 0..cols / CHUNK {
+        let (base, k) = if c < 8 * nb {
+            (c / 8 * 64 + c % 2 * 32, (c % 8) / 2)
+        } else {
+            (nb * 64, c - 8 * nb)
+        };
+        for (d, &b) in digits[c * CHUNK..][..CHUNK]
+            .iter_mut()
+            .zip(&row[base..base + CHUNK])
+        {
+            *d = (b >> (2 * k)) & 3;
+        }
+    }
+}
+
 impl TernaryMat {
     /// The same matrix in the 1.6-bit layout (the 2-bit codes are dropped), rows converted in
     /// parallel on the kernel pool. A matrix holding code 3 (weight +2: only a malformed
@@ -72,9 +94,7 @@ impl TernaryMat {
             // The row's codes in kernel order, padded to whole vectors with 0.
             let mut digits = vec![0u8; rb / CHUNK * DIGITS * CHUNK];
             for r in pool::split(rows, 16, i, n) {
-                for e in 0..cols {
-                    digits[kernel_pos(e, cols)] = src.code(r, e);
-                }
+                bits2_kernel_order(src.row(r), cols, &mut digits);
                 if digits.iter().any(|&c| c > 2) {
                     code3.store(true, Ordering::Relaxed);
                     return;
@@ -106,19 +126,22 @@ pub(super) mod x86 {
     use crate::kernels::ternary::QK;
     use std::arch::x86_64::*;
 
-    /// The five code vectors (bytes 0..=2) of one stored vector.
+    /// The five code vectors (bytes 0..=2) of one stored vector. Written without closures:
+    /// a closure would not inherit the caller's AVX2 and its intrinsics would become calls.
     #[inline(always)]
     unsafe fn digits(stored: __m256i) -> [__m256i; DIGITS] {
         let (lo, hi) = (_mm256_set1_epi8(-43), _mm256_set1_epi8(42));
         let mut z = stored;
-        std::array::from_fn(|m| {
+        let mut out = [z; DIGITS];
+        for (m, o) in out.iter_mut().enumerate() {
             if m > 0 {
                 z = _mm256_add_epi8(_mm256_add_epi8(z, z), z);
             }
             // Each compare is -1 past its threshold: their sum is -code.
             let neg = _mm256_add_epi8(_mm256_cmpgt_epi8(z, lo), _mm256_cmpgt_epi8(z, hi));
-            _mm256_abs_epi8(neg)
-        })
+            *o = _mm256_abs_epi8(neg);
+        }
+        out
     }
 
     /// Whole-row integer sums sum(code * q) of row `w` for NT tokens (the totals path). Codes
@@ -161,7 +184,11 @@ pub(super) mod x86 {
             }
             v0 += 12;
         }
-        std::array::from_fn(|t| crate::kernels::ternary::x86::hsum256_epi32(acc[t]))
+        let mut out = [0i32; NT];
+        for t in 0..NT {
+            out[t] = crate::kernels::ternary::x86::hsum256_epi32(acc[t]);
+        }
+        out
     }
 
     /// The Q8_K dot of `q8k_row_scalar` for NT tokens of one row, bit for bit: each 256 block
@@ -211,7 +238,11 @@ pub(super) mod x86 {
                 }
             }
         }
-        std::array::from_fn(|t| crate::kernels::dot::hsum8_avx(accf[t]))
+        let mut out = [0f32; NT];
+        for t in 0..NT {
+            out[t] = crate::kernels::dot::hsum8_avx(accf[t]);
+        }
+        out
     }
 
     #[cfg(test)]
@@ -251,6 +282,20 @@ mod tests {
             let b = encode(d);
             for (m, &want) in d.iter().enumerate() {
                 assert_eq!(digit(b, m), want, "q {q} digit {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn bits2_kernel_order_matches_kernel_pos() {
+        // A row of distinct codes per position pattern: the fast reordering against code().
+        for cols in [256, 384, 2560, 640] {
+            let row: Vec<u8> = (0..cols / 4).map(|i| (i * 37 % 251) as u8).collect();
+            let mut got = vec![9u8; cols];
+            bits2_kernel_order(&row, cols, &mut got);
+            for e in 0..cols {
+                let want = (row[e / GROUP * 32 + e % 32] >> (2 * ((e % GROUP) / 32))) & 3;
+                assert_eq!(got[kernel_pos(e, cols)], want, "cols {cols} e {e}");
             }
         }
     }
