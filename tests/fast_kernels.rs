@@ -111,12 +111,15 @@ fn base3_layout_is_bit_identical() {
 }
 
 #[test]
-fn base3_layout_reads_fewer_bytes() {
+fn base3_layout_reads_no_more_bytes() {
     let name = "bitnet-spm-tq1_0.gguf";
     let q2 = load_as(name, true, HeadType::AsStored, Layout::Bits2);
     let q16 = load_as(name, true, HeadType::AsStored, Layout::Base3);
     let (a, b) = (q2.decode_weight_bytes(), q16.decode_weight_bytes());
-    assert!(b < a, "1.6-bit {b} bytes vs 2-bit {a}");
+    // The fixture's rows are short (256 columns take two 32-byte vectors either way), so the
+    // layout cannot grow them but need not shrink them; the 2B-4T widths shrink by a fifth
+    // (`base3::tests::row_bytes_are_ceil_of_a_fifth`).
+    assert!(b <= a, "1.6-bit {b} bytes vs 2-bit {a}");
 }
 
 #[test]
