@@ -7,6 +7,10 @@
 //! `-- --out FILE` writes the JSON to FILE too. `-- --prefill` instead times the prefill-sized
 //! products (128 tokens against the 2B-4T FFN shapes, one thread) and prints GMAC/s per path:
 //! the figure to watch when working on the matrix-matrix kernels (no scalar run, no floor).
+//! `-- --decode` times decode-sized ternary products on every pool thread over more weights
+//! than the caches hold (the 2B-4T FFN shapes, 2-bit and 1.6-bit layouts) against a plain
+//! read of the same bytes: GB/s and weights per second of each, the read loop's GB/s as the
+//! bound (no floor).
 
 use std::time::Instant;
 
@@ -15,7 +19,7 @@ use bitnet::kernels::f16::{matmul_f16_isa, Q8Head};
 use bitnet::kernels::head::Q4Head;
 use bitnet::kernels::isa::{available_isas, Isa};
 use bitnet::kernels::lowbit::{self, LowAct, LowbitMat};
-use bitnet::kernels::ternary::{matmul_isa, ActBuf, ActMode, TernaryMat};
+use bitnet::kernels::ternary::{matmul, matmul_isa, ActBuf, ActMode, Layout, TernaryMat};
 use bitnet::quant::{self, GgmlType};
 use bitnet::rng::SplitMix64;
 
@@ -27,6 +31,8 @@ const FLOORS: &[(&str, f64)] = &[
     ("tq2_0_q8k_matvec", 30.0),
     ("tq2_0_q8k_matmul8", 30.0),
     ("i2_s_pertoken_matvec", 30.0),
+    ("tq2_0_q8k_matvec_q16", 30.0),
+    ("i2_s_pertoken_matvec_q16", 30.0),
     ("q2_0_matvec", 20.0),
     ("q2_0_matmul8", 20.0),
     ("q1_0_matvec", 20.0),
@@ -66,15 +72,14 @@ struct Row {
     simd: Vec<(Isa, f64)>,
 }
 
-fn ternary(
-    name: &'static str,
+/// A random ternary matrix (values -1, 0, 1) written as `ty` and repacked in `layout`.
+fn random_ternary(
+    rng: &mut SplitMix64,
     ty: GgmlType,
-    mode: ActMode,
+    layout: Layout,
     rows: usize,
     cols: usize,
-    n: usize,
-) -> Row {
-    let mut rng = SplitMix64(7);
+) -> TernaryMat {
     let vals: Vec<f32> = (0..rows * cols)
         .map(|_| rng.below(3) as f32 - 1.0)
         .collect();
@@ -90,6 +95,22 @@ fn ternary(
             TernaryMat::from_tq2_0(&data, rows, cols)
         }
     };
+    match layout {
+        Layout::Bits2 => m,
+        Layout::Base3 => m.into_base3(),
+    }
+}
+
+fn ternary(
+    name: &'static str,
+    (ty, layout): (GgmlType, Layout),
+    mode: ActMode,
+    rows: usize,
+    cols: usize,
+    n: usize,
+) -> Row {
+    let mut rng = SplitMix64(7);
+    let m = random_ternary(&mut rng, ty, layout, rows, cols);
     let x: Vec<f32> = (0..n * cols).map(|_| rng.normal()).collect();
     let mut act = ActBuf::default();
     act.quantize(mode, &x, n, cols, 1);
@@ -306,10 +327,92 @@ fn prefill() {
     println!("{json}");
 }
 
+/// Decode-sized products over 16 matrices of each 2B-4T FFN shape (88 MB of 2-bit codes,
+/// well past the caches), every pool thread, each layout and activation mode, against the
+/// bound: a plain read of the same bytes on the same threads.
+fn decode() {
+    let threads = bitnet::kernels::pool::global().max_threads();
+    let mut json = format!("{{\"threads\":{threads},\"decode\":{{");
+    let mut rng = SplitMix64(3);
+    let shapes = [(6912, 2560), (2560, 6912)];
+    for (i, (ty, mode, tag)) in [
+        (GgmlType::I2_S, ActMode::PerToken, "i2_s_pertoken"),
+        (GgmlType::TQ2_0, ActMode::Q8K, "tq2_0_q8k"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for layout in [Layout::Bits2, Layout::Base3] {
+            let mats: Vec<TernaryMat> = (0..16)
+                .map(|k| {
+                    let (rows, cols) = shapes[k % 2];
+                    random_ternary(&mut rng, ty, layout, rows, cols)
+                })
+                .collect();
+            let acts: Vec<ActBuf> = shapes
+                .iter()
+                .map(|&(_, cols)| {
+                    let x: Vec<f32> = (0..cols).map(|_| rng.normal()).collect();
+                    let mut a = ActBuf::default();
+                    a.quantize(mode, &x, 1, cols, 1);
+                    a
+                })
+                .collect();
+            let mut out = vec![0f32; 6912];
+            let bytes: usize = mats.iter().map(|m| m.bytes()).sum();
+            let weights: usize = mats.iter().map(|m| m.rows * m.cols).sum();
+            let kernel_s = time(9, || {
+                for (k, m) in mats.iter().enumerate() {
+                    matmul(m, &acts[k % 2], &mut out[..m.rows], m.rows, threads);
+                }
+            });
+            let read_s = time(9, || {
+                for m in &mats {
+                    std::hint::black_box(read_all(m.codes(), threads));
+                }
+            });
+            json.push_str(&format!(
+                "{}\"{tag}_{layout:?}\":{{\"bytes\":{bytes},\"kernel_gb_s\":{:.2},\"read_gb_s\":{:.2},\"gweights_s\":{:.2},\"bandwidth_share\":{:.3}}}",
+                if i > 0 || layout == Layout::Base3 { "," } else { "" },
+                bytes as f64 / kernel_s / 1e9,
+                bytes as f64 / read_s / 1e9,
+                weights as f64 / kernel_s / 1e9,
+                read_s / kernel_s,
+            ));
+        }
+    }
+    json.push_str("}}");
+    println!("{json}");
+}
+
+/// The wrapping sum of `bytes` as u64 words, read on `threads` pool threads (the bandwidth
+/// bound of a kernel that reads them once).
+fn read_all(bytes: &[u8], threads: usize) -> u64 {
+    let words: Vec<u64> = (0..threads).map(|_| 0).collect();
+    let sums = std::sync::Mutex::new(words);
+    let pool = bitnet::kernels::pool::global();
+    pool.run(threads, &|i, n| {
+        let part = bitnet::kernels::pool::split(bytes.len() / 64, 64, i, n);
+        let mut acc = [0u64; 8];
+        for line in bytes[part.start * 64..part.end * 64].chunks_exact(64) {
+            for (a, w) in acc.iter_mut().zip(line.chunks_exact(8)) {
+                *a = a.wrapping_add(u64::from_le_bytes(w.try_into().unwrap()));
+            }
+        }
+        sums.lock().unwrap()[i] = acc.iter().fold(0, |s, &a| s.wrapping_add(a));
+    });
+    let v = sums.into_inner().unwrap();
+    v.iter().fold(0, |s, &a| s.wrapping_add(a))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--prefill") {
         prefill();
+        return;
+    }
+    if args.iter().any(|a| a == "--decode") {
+        decode();
         return;
     }
     let check = args.iter().any(|a| a == "--check");
@@ -323,7 +426,7 @@ fn main() {
     let rows = [
         ternary(
             "tq2_0_q8k_matvec",
-            GgmlType::TQ2_0,
+            (GgmlType::TQ2_0, Layout::Bits2),
             ActMode::Q8K,
             2560,
             6912,
@@ -331,7 +434,7 @@ fn main() {
         ),
         ternary(
             "tq2_0_q8k_matmul8",
-            GgmlType::TQ2_0,
+            (GgmlType::TQ2_0, Layout::Bits2),
             ActMode::Q8K,
             2560,
             2560,
@@ -339,7 +442,23 @@ fn main() {
         ),
         ternary(
             "i2_s_pertoken_matvec",
-            GgmlType::I2_S,
+            (GgmlType::I2_S, Layout::Bits2),
+            ActMode::PerToken,
+            6912,
+            2560,
+            1,
+        ),
+        ternary(
+            "tq2_0_q8k_matvec_q16",
+            (GgmlType::TQ2_0, Layout::Base3),
+            ActMode::Q8K,
+            2560,
+            6912,
+            1,
+        ),
+        ternary(
+            "i2_s_pertoken_matvec_q16",
+            (GgmlType::I2_S, Layout::Base3),
             ActMode::PerToken,
             6912,
             2560,

@@ -8,6 +8,7 @@
 //! | `BITNET_NO_AMX` | library (`kernels::isa`) | set (to anything): the AMX tile path is not used | AMX where the CPU and kernel allow it |
 //! | `BITNET_HEAD` | library (`model::weights::HeadType::from_env`: the C API's model load, `bitnet run/chat --head`) | `f16` (the head as stored), `q8_0`, `q4_0` or `q6_k`: the output head the model is loaded with; another value fails the load | `f16` |
 //! | `BITNET_HEAD_CACHE` | library (`model::head_cache`) | `0`/`off`/`false`: requantized heads are neither read from nor written to `$BITNET_CACHE_DIR/heads/` | the cache is used |
+//! | `BITNET_TERNARY` | library (`kernels::ternary::Layout::from_env`: every model load that does not set `LoadOptions::ternary`) | `q2` (ternary weights repacked to 2 bits) or `q16` (1.6 bits, five per byte: fewer bytes per decode step, AVX2 and scalar kernels only); another value fails the load | `q2` |
 //! | `BITNET_POOL_THREADS` | library (`kernels::pool`) | threads of the process-wide kernel pool (1..=256) | one per available core |
 //! | `BITNET_NVRTC_LIB` | library, feature `cuda` (`kernels::cuda`) | path of a `libnvrtc.so.*` loaded before NVRTC is looked up by name | the system's search path |
 //! | `BITNET_CACHE_DIR` | library (`cache::dir`: the `bitnet` program, the tests) | where the demo model and the C++ reference build live | `$HOME/.cache/bitnet-rs` |
@@ -34,6 +35,8 @@ pub const HEAD: &str = "BITNET_HEAD";
 /// `0`: requantized heads are neither read from nor written to the head cache
 /// (`model::head_cache`).
 pub const HEAD_CACHE: &str = "BITNET_HEAD_CACHE";
+/// How ternary matrices are held after load: `q2` (2 bits) or `q16` (1.6 bits).
+pub const TERNARY: &str = "BITNET_TERNARY";
 /// Threads of the process-wide kernel pool.
 pub const POOL_THREADS: &str = "BITNET_POOL_THREADS";
 /// A path to libnvrtc, loaded before cudarc looks for NVRTC by name (feature `cuda`).

@@ -252,6 +252,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
 
     let head = a.head.name();
+    let ternary = bitnet::kernels::ternary::Layout::from_env()?;
     if a.json {
         let mut o = String::from("{");
         let mut first = true;
@@ -266,6 +267,7 @@ pub fn run(args: &[String]) -> Result<()> {
         field(&mut o, "threads", a.threads.to_string());
         field(&mut o, "head", format!("\"{head}\""));
         field(&mut o, "isa", format!("\"{:?}\"", best_isa()));
+        field(&mut o, "ternary", format!("\"{}\"", ternary.name()));
         if let Some(g) = &gpu {
             let mut s = String::new();
             json::string(&mut s, &g.describe());

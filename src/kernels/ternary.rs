@@ -24,6 +24,7 @@ use crate::quant::float::f16_to_f32;
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
+mod base3;
 use crate::quant::{i2_s, q8_k, tq1_0, tq2_0};
 
 pub const GROUP: usize = 128;
@@ -45,18 +46,62 @@ pub enum WeightScale {
     Blocks { uniform: Option<f32> },
 }
 
+/// How a `TernaryMat` stores its codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// 2 bits per code in groups of 128 (this file's header): every kernel, prefill's fastest.
+    Bits2,
+    /// Five codes per byte, 1.6 bits per weight (`ternary::base3`): the AVX2 kernels and the
+    /// scalar reference only (AVX-512 and AMX machines run its AVX2 kernels).
+    Base3,
+}
+
+impl Layout {
+    /// The names `BITNET_TERNARY` takes: `q2` (2 bits) or `q16` (1.6 bits).
+    pub fn parse(name: &str) -> Option<Layout> {
+        match name {
+            "q2" => Some(Layout::Bits2),
+            "q16" => Some(Layout::Base3),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Bits2 => "q2",
+            Layout::Base3 => "q16",
+        }
+    }
+
+    /// The layout `BITNET_TERNARY` names (unset or empty: 2 bits); an unknown name is an error.
+    pub fn from_env() -> crate::Result<Layout> {
+        match crate::env::var(crate::env::TERNARY) {
+            None => Ok(Layout::Bits2),
+            Some(v) if v.is_empty() => Ok(Layout::Bits2),
+            Some(v) => Layout::parse(&v).ok_or_else(|| {
+                crate::Error::bad_input(format!("{}={v:?}: want q2 or q16", crate::env::TERNARY))
+            }),
+        }
+    }
+}
+
 /// A ternary matrix in the kernels' layout: `rows` outputs of `cols` inputs.
 pub struct TernaryMat {
     pub rows: usize,
     pub cols: usize,
-    lines: Vec<Line>,       // rows * cols / 4 bytes of codes (padded to whole lines)
+    layout: Layout,
+    lines: Vec<Line>, // rows * row_bytes() bytes of codes (padded to whole lines)
     block_scales: Vec<f32>, // [rows, cols / 256] for WeightScale::Blocks, else empty
     pub scale: WeightScale,
 }
 
 impl TernaryMat {
-    fn alloc(rows: usize, cols: usize) -> TernaryMat {
-        let bytes = rows * cols / 4;
+    fn alloc(rows: usize, cols: usize, layout: Layout) -> TernaryMat {
+        let bytes = rows
+            * match layout {
+                Layout::Bits2 => cols / 4,
+                Layout::Base3 => base3::row_bytes(cols),
+            };
         let n = bytes.div_ceil(64);
         let mut lines = Vec::with_capacity(n);
         // Before the first write, so that the faults already take huge pages.
@@ -65,6 +110,7 @@ impl TernaryMat {
         TernaryMat {
             rows,
             cols,
+            layout,
             lines,
             block_scales: Vec::new(),
             scale: WeightScale::Tensor(0.0),
@@ -72,7 +118,14 @@ impl TernaryMat {
     }
 
     pub fn row_bytes(&self) -> usize {
-        self.cols / 4
+        match self.layout {
+            Layout::Bits2 => self.cols / 4,
+            Layout::Base3 => base3::row_bytes(self.cols),
+        }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// Bytes held in memory (codes and scales).
@@ -105,8 +158,13 @@ impl TernaryMat {
 
     /// The unsigned code (0..=3) of value `e` of row `r`.
     pub fn code(&self, r: usize, e: usize) -> u8 {
-        let byte = self.row(r)[e / GROUP * GROUP_BYTES + e % 32];
-        (byte >> (2 * ((e % GROUP) / 32))) & 3
+        match self.layout {
+            Layout::Bits2 => {
+                let byte = self.row(r)[e / GROUP * GROUP_BYTES + e % 32];
+                (byte >> (2 * ((e % GROUP) / 32))) & 3
+            }
+            Layout::Base3 => base3::code(self.row(r), kernel_pos(e, self.cols)),
+        }
     }
 
     /// Whether a matrix of `cols` inputs in this type can be packed.
@@ -122,7 +180,7 @@ impl TernaryMat {
     /// Repacks an I2_S tensor (all rows, then the 32-byte tail holding the scale).
     pub fn from_i2_s(data: &[u8], rows: usize, cols: usize) -> TernaryMat {
         assert!(cols.is_multiple_of(GROUP) && data.len() >= rows * cols / 4 + i2_s::TAIL_BYTES);
-        let mut m = TernaryMat::alloc(rows, cols);
+        let mut m = TernaryMat::alloc(rows, cols, Layout::Bits2);
         // I2_S keeps value j at bits 7:6 and j + 96 at 1:0: reverse the four bit pairs.
         let mut flip = [0u8; 256];
         for (b, f) in flip.iter_mut().enumerate() {
@@ -176,7 +234,7 @@ impl TernaryMat {
         assert!(cols.is_multiple_of(QK));
         let nb = cols / QK;
         assert!(data.len() >= rows * nb * block_bytes);
-        let mut m = TernaryMat::alloc(rows, cols);
+        let mut m = TernaryMat::alloc(rows, cols, Layout::Bits2);
         m.block_scales = vec![0.0; rows * nb];
         let codes = SendPtr(m.codes_mut().as_mut_ptr());
         let scales = SendPtr(m.block_scales.as_mut_ptr());
@@ -578,11 +636,8 @@ fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
 /// trailing half block last (if any). Reference for the SIMD kernels.
 fn block_isums_scalar(m: &TernaryMat, r: usize, q: &[i8], out: &mut [i32]) {
     out.fill(0);
-    let row = m.row(r);
     for e in 0..m.cols {
-        let byte = row[e / GROUP * GROUP_BYTES + e % 32];
-        let code = (byte >> (2 * ((e % GROUP) / 32))) & 3;
-        out[e / QK] += code as i32 * q[kernel_pos(e, m.cols)] as i32;
+        out[e / QK] += m.code(r, e) as i32 * q[kernel_pos(e, m.cols)] as i32;
     }
 }
 
@@ -593,14 +648,11 @@ fn block_isums_scalar(m: &TernaryMat, r: usize, q: &[i8], out: &mut [i32]) {
 fn q8k_row_scalar(m: &TernaryMat, r: usize, act: &ActBuf, t: usize) -> f32 {
     let nb = m.cols / QK;
     let q = act.token(t);
-    let row = m.row(r);
     let mut acc = [0f32; 8];
     for b in 0..nb {
         let mut lanes = [0i32; 8];
         for e in b * QK..(b + 1) * QK {
-            let byte = row[e / GROUP * GROUP_BYTES + e % 32];
-            let code = (byte >> (2 * ((e % GROUP) / 32))) & 3;
-            lanes[(e % 32) / 4] += code as i32 * q[kernel_pos(e, m.cols)] as i32;
+            lanes[(e % 32) / 4] += m.code(r, e) as i32 * q[kernel_pos(e, m.cols)] as i32;
         }
         let d = act.block_d[t * nb + b] * m.block_scales[r * nb + b];
         for u in 0..8 {
@@ -653,6 +705,11 @@ pub fn matmul_isa(
     assert_eq!(act.cols, m.cols);
     assert!(act.n == 0 || out.len() >= (act.n - 1) * out_stride + m.rows);
     let mode = act.mode.expect("quantized activations");
+    // The 1.6-bit layout has AVX2 kernels only.
+    let isa = match m.layout {
+        Layout::Base3 => isa.min(Isa::Avx2),
+        Layout::Bits2 => isa,
+    };
     let out = Out {
         ptr: SendPtr(out.as_mut_ptr()),
         stride: out_stride,
@@ -910,7 +967,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2")]
-    unsafe fn hsum256_epi32(v: __m256i) -> i32 {
+    pub(super) unsafe fn hsum256_epi32(v: __m256i) -> i32 {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
@@ -1487,6 +1544,53 @@ mod x86 {
         std::array::from_fn(|t| hsum8_avx(accf[t]))
     }
 
+    /// `row_totals_avx2` of the 2-bit or the 1.6-bit layout (`base3`) for tokens t0..t0 + NT.
+    ///
+    /// # Safety
+    /// AVX2; `w` is a whole row of the layout, tokens t0..t0 + NT lie inside `act`.
+    #[inline(always)]
+    unsafe fn totals_layout<const NT: usize>(
+        base3: bool,
+        w: *const u8,
+        cols: usize,
+        act: &ActBuf,
+        t0: usize,
+    ) -> [i32; NT] {
+        // SAFETY: as the caller promises.
+        unsafe {
+            if base3 {
+                super::base3::x86::row_totals_avx2::<NT>(w, cols, token_ptrs(act, t0))
+            } else {
+                row_totals_avx2::<NT>(w, cols, token_ptrs(act, t0))
+            }
+        }
+    }
+
+    /// `row_blocks_avx2` of either layout for tokens t0..t0 + NT.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `w` is a whole row of the layout and `wd` its nb block scales, tokens
+    /// t0..t0 + NT lie inside `act` (Q8K mode).
+    #[inline(always)]
+    unsafe fn blocks_layout<const NT: usize>(
+        base3: bool,
+        w: *const u8,
+        wd: *const f32,
+        nb: usize,
+        act: &ActBuf,
+        t0: usize,
+    ) -> [f32; NT] {
+        let (q, d, c) = block_ptrs::<NT>(act, t0, nb);
+        // SAFETY: as the caller promises.
+        unsafe {
+            if base3 {
+                super::base3::x86::row_blocks_avx2::<NT>(w, wd, nb, q, d, c)
+            } else {
+                row_blocks_avx2::<NT>(w, wd, nb, q, d, c)
+            }
+        }
+    }
+
     /// Tiles for the AVX2 paths: ROW_TILE rows at a time (their codes stay in L1), inside
     /// which tokens go 4 at a time, then 2, then 1: `f(r0..r1, t0, len)`.
     fn tiles_avx2(rows: Range<usize>, n: usize, mut f: impl FnMut(Range<usize>, usize, usize)) {
@@ -1518,22 +1622,24 @@ mod x86 {
     ) {
         let codes = m.codes().as_ptr();
         let rb = m.row_bytes();
+        let base3 = m.layout == Layout::Base3;
         tiles_avx2(rows, act.n, |rs, t0, len| {
             for r in rs {
                 // SAFETY: row r and tokens t0..t0 + len lie inside their buffers; AVX2 is
                 // present (the caller's promise).
                 let w = unsafe { codes.add(r * rb) };
+                // SAFETY (the three calls): as above; the row is in the matrix's layout.
                 match len {
                     4 => {
-                        let s = unsafe { row_totals_avx2::<4>(w, m.cols, token_ptrs(act, t0)) };
+                        let s = unsafe { totals_layout::<4>(base3, w, m.cols, act, t0) };
                         s.iter().enumerate().for_each(|(i, &v)| emit(r, t0 + i, v));
                     }
                     2 => {
-                        let s = unsafe { row_totals_avx2::<2>(w, m.cols, token_ptrs(act, t0)) };
+                        let s = unsafe { totals_layout::<2>(base3, w, m.cols, act, t0) };
                         s.iter().enumerate().for_each(|(i, &v)| emit(r, t0 + i, v));
                     }
                     _ => {
-                        let s = unsafe { row_totals_avx2::<1>(w, m.cols, token_ptrs(act, t0)) };
+                        let s = unsafe { totals_layout::<1>(base3, w, m.cols, act, t0) };
                         emit(r, t0, s[0]);
                     }
                 }
@@ -1552,6 +1658,7 @@ mod x86 {
         let codes = m.codes().as_ptr();
         let rb = m.row_bytes();
         let nb = m.cols / QK;
+        let base3 = m.layout == Layout::Base3;
         tiles_avx2(rows, act.n, |rs, t0, len| {
             for r in rs {
                 // SAFETY: row r, its block scales and tokens t0..t0 + len lie inside their
@@ -1559,20 +1666,18 @@ mod x86 {
                 // requires both for Avx2).
                 let w = unsafe { codes.add(r * rb) };
                 let wd = unsafe { m.block_scales.as_ptr().add(r * nb) };
+                // SAFETY (the three calls): as above; the row is in the matrix's layout.
                 match len {
                     4 => {
-                        let (q, d, c) = block_ptrs::<4>(act, t0, nb);
-                        let y = unsafe { row_blocks_avx2::<4>(w, wd, nb, q, d, c) };
+                        let y = unsafe { blocks_layout::<4>(base3, w, wd, nb, act, t0) };
                         y.iter().enumerate().for_each(|(i, &v)| write(r, t0 + i, v));
                     }
                     2 => {
-                        let (q, d, c) = block_ptrs::<2>(act, t0, nb);
-                        let y = unsafe { row_blocks_avx2::<2>(w, wd, nb, q, d, c) };
+                        let y = unsafe { blocks_layout::<2>(base3, w, wd, nb, act, t0) };
                         y.iter().enumerate().for_each(|(i, &v)| write(r, t0 + i, v));
                     }
                     _ => {
-                        let (q, d, c) = block_ptrs::<1>(act, t0, nb);
-                        let y = unsafe { row_blocks_avx2::<1>(w, wd, nb, q, d, c) };
+                        let y = unsafe { blocks_layout::<1>(base3, w, wd, nb, act, t0) };
                         write(r, t0, y[0]);
                     }
                 }
@@ -1633,6 +1738,13 @@ mod tests {
         }
     }
 
+    fn relayout(m: TernaryMat, layout: Layout) -> TernaryMat {
+        match layout {
+            Layout::Bits2 => m,
+            Layout::Base3 => m.into_base3(),
+        }
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn tq1_0_unpack_avx2_matches_scalar() {
@@ -1662,10 +1774,14 @@ mod tests {
     #[test]
     fn packing_keeps_every_value() {
         let mut rng = SplitMix64(5);
-        for ty in [GgmlType::I2_S, GgmlType::TQ2_0, GgmlType::TQ1_0] {
-            let (rows, cols) = (5, 512);
+        for (ty, layout) in [GgmlType::I2_S, GgmlType::TQ2_0, GgmlType::TQ1_0]
+            .into_iter()
+            .flat_map(|ty| [(ty, Layout::Bits2), (ty, Layout::Base3)])
+        {
+            let (rows, cols) = (5, 512 + 128 * (ty == GgmlType::I2_S) as usize);
             let (data, deq) = random_mat(&mut rng, ty, rows, cols, None);
-            let m = pack(ty, &data, rows, cols);
+            let m = relayout(pack(ty, &data, rows, cols), layout);
+            assert_eq!(m.layout(), layout);
             for r in 0..rows {
                 for e in 0..cols {
                     let w = deq[r * cols + e];
@@ -1684,7 +1800,11 @@ mod tests {
     fn check(ty: GgmlType, rows: usize, cols: usize, n: usize, fill: Option<f32>, act: &[f32]) {
         let mut rng = SplitMix64(rows as u64 * 31 + cols as u64);
         let (data, _) = random_mat(&mut rng, ty, rows, cols, fill);
-        let m = pack(ty, &data, rows, cols);
+        let mats = [
+            pack(ty, &data, rows, cols),
+            pack(ty, &data, rows, cols).into_base3(),
+        ];
+        assert_eq!(mats[1].layout(), Layout::Base3);
         let w = crate::kernels::MatRef {
             ty,
             rows,
@@ -1703,18 +1823,19 @@ mod tests {
             crate::kernels::matmul_scalar(&w, legacy, act, n, &mut want).unwrap();
             let mut buf = ActBuf::default();
             buf.quantize(mode, act, n, cols, 2);
-            for isa in isas() {
+            for (m, isa) in mats
+                .iter()
+                .flat_map(|m| isas().into_iter().map(move |i| (m, i)))
+            {
+                let layout = m.layout();
                 for threads in [1, 2] {
                     let mut got = vec![f32::NAN; n * rows];
-                    matmul_isa(isa, &m, &buf, &mut got, rows, threads);
+                    matmul_isa(isa, m, &buf, &mut got, rows, threads);
                     for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
-                        let exact = true;
-                        let ok = if exact {
-                            g.to_bits() == e.to_bits()
-                        } else {
-                            (g - e).abs() <= 1e-4 * e.abs().max(1.0)
-                        };
-                        assert!(ok, "{ty} {mode:?} {isa:?} t{threads} {rows}x{cols} n{n} out {i}: {g} vs {e}");
+                        assert!(
+                            g.to_bits() == e.to_bits(),
+                            "{ty} {layout:?} {mode:?} {isa:?} t{threads} {rows}x{cols} n{n} out {i}: {g} vs {e}"
+                        );
                     }
                 }
             }
@@ -1795,18 +1916,30 @@ mod tests {
                 let tail = rows * cols / 4;
                 data[tail..tail + 4].copy_from_slice(&1.0f32.to_le_bytes());
                 // I2_S reverses bit pairs; a byte of four equal codes is the same either way.
-                let m = TernaryMat::from_i2_s(&data, rows, cols);
-                for (qv, n) in [(-128i8, 9), (127, 9), (-128, 33), (127, 17)] {
+                let m2 = TernaryMat::from_i2_s(&data, rows, cols);
+                let m3 = TernaryMat::from_i2_s(&data, rows, cols).into_base3();
+                // Code 3 (weight +2) has no base-3 form: that matrix stays in 2 bits.
+                let want_layout = if wcode == 3 {
+                    Layout::Bits2
+                } else {
+                    Layout::Base3
+                };
+                assert_eq!(m3.layout(), want_layout);
+                for (qv, n) in [(-128i8, 9), (127, 9), (-128, 33), (127, 17), (-128, 1)] {
                     let q = vec![qv; n * cols];
                     let mut act = ActBuf::default();
                     act.set_raw_per_token(&q, n, cols);
                     let want = ((wcode as i64 - 1) * qv as i64 * cols as i64) as f32;
-                    for isa in isas() {
+                    for (m, isa) in [&m2, &m3]
+                        .iter()
+                        .flat_map(|m| isas().into_iter().map(move |i| (m, i)))
+                    {
                         let mut out = vec![0f32; n * rows];
-                        matmul_isa(isa, &m, &act, &mut out, rows, 2);
+                        matmul_isa(isa, m, &act, &mut out, rows, 2);
                         assert!(
                             out.iter().all(|&v| v == want),
-                            "{isa:?} {cols} code {wcode} q {qv}: {} vs {want}",
+                            "{isa:?} {:?} {cols} code {wcode} q {qv}: {} vs {want}",
+                            m.layout(),
                             out[0]
                         );
                     }

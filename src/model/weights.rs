@@ -16,7 +16,7 @@ use crate::kernels::f16::Q8Head;
 use crate::kernels::head::Q4Head;
 use crate::kernels::head_q6_k::Q6Head;
 use crate::kernels::lowbit::{LowAct, LowbitMat};
-use crate::kernels::ternary::{ActBuf, ActMode, TernaryMat};
+use crate::kernels::ternary::{ActBuf, ActMode, Layout, TernaryMat};
 use crate::kernels::{self, pool, Activations, MatRef};
 use crate::quant::float::f16_to_f32;
 use crate::quant::{self, GgmlType};
@@ -86,6 +86,8 @@ pub struct LoadOptions {
     /// Repack ternary matrices for the SIMD kernels (false: the scalar reference on the
     /// mapped bytes, for tests and comparisons).
     pub repack: bool,
+    /// The repacked ternary matrices' layout (2 or 1.6 bits); None: as `BITNET_TERNARY` says.
+    pub ternary: Option<Layout>,
 }
 
 impl Default for LoadOptions {
@@ -93,6 +95,7 @@ impl Default for LoadOptions {
         LoadOptions {
             head: HeadType::AsStored,
             repack: true,
+            ternary: None,
         }
     }
 }
@@ -306,7 +309,11 @@ impl Model {
             embd_by_read: false,
         };
         if opts.repack {
-            model.repack();
+            let layout = match opts.ternary {
+                Some(l) => l,
+                None => Layout::from_env()?,
+            };
+            model.repack(layout);
         }
         let slot = cache_dir.and_then(|d| model.head_slot(d, path.as_ref(), opts.head));
         let (rows, cols) = (model.output.rows, model.output.cols);
@@ -444,8 +451,8 @@ impl Model {
         Ok(q6)
     }
 
-    /// Repacks every ternary projection once and drops its mapped pages.
-    fn repack(&mut self) {
+    /// Repacks every ternary projection once (in `layout`) and drops its mapped pages.
+    fn repack(&mut self, layout: Layout) {
         let mut packed = Vec::new();
         let bytes = self.file.bytes();
         let mut layers = std::mem::take(&mut self.layers);
@@ -455,10 +462,14 @@ impl Model {
                     continue;
                 }
                 let data = &bytes[m.bytes.clone()];
-                packed.push(match m.ty {
+                let mat = match m.ty {
                     GgmlType::I2_S => TernaryMat::from_i2_s(data, m.rows, m.cols),
                     GgmlType::TQ2_0 => TernaryMat::from_tq2_0(data, m.rows, m.cols),
                     _ => TernaryMat::from_tq1_0(data, m.rows, m.cols),
+                };
+                packed.push(match layout {
+                    Layout::Bits2 => mat,
+                    Layout::Base3 => mat.into_base3(),
                 });
                 m.packed = Some(packed.len() - 1);
                 drop_pages(data);
