@@ -118,45 +118,50 @@ impl LowbitMat {
 
     /// Repacks Q2_0 rows (`rows * cols / 64` blocks of 18 bytes).
     pub fn from_q2_0(data: &[u8], rows: usize, cols: usize) -> LowbitMat {
-        assert!(Self::can_pack(GgmlType::Q2_0, cols));
-        let nb = cols / q2_0::BLOCK;
-        assert!(data.len() >= rows * nb * q2_0::BLOCK_BYTES);
-        let groups = rows.div_ceil(Q2_ROWS);
-        let mut m = Self::alloc(GgmlType::Q2_0, rows, cols, groups * nb * Q2_GROUP_BLOCK);
-        let gb = m.q2_group_bytes();
-        let out = SendPtr(m.data.as_mut_ptr());
-        let pool = pool::global();
-        pool.run(pool.max_threads(), &|i, n| {
-            for g in pool::split(groups, 1, i, n) {
-                // SAFETY: group g owns bytes g * gb .. (g + 1) * gb of the data; threads get
-                // disjoint groups and the buffer outlives `run`.
-                let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(g * gb), gb) };
-                for r in 0..Q2_ROWS.min(rows - g * Q2_ROWS) {
-                    let row = g * Q2_ROWS + r;
-                    for b in 0..nb {
-                        let src = &data[(row * nb + b) * q2_0::BLOCK_BYTES..][..q2_0::BLOCK_BYTES];
-                        let dst = &mut dst[b * Q2_GROUP_BLOCK..][..Q2_GROUP_BLOCK];
-                        dst[128 + 2 * r..130 + 2 * r].copy_from_slice(&src[..2]);
-                        for j in 0..q2_0::BLOCK {
-                            let (h, quad, i) = (j / 32, (j % 32) / 4, j % 4);
-                            let byte = 32 * (2 * h + quad / 4) + 4 * r + i;
-                            dst[byte] |= (q2_0::code(src, j) as u8) << (2 * (quad % 4));
-                        }
-                    }
-                }
+        Self::repack(GgmlType::Q2_0, data, rows, cols, |r, src, dst| {
+            dst[128 + 2 * r..130 + 2 * r].copy_from_slice(&src[..2]);
+            for j in 0..q2_0::BLOCK {
+                let (h, quad, i) = (j / 32, (j % 32) / 4, j % 4);
+                let byte = 32 * (2 * h + quad / 4) + 4 * r + i;
+                dst[byte] |= (q2_0::code(src, j) as u8) << (2 * (quad % 4));
             }
-        });
-        m
+        })
     }
 
     /// Repacks Q1_0 rows (`rows * cols / 128` blocks of 18 bytes).
     pub fn from_q1_0(data: &[u8], rows: usize, cols: usize) -> LowbitMat {
-        assert!(Self::can_pack(GgmlType::Q1_0, cols));
-        let nb = cols / q1_0::BLOCK;
-        assert!(data.len() >= rows * nb * q1_0::BLOCK_BYTES);
-        let groups = rows.div_ceil(Q1_ROWS);
-        let mut m = Self::alloc(GgmlType::Q1_0, rows, cols, groups * nb * Q1_GROUP_BLOCK);
-        let gb = m.q1_group_bytes();
+        Self::repack(GgmlType::Q1_0, data, rows, cols, |r, src, dst| {
+            dst[256 + 2 * r..258 + 2 * r].copy_from_slice(&src[..2]);
+            // four values at a time: a nibble of the source's bits (value e is bit e % 8 of
+            // byte e / 8) lands whole in one nibble of the layout
+            for e in (0..q1_0::BLOCK).step_by(4) {
+                let (byte, shift) = q1_bit_at(r, e);
+                dst[byte] |= ((src[2 + e / 8] >> (e % 8)) & 0x0f) << shift;
+            }
+        })
+    }
+
+    /// Both repacks: rows in groups of `row_unit`, a (group, block) at a time on the pool's
+    /// threads; `place(r, src, dst)` ORs row r's file block `src` into its group's block `dst`
+    /// (zeroed beforehand; padding rows stay zero).
+    fn repack(
+        ty: GgmlType,
+        data: &[u8],
+        rows: usize,
+        cols: usize,
+        place: impl Fn(usize, &[u8], &mut [u8]) + Sync,
+    ) -> LowbitMat {
+        assert!(Self::can_pack(ty, cols));
+        let (block, block_bytes) = (ty.block_size() as usize, ty.block_bytes() as usize);
+        let nb = cols / block;
+        assert!(data.len() >= rows * nb * block_bytes);
+        let (unit, group_block) = match ty {
+            GgmlType::Q2_0 => (Q2_ROWS, Q2_GROUP_BLOCK),
+            _ => (Q1_ROWS, Q1_GROUP_BLOCK),
+        };
+        let groups = rows.div_ceil(unit);
+        let gb = nb * group_block;
+        let mut m = Self::alloc(ty, rows, cols, groups * gb);
         let out = SendPtr(m.data.as_mut_ptr());
         let pool = pool::global();
         pool.run(pool.max_threads(), &|i, n| {
@@ -164,18 +169,11 @@ impl LowbitMat {
                 // SAFETY: group g owns bytes g * gb .. (g + 1) * gb of the data; threads get
                 // disjoint groups and the buffer outlives `run`.
                 let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(g * gb), gb) };
-                for r in 0..Q1_ROWS.min(rows - g * Q1_ROWS) {
-                    let row = g * Q1_ROWS + r;
+                for r in 0..unit.min(rows - g * unit) {
+                    let row = g * unit + r;
                     for b in 0..nb {
-                        let src = &data[(row * nb + b) * q1_0::BLOCK_BYTES..][..q1_0::BLOCK_BYTES];
-                        let dst = &mut dst[b * Q1_GROUP_BLOCK..][..Q1_GROUP_BLOCK];
-                        dst[256 + 2 * r..258 + 2 * r].copy_from_slice(&src[..2]);
-                        // four values at a time: a nibble of the source's bits (value e is bit
-                        // e % 8 of byte e / 8) lands whole in one nibble of the layout
-                        for e in (0..q1_0::BLOCK).step_by(4) {
-                            let (byte, shift) = q1_bit_at(r, e);
-                            dst[byte] |= ((src[2 + e / 8] >> (e % 8)) & 0x0f) << shift;
-                        }
+                        let src = &data[(row * nb + b) * block_bytes..][..block_bytes];
+                        place(r, src, &mut dst[b * group_block..][..group_block]);
                     }
                 }
             }
