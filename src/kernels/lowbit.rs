@@ -100,20 +100,23 @@ impl LowbitMat {
         self.data.len()
     }
 
-    fn q2_group_bytes(&self) -> usize {
-        self.cols / q2_0::BLOCK * Q2_GROUP_BLOCK
-    }
-
-    fn q1_group_bytes(&self) -> usize {
-        self.cols / q1_0::BLOCK * Q1_GROUP_BLOCK
-    }
-
-    /// Rows per unit of the layout (a thread's share is a whole number of them).
-    fn row_unit(&self) -> usize {
-        match self.ty {
-            GgmlType::Q2_0 => Q2_ROWS,
-            _ => Q1_ROWS,
+    /// Rows per group of the layout and bytes per (group, block): Q2_0 8 and 144, Q1_0 16
+    /// and 288.
+    fn group_shape(ty: GgmlType) -> (usize, usize) {
+        match ty {
+            GgmlType::Q2_0 => (Q2_ROWS, Q2_GROUP_BLOCK),
+            _ => (Q1_ROWS, Q1_GROUP_BLOCK),
         }
+    }
+
+    /// Bytes per group of rows.
+    fn group_bytes(&self) -> usize {
+        self.cols / self.ty.block_size() as usize * Self::group_shape(self.ty).1
+    }
+
+    /// Rows per group (a thread's share is a whole number of groups).
+    fn row_unit(&self) -> usize {
+        Self::group_shape(self.ty).0
     }
 
     /// Repacks Q2_0 rows (`rows * cols / 64` blocks of 18 bytes).
@@ -155,10 +158,7 @@ impl LowbitMat {
         let (block, block_bytes) = (ty.block_size() as usize, ty.block_bytes() as usize);
         let nb = cols / block;
         assert!(data.len() >= rows * nb * block_bytes);
-        let (unit, group_block) = match ty {
-            GgmlType::Q2_0 => (Q2_ROWS, Q2_GROUP_BLOCK),
-            _ => (Q1_ROWS, Q1_GROUP_BLOCK),
-        };
+        let (unit, group_block) = Self::group_shape(ty);
         let groups = rows.div_ceil(unit);
         let gb = nb * group_block;
         let mut m = Self::alloc(ty, rows, cols, groups * gb);
@@ -355,7 +355,7 @@ fn q1_lut_token(q: &[i8], out: &mut [u8]) {
 /// The 8 outputs of Q2_0 group `g` for token `t`.
 fn q2_group_scalar(m: &LowbitMat, g: usize, act: &LowAct, t: usize) -> [f32; Q2_ROWS] {
     let nb = m.cols / q2_0::BLOCK;
-    let w = &m.data[g * m.q2_group_bytes()..][..m.q2_group_bytes()];
+    let w = &m.data[g * m.group_bytes()..][..m.group_bytes()];
     let q = act.token(t);
     let mut sum = [0f32; Q2_ROWS];
     for b in 0..nb {
@@ -384,7 +384,7 @@ fn q2_group_scalar(m: &LowbitMat, g: usize, act: &LowAct, t: usize) -> [f32; Q2_
 /// The 16 outputs of Q1_0 group `g` for token `t`, the float steps in the module doc's order.
 fn q1_group_scalar(m: &LowbitMat, g: usize, act: &LowAct, t: usize) -> [f32; Q1_ROWS] {
     let nb = m.cols / q1_0::BLOCK;
-    let w = &m.data[g * m.q1_group_bytes()..][..m.q1_group_bytes()];
+    let w = &m.data[g * m.group_bytes()..][..m.group_bytes()];
     let q = act.token(t);
     let mut acc = [0f32; Q1_ROWS];
     for b in 0..nb {
@@ -668,7 +668,7 @@ mod x86 {
             pub(super) unsafe fn $rows(m: &LowbitMat, act: &LowAct, rows: Range<usize>, out: &Out) {
                 let nb = m.cols / q2_0::BLOCK;
                 let ab = m.cols / q8_0::BLOCK;
-                let gb = m.q2_group_bytes();
+                let gb = m.group_bytes();
                 let emit = |g: usize, t: usize, y: __m256| {
                     let mut v = [0f32; Q2_ROWS];
                     _mm256_storeu_ps(v.as_mut_ptr(), y);
@@ -893,7 +893,7 @@ mod x86 {
     ) {
         let nb = m.cols / q1_0::BLOCK;
         let ab = m.cols / q8_0::BLOCK;
-        let gb = m.q1_group_bytes();
+        let gb = m.group_bytes();
         let lut_bytes = m.cols / 16 * LUT_CHUNK;
         for g in rows.start / Q1_ROWS..rows.end.div_ceil(Q1_ROWS) {
             let w = m.data.as_ptr().add(g * gb);
