@@ -9,7 +9,9 @@
 # measures, times tok/s), with the load average while measuring.
 #
 #   bash benches/lowbit.sh [ROUNDS]     (default 3; 0: only make the files)
-#   env: THREADS (2), P (128), N (32), SHAPES ("2b4t 1.7b 8b"), TYPES ("q2_0 q1_0"), BITNET
+#   env: THREADS (2), P (128), N (32), SHAPES ("2b4t 1.7b 8b"), TYPES ("q2_0 q1_0"), BITNET,
+#        FILES (space-separated GGUF paths to measure instead of the generated files, e.g. the
+#        qwen3 files of `tests/models/prepare.sh --shape 1.7b` / `--shape 8b`)
 #
 # Files go to $BITNET_CACHE_DIR/models/lowbit (Q1_0 / Q2_0: 2b4t 0.5 / 0.8 GB, 1.7b 0.3 /
 # 0.5 GB, 8b 1.3 / 2.3 GB), remade when the generator changes.
@@ -32,6 +34,7 @@ if [[ "$(cat "$dir/.key" 2>/dev/null)" != "$key" ]]; then
     rm -f "$dir"/*.gguf "$dir/.key"
 fi
 files=()
+[[ -n "${FILES:-}" ]] && { read -r -a files <<<"$FILES"; shapes=""; }
 for s in $shapes; do
     for t in $types; do
         f="$dir/bitnet-$s-$t.gguf"
@@ -57,6 +60,7 @@ for r in $(seq 1 "$rounds"); do
     for i in $(seq 0 $((${#files[@]} - 1))); do
         f="${files[$(((i + r) % ${#files[@]}))]}"
         name="$(basename "$f" .gguf)"
+        [[ -z "${FILES:-}" ]] || name="$(basename "$(dirname "$f")")/$name"
         if ((r % 2)); then a="$(ours "$f")"; b="$(theirs "$f")"; else b="$(theirs "$f")"; a="$(ours "$f")"; fi
         load="$(cut -d' ' -f1 /proc/loadavg)"
         echo "$r $name $load $a" >>"$out.ours"

@@ -216,7 +216,7 @@ unsafe fn round_to_f16_avx512(x: &mut [f32]) {
 
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: each pool thread writes a disjoint set of (token, head) output slices.
+// SAFETY: each pool thread writes a disjoint part of what it points to (see each use).
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
@@ -250,10 +250,12 @@ pub fn attention(
     assert!(k_cache.len() >= n_cells * n_kv && v_cache.len() >= n_cells * n_kv);
     let threads = threads.clamp(1, pool::global().max_threads());
     let stride = n_cells + hd;
+    // Per thread: the scores and the rounded query, or eight keys while converting.
+    let slot = stride.max(KEYS_AT_ONCE * hd);
     grow(&mut s.kf, n_cells * n_kv);
     grow(&mut s.vf, n_cells * n_kv);
     grow(&mut s.converted, n_cells);
-    grow(&mut s.per_thread, threads * stride);
+    grow(&mut s.per_thread, threads * slot);
 
     // The longest list; when every list is a prefix of it, its keys go transposed.
     let longest: &[usize] = visible
@@ -265,40 +267,91 @@ pub fn attention(
     if shared {
         grow(&mut s.kt, n_kv * n_keys);
     }
-    // Convert each visible cell once.
+    // The visible cells, each once.
     for list in visible {
         for &c in list {
             if !s.converted[c] {
                 s.converted[c] = true;
                 s.touched.push(c);
-                let r = c * n_kv..(c + 1) * n_kv;
-                k_cache[r.clone()].convert_to_f32_slice(&mut s.kf[r.clone()]);
-                v_cache[r.clone()].convert_to_f32_slice(&mut s.vf[r]);
             }
         }
     }
     for &c in &s.touched {
         s.converted[c] = false;
     }
-    s.touched.clear();
-    if shared {
-        for (j, &c) in longest.iter().enumerate() {
-            for (i, &k) in s.kf[c * n_kv..(c + 1) * n_kv].iter().enumerate() {
-                s.kt[i * n_keys + j] = k;
+    // Their values as f32, and their keys (shared lists: only transposed), a run of kv heads
+    // per pool thread.
+    let cells = &s.touched[..];
+    let (kf_p, kt_p, vf_p) = (
+        OutPtr(s.kf.as_mut_ptr()),
+        OutPtr(s.kt.as_mut_ptr()),
+        OutPtr(s.vf.as_mut_ptr()),
+    );
+    let per_thread = OutPtr(s.per_thread.as_mut_ptr());
+    let isa = best_isa();
+    let convert = |i: usize, nt: usize| {
+        let (kf_p, kt_p, vf_p, per_thread) = (kf_p, kt_p, vf_p, per_thread);
+        // SAFETY: thread i owns its `slot` floats of per_thread (threads <= the scratch's
+        // thread count); below, it writes only kv heads `split(..)` of it: their hd columns of
+        // the cells' rows of kf/vf (grown to n_cells * n_kv, every cell < n_cells) and their
+        // hd rows of kt (grown to n_kv * n_keys when shared), disjoint from other threads'.
+        let tmp = unsafe { std::slice::from_raw_parts_mut(per_thread.0.add(i * slot), slot) };
+        for h in pool::split(n_head_kv, 1, i, nt) {
+            let off = h * hd;
+            for &c in cells {
+                let r = c * n_kv + off..c * n_kv + off + hd;
+                // SAFETY: as above.
+                let vf = unsafe { std::slice::from_raw_parts_mut(vf_p.0.add(r.start), hd) };
+                to_f32(isa, &v_cache[r.clone()], vf);
+                if !shared {
+                    // SAFETY: as above.
+                    let kf = unsafe { std::slice::from_raw_parts_mut(kf_p.0.add(r.start), hd) };
+                    to_f32(isa, &k_cache[r], kf);
+                }
+            }
+            if shared {
+                // Eight keys converted at a time, then written down the head's kt rows.
+                for (j0, keys) in longest.chunks(KEYS_AT_ONCE).enumerate() {
+                    for (j, &c) in keys.iter().enumerate() {
+                        to_f32(
+                            isa,
+                            &k_cache[c * n_kv + off..][..hd],
+                            &mut tmp[j * hd..(j + 1) * hd],
+                        );
+                    }
+                    for d in 0..hd {
+                        // SAFETY: as above (row off + d of kt, keys j0 * 8.. of it).
+                        let row = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                kt_p.0.add((off + d) * n_keys + j0 * KEYS_AT_ONCE),
+                                keys.len(),
+                            )
+                        };
+                        for (j, o) in row.iter_mut().enumerate() {
+                            *o = tmp[j * hd + d];
+                        }
+                    }
+                }
             }
         }
-    }
+    };
+    let convert_threads = if n_head_kv >= 2 && cells.len() >= 16 {
+        threads
+    } else {
+        1
+    };
+    pool::global().run(convert_threads, &convert);
+    s.touched.clear();
 
-    let isa = best_isa();
     let (kf, kt, vf) = (&s.kf[..], &s.kt[..], &s.vf[..]);
     let per_thread = OutPtr(s.per_thread.as_mut_ptr());
     let out_ptr = OutPtr(out.as_mut_ptr());
     let tasks = n * n_head;
     let work = |i: usize, nt: usize| {
         let (per_thread, out_ptr) = (per_thread, out_ptr);
-        // SAFETY: thread i owns its `stride` floats of per_thread (threads <= the scratch's
+        // SAFETY: thread i owns its `slot` floats of per_thread (threads <= the scratch's
         // thread count), and writes only the out slices of its own (token, head) tasks.
-        let mine = unsafe { std::slice::from_raw_parts_mut(per_thread.0.add(i * stride), stride) };
+        let mine = unsafe { std::slice::from_raw_parts_mut(per_thread.0.add(i * slot), stride) };
         let (scores, qh) = mine.split_at_mut(n_cells);
         let qh = &mut qh[..hd];
         // Every nt-th task: with a causal mask later tokens see more keys, so contiguous
@@ -342,6 +395,40 @@ pub fn attention(
     let threads = if tasks >= 2 { threads } else { 1 };
     pool::global().run(threads, &work);
 }
+
+/// dst = src as f32 (exact), eight at a time with F16C at the AVX2 level and above: the
+/// `half` slice conversion picks its path per call of eight, which costs more than the
+/// conversion for a head's 64-128 values.
+fn to_f32(isa: Isa, src: &[f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the level was detected before being chosen, and every x86 level here has
+        // F16C (`isa`); the lengths are equal (asserted).
+        Isa::Avx2 | Isa::Avx512Vnni | Isa::Amx => unsafe { to_f32_f16c(src, dst) },
+        _ => src.convert_to_f32_slice(dst),
+    }
+}
+
+/// # Safety
+/// AVX and F16C; `dst.len() == src.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn to_f32_f16c(src: &[f16], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n8 = src.len() / 8 * 8;
+    for i in (0..n8).step_by(8) {
+        // SAFETY: i + 8 <= n8 <= both lengths.
+        unsafe {
+            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+    }
+    src[n8..].convert_to_f32_slice(&mut dst[n8..]);
+}
+
+/// Keys converted together before they are written transposed (`attention`).
+const KEYS_AT_ONCE: usize = 8;
 
 fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
     if v.len() < n {
@@ -402,9 +489,10 @@ mod tests {
     #[test]
     fn matches_plain_attention() {
         let mut rng = SplitMix64(21);
-        // Small heads; heads of 64 + 8 dims over more keys than one 64-key register block.
+        // Small heads; heads of 64 + 8 dims over more keys than one 64-key register block; an
+        // odd number of kv heads (split between two threads while converting).
         for (n_head, n_head_kv, head_dim, n_cells, base) in
-            [(8, 2, 40, 37, 20), (4, 2, 72, 150, 100)]
+            [(8, 2, 40, 37, 20), (4, 2, 72, 150, 100), (6, 3, 16, 60, 17)]
         {
             let shape = AttnShape {
                 n_head,

@@ -454,33 +454,66 @@ pub fn matmul_isa(
     out_stride: usize,
     threads: usize,
 ) {
-    assert_eq!(act.cols, m.cols);
-    assert!(act.n == 0 || out.len() >= (act.n - 1) * out_stride + m.rows);
+    matmul_many_isa(isa, &mut [(m, out, out_stride)], act, threads)
+}
+
+/// `matmul` of several matrices that read the same input (q, k and v; gate and up), each
+/// `(matrix, out, out_stride)`: one pool hand-off per token tile for all of them, the rows of
+/// every matrix handed out in chunks (whole groups) as threads finish, so a thread the
+/// machine takes off its core holds up one chunk, not the step.
+pub fn matmul_many(mats: &mut [(&LowbitMat, &mut [f32], usize)], act: &mut LowAct, threads: usize) {
+    matmul_many_isa(best_isa(), mats, act, threads)
+}
+
+/// `matmul_many` at a given level (`isa` must be available).
+pub fn matmul_many_isa(
+    isa: Isa,
+    mats: &mut [(&LowbitMat, &mut [f32], usize)],
+    act: &mut LowAct,
+    threads: usize,
+) {
     assert!(super::isa::isa_available(isa));
-    let out = Out {
-        ptr: SendPtr(out.as_mut_ptr()),
-        stride: out_stride,
-    };
+    // Per matrix: its output, its chunk of rows and the first work item that is its own.
+    let mut jobs = Vec::with_capacity(mats.len());
+    let mut items = 0;
+    for (m, out, stride) in mats.iter_mut() {
+        assert_eq!(act.cols, m.cols);
+        assert!(act.n == 0 || out.len() >= (act.n - 1) * *stride + m.rows);
+        let unit = m.row_unit();
+        let chunk = pool::chunk_len(m.rows, threads, 4, unit, unit);
+        let out = Out {
+            ptr: SendPtr(out.as_mut_ptr()),
+            stride: *stride,
+        };
+        jobs.push((&**m, out, chunk, items));
+        items += m.rows.div_ceil(chunk);
+    }
     // Q1_0 reads per-token tables built a tile of tokens at a time; Q2_0 takes every token.
-    let tile = match m.ty {
-        GgmlType::Q1_0 => act.lut_tile(),
-        _ => act.n.max(1),
-    };
+    let q1 = mats.iter().any(|(m, ..)| m.ty == GgmlType::Q1_0);
+    let tile = if q1 { act.lut_tile() } else { act.n.max(1) };
     let mut t0 = 0;
     while t0 < act.n {
         let toks = t0..(t0 + tile).min(act.n);
-        if m.ty == GgmlType::Q1_0 && isa != Isa::Scalar {
+        if q1 && isa != Isa::Scalar {
             act.build_lut(isa, toks.clone(), threads);
         }
         let act = &*act;
-        // One contiguous run of rows (whole groups) per thread keeps each weight stream
-        // sequential.
-        pool::global().run(threads, &|i, n| {
-            let rows = pool::split(m.rows, m.row_unit(), i, n);
-            // SAFETY: this thread writes only rows `rows` of each token's output, disjoint from
-            // the other threads' rows; `out` is long enough (asserted) and outlives `run`; the
-            // Q1_0 tables hold tokens `toks` (built above).
-            unsafe { rows_dispatch(isa, m, act, rows, toks.clone(), &out) };
+        let jobs = &jobs;
+        pool::chunks(threads, items, 1, &|range| {
+            for item in range {
+                let j = jobs
+                    .iter()
+                    .rposition(|job| job.3 <= item)
+                    .expect("item 0 is a job's");
+                let (m, out, chunk, first) = &jobs[j];
+                let start = (item - first) * chunk;
+                let rows = start..(start + chunk).min(m.rows);
+                // SAFETY: item `item` is taken by one thread alone (`chunks`) and names rows
+                // `rows` of matrix j, disjoint from every other item's; each output is long
+                // enough (asserted) and outlives `chunks`; `start` is a multiple of the row
+                // unit; the Q1_0 tables hold tokens `toks` (built above).
+                unsafe { rows_dispatch(isa, m, act, rows, toks.clone(), out) };
+            }
         });
         t0 = toks.end;
     }
@@ -1092,6 +1125,54 @@ mod tests {
                 for astyle in 0..6 {
                     check(ty, 11, 4 * b, 5, wstyle, astyle);
                     check(ty, 3, 3 * b, 1, wstyle, astyle);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn many_matrices_in_one_hand_off_match_one_at_a_time() {
+        // q/k/v-like: different row counts (not multiples of a group), both types in one call,
+        // decode and prefill token counts, a tile boundary (4096 columns: 8 tokens a tile).
+        let mut rng = SplitMix64(5);
+        for (cols, n) in [(256, 1), (512, 3), (4096, 11)] {
+            let shapes = [
+                (GgmlType::Q1_0, 37),
+                (GgmlType::Q2_0, 19),
+                (GgmlType::Q1_0, 64),
+            ];
+            let mats: Vec<LowbitMat> = shapes
+                .iter()
+                .map(|&(ty, rows)| {
+                    let w = weights(ty, rows, cols, 0, &mut rng);
+                    match ty {
+                        GgmlType::Q2_0 => LowbitMat::from_q2_0(&w, rows, cols),
+                        _ => LowbitMat::from_q1_0(&w, rows, cols),
+                    }
+                })
+                .collect();
+            let a = acts(n, cols, 0, &mut rng);
+            let mut act = LowAct::default();
+            act.set_q8_0(&a, n, cols);
+            for isa in available_isas() {
+                for threads in [1, 2] {
+                    let mut outs: Vec<Vec<f32>> =
+                        mats.iter().map(|m| vec![f32::NAN; n * m.rows]).collect();
+                    let mut many: Vec<(&LowbitMat, &mut [f32], usize)> = mats
+                        .iter()
+                        .zip(outs.iter_mut())
+                        .map(|(m, o)| (m, o.as_mut_slice(), m.rows))
+                        .collect();
+                    matmul_many_isa(isa, &mut many, &mut act, threads);
+                    for (m, got) in mats.iter().zip(&outs) {
+                        let mut want = vec![0f32; n * m.rows];
+                        matmul_isa(isa, m, &mut act, &mut want, m.rows, 1);
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(g, w)| g.to_bits() == w.to_bits());
+                        assert!(same, "{:?} {isa:?} t{threads} {}x{cols} n{n}", m.ty, m.rows);
+                    }
                 }
             }
         }

@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use super::hparams::{Arch, HParams};
 use super::kv_cache::HostKv;
-use super::weights::{Model, Proj};
+use super::weights::{Matrix, Model, Proj};
 use super::Batch;
 use crate::error::Result;
 use crate::kernels::attention::{self, AttnScratch, AttnShape};
@@ -135,17 +135,29 @@ fn project(
         Arch::BitnetB158 => Activations::PerTokenInt8,
         Arch::Bitnet | Arch::Qwen3 => Activations::ByWeightType,
     };
-    let mut quantized = false;
+    if projs.len() > 1 && projs.iter().all(|(p, _)| Model::is_lowbit(&p.w, mode)) {
+        // Q2_0 / Q1_0 (qwen3): all of them in one pool hand-off.
+        let mut mats: Vec<(&Matrix, &mut [f32])> = projs
+            .iter_mut()
+            .map(|(p, out)| (&p.w, &mut **out))
+            .collect();
+        model.matmul_lowbit_many(&mut mats, x, n, threads);
+    } else {
+        let mut quantized = false;
+        for (p, out) in projs.iter_mut() {
+            let w = &p.w;
+            if !quantized || !Model::act_fits(w, mode, act) {
+                quantized = model.quantize_for(w, mode, x, n, act, threads);
+            }
+            if quantized {
+                model.matmul_quantized(w, act, out, threads);
+            } else {
+                model.matmul(w, mode, x, n, out, threads)?;
+            }
+        }
+    }
     for (p, out) in projs.iter_mut() {
         let w = &p.w;
-        if !quantized || !Model::act_fits(w, mode, act) {
-            quantized = model.quantize_for(w, mode, x, n, act, threads);
-        }
-        if quantized {
-            model.matmul_quantized(w, act, out, threads);
-        } else {
-            model.matmul(w, mode, x, n, out, threads)?;
-        }
         if let Some(s) = p.scale {
             pool::parts_mut(&mut out[..n * w.rows], threads, &|part| {
                 part.iter_mut().for_each(|v| *v *= s)

@@ -578,6 +578,40 @@ impl Model {
         kernels::ternary::matmul(p, act, &mut out[..act.n * m.rows], m.rows, threads);
     }
 
+    /// Whether `m` runs the repacked Q2_0 / Q1_0 kernels under `mode` (`matmul_lowbit_many`).
+    pub fn is_lowbit(m: &Matrix, mode: Activations) -> bool {
+        m.packed.is_none() && m.lowbit.is_some() && mode == Activations::ByWeightType
+    }
+
+    /// `matmul` of several Q2_0 / Q1_0 matrices (each `is_lowbit`) reading the same `n` rows
+    /// of `x`: one Q8_0 quantization and one pool hand-off for all of them
+    /// (`kernels::lowbit::matmul_many`). `out` of each: [n, rows].
+    pub fn matmul_lowbit_many(
+        &self,
+        mats: &mut [(&Matrix, &mut [f32])],
+        x: &[f32],
+        n: usize,
+        threads: usize,
+    ) {
+        let Some((first, _)) = mats.first() else {
+            return;
+        };
+        let cols = first.cols;
+        let mut lows: Vec<(&LowbitMat, &mut [f32], usize)> = mats
+            .iter_mut()
+            .map(|(m, out)| {
+                assert_eq!(m.cols, cols);
+                let i = m.lowbit.expect("a repacked Q2_0 / Q1_0 matrix");
+                (&self.lowbit[i], &mut out[..n * m.rows], m.rows)
+            })
+            .collect();
+        LOW_ACT.with(|a| {
+            let mut act = a.borrow_mut();
+            act.quantize(&x[..n * cols], n, cols, threads);
+            kernels::lowbit::matmul_many(&mut lows, &mut act, threads);
+        });
+    }
+
     /// `out[t][r] = m.row(r) . x[t]` for `n` rows of `x`: the repacked SIMD kernels when `m`
     /// was repacked (ternary, or Q2_0 / Q1_0 under `ByWeightType`), else `kernels::matmul` on
     /// the mapped bytes. `threads` 0: all cores.
