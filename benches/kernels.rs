@@ -8,8 +8,8 @@
 //! products (128 tokens against the 2B-4T FFN shapes, one thread) and prints GMAC/s per path:
 //! the figure to watch when working on the matrix-matrix kernels (no scalar run, no floor).
 //! `-- --decode` times decode-sized ternary products on every pool thread over more weights
-//! than the caches hold (the 2B-4T FFN shapes, 2-bit and 1.6-bit layouts) against a plain
-//! read of the same bytes: GB/s and weights per second of each, the read loop's GB/s as the
+//! than the caches hold (the 2B-4T FFN shapes, 2-bit and 1.6-bit layouts; Q1_0 and Q2_0 at
+//! Qwen3-8B's FFN shapes) against a plain read of the same bytes: GB/s and weights per second of each, the read loop's GB/s as the
 //! bound (no floor).
 
 use std::time::Instant;
@@ -135,16 +135,7 @@ fn ternary(
 /// A Q2_0 / Q1_0 matrix of random codes and scales, repacked, against `n` tokens.
 fn lowbit_row(name: &'static str, ty: GgmlType, rows: usize, cols: usize, n: usize) -> Row {
     let mut rng = SplitMix64(11);
-    let mut data = vec![0u8; ty.tensor_bytes((rows * cols) as u64).unwrap() as usize];
-    for b in data.chunks_exact_mut(18) {
-        let d = half::f16::from_f32(0.01 + rng.unit() * 0.05).to_bits();
-        b[..2].copy_from_slice(&d.to_le_bytes());
-        b[2..].iter_mut().for_each(|v| *v = rng.next_u64() as u8);
-    }
-    let m = match ty {
-        GgmlType::Q2_0 => LowbitMat::from_q2_0(&data, rows, cols),
-        _ => LowbitMat::from_q1_0(&data, rows, cols),
-    };
+    let m = random_lowbit(&mut rng, ty, rows, cols);
     let x: Vec<f32> = (0..n * cols).map(|_| rng.normal()).collect();
     let mut act = LowAct::default();
     act.quantize(&x, n, cols, 1);
@@ -381,8 +372,62 @@ fn decode() {
             ));
         }
     }
+    // Q1_0 / Q2_0 at Qwen3-8B's FFN shapes: 8 matrices of each (100 / 200 MB).
+    let shapes = [(12288, 4096), (4096, 12288)];
+    for ty in [GgmlType::Q1_0, GgmlType::Q2_0] {
+        let mats: Vec<LowbitMat> = (0..16)
+            .map(|k| {
+                let (rows, cols) = shapes[k % 2];
+                random_lowbit(&mut rng, ty, rows, cols)
+            })
+            .collect();
+        let mut acts: Vec<LowAct> = shapes
+            .iter()
+            .map(|&(_, cols)| {
+                let x: Vec<f32> = (0..cols).map(|_| rng.normal()).collect();
+                let mut a = LowAct::default();
+                a.quantize(&x, 1, cols, 1);
+                a
+            })
+            .collect();
+        let mut out = vec![0f32; 12288];
+        let bytes: usize = mats.iter().map(|m| m.bytes()).sum();
+        let weights: usize = mats.iter().map(|m| m.rows * m.cols).sum();
+        let kernel_s = time(9, || {
+            for (k, m) in mats.iter().enumerate() {
+                lowbit::matmul(m, &mut acts[k % 2], &mut out[..m.rows], m.rows, threads);
+            }
+        });
+        let read_s = time(9, || {
+            for m in &mats {
+                std::hint::black_box(read_all(m.packed(), threads));
+            }
+        });
+        json.push_str(&format!(
+            ",\"{}\":{{\"bytes\":{bytes},\"kernel_gb_s\":{:.2},\"read_gb_s\":{:.2},\"gweights_s\":{:.2},\"bandwidth_share\":{:.3}}}",
+            ty.name().to_lowercase(),
+            bytes as f64 / kernel_s / 1e9,
+            bytes as f64 / read_s / 1e9,
+            weights as f64 / kernel_s / 1e9,
+            read_s / kernel_s,
+        ));
+    }
     json.push_str("}}");
     println!("{json}");
+}
+
+/// A Q2_0 / Q1_0 matrix of random codes and scales, repacked.
+fn random_lowbit(rng: &mut SplitMix64, ty: GgmlType, rows: usize, cols: usize) -> LowbitMat {
+    let mut data = vec![0u8; ty.tensor_bytes((rows * cols) as u64).unwrap() as usize];
+    for b in data.chunks_exact_mut(18) {
+        let d = half::f16::from_f32(0.01 + rng.unit() * 0.05).to_bits();
+        b[..2].copy_from_slice(&d.to_le_bytes());
+        b[2..].iter_mut().for_each(|v| *v = rng.next_u64() as u8);
+    }
+    match ty {
+        GgmlType::Q2_0 => LowbitMat::from_q2_0(&data, rows, cols),
+        _ => LowbitMat::from_q1_0(&data, rows, cols),
+    }
 }
 
 /// The wrapping sum of `bytes` as u64 words, read on `threads` pool threads (the bandwidth

@@ -95,6 +95,11 @@ impl LowbitMat {
         }
     }
 
+    /// The repacked bytes (what a product reads once).
+    pub fn packed(&self) -> &[u8] {
+        &self.data
+    }
+
     /// Bytes held in memory.
     pub fn bytes(&self) -> usize {
         self.data.len()
@@ -914,6 +919,24 @@ mod x86 {
         acc
     }
 
+    /// Writes the 16 sums of group g (two vectors) for token t, rows past `rows.end` left out.
+    ///
+    /// # Safety
+    /// As `rows_dispatch`: the caller owns rows `rows` of token t.
+    #[inline(always)]
+    unsafe fn q1_put(y: [__m256; 2], g: usize, t: usize, rows: &Range<usize>, out: &Out) {
+        let mut v = [0f32; Q1_ROWS];
+        _mm256_storeu_ps(v.as_mut_ptr(), y[0]);
+        _mm256_storeu_ps(v.as_mut_ptr().add(8), y[1]);
+        for (r, &v) in v.iter().enumerate() {
+            let row = g * Q1_ROWS + r;
+            if row < rows.end {
+                // SAFETY: the caller hands over rows `rows` of token t.
+                unsafe { out.put(row, t, v) };
+            }
+        }
+    }
+
     /// # Safety
     /// The CPU has AVX2, FMA and F16C; as `rows_dispatch`.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -952,17 +975,8 @@ mod x86 {
                     )),
                     _ => y[0] = q1_group::<1>(w, nb, [lut(0)], [d1(0)])[0],
                 }
-                for (i, y) in y.iter().take(len).enumerate() {
-                    let mut v = [0f32; Q1_ROWS];
-                    _mm256_storeu_ps(v.as_mut_ptr(), y[0]);
-                    _mm256_storeu_ps(v.as_mut_ptr().add(8), y[1]);
-                    for (r, &v) in v.iter().enumerate() {
-                        let row = g * Q1_ROWS + r;
-                        if row < rows.end {
-                            // SAFETY: the caller hands over rows `rows` of tokens `toks`.
-                            unsafe { out.put(row, t + i, v) };
-                        }
-                    }
+                for (i, &y) in y.iter().take(len).enumerate() {
+                    q1_put(y, g, t + i, &rows, out);
                 }
                 t += len;
             }
