@@ -23,7 +23,11 @@
 //! The payload is the head's arrays in native byte order (the key records the byte order).
 
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::kernels::pool::{self, SendPtr};
 
 /// Our layout of every cached head type and the quantizers that fill it; part of the key.
 const VERSION: u64 = 1;
@@ -131,9 +135,35 @@ impl CacheSlot {
         if file.metadata()?.len() != HEADER_BYTES as u64 + payload {
             return Ok(false);
         }
-        let mut h = Hasher::new(2);
+        // The payload is read on the pool's threads, each a part of every section, so the copy
+        // out of the page cache and the first touch of the fresh pages go in parallel; then it
+        // is hashed in order.
+        let mut parts = Vec::with_capacity(sections.len());
+        let mut at = HEADER_BYTES as u64;
         for s in sections.iter_mut() {
-            file.read_exact(s)?;
+            parts.push((SendPtr(s.as_mut_ptr()), s.len(), at));
+            at += s.len() as u64;
+        }
+        let failed = AtomicBool::new(false);
+        let pool = pool::global();
+        pool.run(pool.max_threads(), &|i, n| {
+            for &(ptr, len, at) in &parts {
+                let mine = pool::split(len, 1 << 16, i, n);
+                // SAFETY: `mine` lies inside this section (split stays within `len`) and is
+                // this thread's alone (split gives disjoint ranges); the section outlives `run`.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(ptr.get().add(mine.start), mine.len())
+                };
+                if file.read_exact_at(dst, at + mine.start as u64).is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
+        });
+        if failed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let mut h = Hasher::new(2);
+        for s in sections.iter() {
             h.update(s);
         }
         Ok(h.finish() == word(&header, hash_at))
