@@ -17,6 +17,7 @@ use std::time::Instant;
 use bitnet::kernels::exp::{exp_in_place, silu_mul};
 use bitnet::kernels::f16::{matmul_f16_isa, Q8Head};
 use bitnet::kernels::head::Q4Head;
+use bitnet::kernels::head_q6_k::{self, Q6Head};
 use bitnet::kernels::isa::{available_isas, Isa};
 use bitnet::kernels::lowbit::{self, LowAct, LowbitMat};
 use bitnet::kernels::ternary::{matmul, matmul_isa, ActBuf, ActMode, Layout, TernaryMat};
@@ -40,6 +41,7 @@ const FLOORS: &[(&str, f64)] = &[
     ("f16_head_matvec", 12.0),
     ("q8_0_head_matvec", 3.0),
     ("q4_0_head_matvec", 3.0),
+    ("q6_k_head_matvec", 3.0),
     ("exp", 1.4),
     ("silu_mul", 1.3),
 ];
@@ -159,7 +161,7 @@ fn lowbit_row(name: &'static str, ty: GgmlType, rows: usize, cols: usize, n: usi
     }
 }
 
-fn f16_head(rows: usize, cols: usize) -> (Row, Row, Row) {
+fn f16_head(rows: usize, cols: usize) -> (Row, Row, Row, Row) {
     let mut rng = SplitMix64(8);
     let w: Vec<u8> = (0..rows * cols)
         .flat_map(|_| half::f16::from_f32(rng.normal() * 0.05).to_le_bytes())
@@ -211,15 +213,28 @@ fn f16_head(rows: usize, cols: usize) -> (Row, Row, Row) {
             )
         })
         .collect();
-    (
-        f16,
-        q8,
-        Row {
-            name: "q4_0_head_matvec",
-            scalar_s,
-            simd,
-        },
-    )
+    let q4 = Row {
+        name: "q4_0_head_matvec",
+        scalar_s,
+        simd,
+    };
+    let mut q6 = Q6Head::new(cols, rows);
+    q6.append_rows(rows, &|r, row| {
+        for (o, b) in row.iter_mut().zip(w[r * cols * 2..].chunks_exact(2)) {
+            *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        }
+    });
+    let mut q6_s = |isa| {
+        time(if isa == Isa::Scalar { 3 } else { 15 }, || {
+            head_q6_k::matmul_isa(isa, q6.blocks(), rows, cols, &x, 1, &mut out, rows, 1)
+        })
+    };
+    let q6 = Row {
+        name: "q6_k_head_matvec",
+        scalar_s: q6_s(Isa::Scalar),
+        simd: isas().into_iter().map(|isa| (isa, q6_s(isa))).collect(),
+    };
+    (f16, q8, q4, q6)
 }
 
 /// exp (softmax) and SiLU x up (the `bitnet` FFN gate) over a 128-token prefill's gate
@@ -466,7 +481,7 @@ fn main() {
         .position(|a| a == "--out")
         .and_then(|i| args.get(i + 1).cloned());
 
-    let (f16, q8, q4) = f16_head(8192, 2560);
+    let (f16, q8, q4, q6) = f16_head(8192, 2560);
     let [exp, silu] = activations();
     let rows = [
         ternary(
@@ -516,6 +531,7 @@ fn main() {
         f16,
         q8,
         q4,
+        q6,
         exp,
         silu,
     ];
