@@ -404,27 +404,12 @@ fn to_f32(isa: Isa, src: &[f16], dst: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the level was detected before being chosen, and every x86 level here has
-        // F16C (`isa`); the lengths are equal (asserted).
-        Isa::Avx2 | Isa::Avx512Vnni | Isa::Amx => unsafe { to_f32_f16c(src, dst) },
+        // F16C (`isa`); `src` holds dst.len() values (asserted).
+        Isa::Avx2 | Isa::Avx512Vnni | Isa::Amx => unsafe {
+            super::f16_to_f32_f16c(src.as_ptr() as *const u8, dst)
+        },
         _ => src.convert_to_f32_slice(dst),
     }
-}
-
-/// # Safety
-/// AVX and F16C; `dst.len() == src.len()`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx,f16c")]
-unsafe fn to_f32_f16c(src: &[f16], dst: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let n8 = src.len() / 8 * 8;
-    for i in (0..n8).step_by(8) {
-        // SAFETY: i + 8 <= n8 <= both lengths.
-        unsafe {
-            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
-            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
-        }
-    }
-    src[n8..].convert_to_f32_slice(&mut dst[n8..]);
 }
 
 /// Keys converted together before they are written transposed (`attention`).

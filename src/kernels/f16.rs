@@ -152,22 +152,30 @@ impl Q8Head {
         assert!(w.len() >= rows * cols * 2);
         let nb = cols / q8_0::BLOCK;
         let (q0, d0) = (self.qs.len(), self.d.len());
-        self.qs.resize(q0 + rows * cols, 0);
-        self.d.resize(d0 + rows * nb, 0.0);
-        self.rows += rows;
-        let qs = SendPtr(self.qs[q0..].as_mut_ptr());
-        let ds = SendPtr(self.d[d0..].as_mut_ptr());
+        self.qs.reserve_exact(rows * cols);
+        self.d.reserve_exact(rows * nb);
+        // The new rows are zeroed by the thread that fills them, not here: the first touch of
+        // fresh pages (the kernel clearing them) is then split between the threads too.
+        let qs = SendPtr(self.qs.as_mut_ptr().wrapping_add(q0));
+        let ds = SendPtr(self.d.as_mut_ptr().wrapping_add(d0));
         let pool = pool::global();
         pool.run(pool.max_threads(), &|i, nt| {
             let (qs, ds) = (qs, ds);
             let mut row = vec![0f32; cols];
             let mut blocks = vec![0u8; nb * q8_0::BLOCK_BYTES];
-            for r in pool::split(rows, 64, i, nt) {
+            let mine = pool::split(rows, 64, i, nt);
+            // SAFETY: rows `mine` of both arrays are this thread's alone (split gives disjoint
+            // ranges) and lie inside the capacity reserved above.
+            unsafe {
+                std::ptr::write_bytes(qs.0.add(mine.start * cols), 0, mine.len() * cols);
+                std::ptr::write_bytes(ds.0.add(mine.start * nb), 0, mine.len() * nb);
+            }
+            for r in mine {
                 #[cfg(target_arch = "x86_64")]
                 if best_isa() != Isa::Scalar {
                     // SAFETY: AVX2 and F16C come with every non-scalar ISA (`kernels::isa`); row r's
                     // F16 bytes are inside `w` (asserted) and its values and scales are this
-                    // thread's (rows split disjointly), inside the lengths resized above.
+                    // thread's (rows split disjointly), inside the capacity reserved above.
                     unsafe {
                         x86::q8_0_row_avx2(
                             &w[r * cols * 2..(r + 1) * cols * 2],
@@ -183,7 +191,7 @@ impl Q8Head {
                 q8_0::quantize(&row, &mut blocks);
                 for (b, blk) in blocks.chunks_exact(q8_0::BLOCK_BYTES).enumerate() {
                     // SAFETY: row r's values and scales are written by this thread only
-                    // (rows split disjointly), inside the lengths resized above.
+                    // (rows split disjointly), inside the capacity reserved above.
                     unsafe {
                         *ds.0.add(r * nb + b) = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
                         for (j, &q) in blk[2..].iter().enumerate() {
@@ -193,6 +201,13 @@ impl Q8Head {
                 }
             }
         });
+        // SAFETY: every new row was zeroed and filled above (split covers 0..rows), within
+        // the capacity.
+        unsafe {
+            self.qs.set_len(q0 + rows * cols);
+            self.d.set_len(d0 + rows * nb);
+        }
+        self.rows += rows;
     }
 
     /// Row `r` . one token's Q8_0 activations (values `xq`, block scales `xd`) in the

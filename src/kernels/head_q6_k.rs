@@ -39,22 +39,29 @@ impl Q6Head {
         let cols = self.cols;
         let row_bytes = cols / q6_k::BLOCK * q6_k::BLOCK_BYTES;
         let start = self.blocks.len();
-        self.blocks.resize(start + rows * row_bytes, 0);
-        self.rows += rows;
-        let out = SendPtr(self.blocks[start..].as_mut_ptr());
+        self.blocks.reserve_exact(rows * row_bytes);
+        // The new rows are zeroed by the thread that quantizes them, not here: the first touch
+        // of fresh pages (the kernel clearing them) is then split between the threads too.
+        let out = SendPtr(self.blocks.as_mut_ptr().wrapping_add(start));
         let pool = pool::global();
         pool.run(pool.max_threads(), &|i, nt| {
             let mut row = vec![0f32; cols];
             for r in pool::split(rows, 64, i, nt) {
                 to_f32(r, &mut row);
                 // SAFETY: row r's bytes are written by this thread alone (rows split
-                // disjointly), inside the length resized above; the buffer outlives `run`.
+                // disjointly), inside the capacity reserved above (zeroed before the slice is
+                // made); the buffer outlives `run`.
                 let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out.get().add(r * row_bytes), row_bytes)
+                    let p = out.get().add(r * row_bytes);
+                    std::ptr::write_bytes(p, 0, row_bytes);
+                    std::slice::from_raw_parts_mut(p, row_bytes)
                 };
                 q6_k::quantize(&row, dst);
             }
         });
+        // SAFETY: every new row was initialized above (split covers 0..rows), within capacity.
+        unsafe { self.blocks.set_len(start + rows * row_bytes) };
+        self.rows += rows;
     }
 
     pub fn bytes(&self) -> usize {

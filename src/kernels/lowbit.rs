@@ -83,10 +83,8 @@ impl LowbitMat {
     }
 
     fn alloc(ty: GgmlType, rows: usize, cols: usize, bytes: usize) -> LowbitMat {
-        let mut data = Vec::with_capacity(bytes);
-        // Before the first write, so that the faults already take huge pages.
-        super::advise_huge_pages(data.as_ptr(), bytes);
-        data.resize(bytes, 0);
+        // SAFETY: zero is a valid u8.
+        let data: Vec<u8> = unsafe { super::zeroed_vec(bytes) };
         LowbitMat {
             ty,
             rows,

@@ -46,6 +46,43 @@ pub struct MatRef<'a> {
     pub data: &'a [u8],
 }
 
+/// F16 values (2 little-endian bytes each, any alignment) to f32, exactly: F16C at every vector
+/// level (`isa`), `quant::float::f16_to_f32` per value at the scalar one. For rows converted
+/// in bulk (a head requantized at load): the per-value conversion costs more than the
+/// quantizer.
+pub fn f16_bytes_to_f32(bytes: &[u8], out: &mut [f32]) {
+    assert_eq!(bytes.len(), out.len() * 2);
+    #[cfg(target_arch = "x86_64")]
+    if isa::best_isa() != isa::Isa::Scalar {
+        // SAFETY: every vector level has F16C (`isa`); `bytes` holds `out.len()` values.
+        unsafe { f16_to_f32_f16c(bytes.as_ptr(), out) };
+        return;
+    }
+    crate::quant::float::dequantize_f16(bytes, out)
+}
+
+/// `out.len()` F16 values at `src` to f32, eight at a time.
+///
+/// # Safety
+/// AVX and F16C; `src` points to `2 * out.len()` readable bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+pub(crate) unsafe fn f16_to_f32_f16c(src: *const u8, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n8 = out.len() / 8 * 8;
+    for i in (0..n8).step_by(8) {
+        // SAFETY: values i..i + 8 lie inside both (i + 8 <= n8 <= out.len()).
+        unsafe {
+            let h = _mm_loadu_si128(src.add(2 * i) as *const __m128i);
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(n8) {
+        // SAFETY: value i < out.len() lies inside `src` (the caller's promise).
+        *o = f16_to_f32(unsafe { std::ptr::read_unaligned(src.add(2 * i) as *const u16) }.to_le());
+    }
+}
+
 /// Asks Linux to back the 2 MiB-aligned interior of a fresh (untouched) heap buffer with
 /// transparent huge pages (`MADV_HUGEPAGE`; this matters where THP is in `madvise` mode): the
 /// decode kernels stream every weight once per token, and with 4 KiB pages each page costs a
@@ -58,6 +95,36 @@ pub fn advise_huge_pages(ptr: *const u8, len: usize) {
     // SAFETY: [start, end) lies inside a live allocation of the caller; MADV_HUGEPAGE only
     // changes how the kernel backs those pages, never their contents.
     unsafe { madvise(start, end, MADV_HUGEPAGE) };
+}
+
+/// A vector of `n` all-zero `T`s for a large buffer filled right after (a repacked matrix): huge
+/// pages asked for first (`advise_huge_pages`), then the zeroing split over the pool's
+/// threads, so the kernel clears the fresh pages on both cores instead of on the loading
+/// thread alone (a single-threaded `resize` was a fifth of a 2B-4T load).
+///
+/// # Safety
+/// The all-zero bit pattern is a valid `T`.
+pub(crate) unsafe fn zeroed_vec<T>(n: usize) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    let bytes = n * std::mem::size_of::<T>();
+    advise_huge_pages(v.as_ptr() as *const u8, bytes);
+    let base = pool::SendPtr(v.as_mut_ptr() as *mut u8);
+    let pool = pool::global();
+    let threads = if bytes >= 1 << 22 {
+        pool.max_threads()
+    } else {
+        1
+    };
+    pool.run(threads, &|i, nt| {
+        let part = pool::split(bytes, 4096, i, nt);
+        // SAFETY: `part` lies inside the capacity (split stays within `bytes`) and is this
+        // thread's alone (split gives disjoint ranges); `v` outlives `run`.
+        unsafe { std::ptr::write_bytes(base.get().add(part.start), 0, part.len()) };
+    });
+    // SAFETY: the n elements are all-zero bytes, a valid T (the caller's promise), and lie
+    // within the capacity.
+    unsafe { v.set_len(n) };
+    v
 }
 
 /// Linux's madvise(2) on the pages [start, end) (page-aligned) when the range is not empty;
@@ -114,7 +181,8 @@ impl MatRef<'_> {
         }
     }
 
-    fn row(&self, r: usize) -> &[u8] {
+    /// The stored bytes of row r.
+    pub fn row(&self, r: usize) -> &[u8] {
         let n = self.row_bytes();
         &self.data[r * n..(r + 1) * n]
     }

@@ -102,11 +102,8 @@ impl TernaryMat {
                 Layout::Bits2 => cols / 4,
                 Layout::Base3 => base3::row_bytes(cols),
             };
-        let n = bytes.div_ceil(64);
-        let mut lines = Vec::with_capacity(n);
-        // Before the first write, so that the faults already take huge pages.
-        super::advise_huge_pages(lines.as_ptr() as *const u8, n * 64);
-        lines.resize(n, Line([0; 64]));
+        // SAFETY: a Line of zero bytes is a valid Line (it is 64 bytes).
+        let lines: Vec<Line> = unsafe { super::zeroed_vec(bytes.div_ceil(64)) };
         TernaryMat {
             rows,
             cols,

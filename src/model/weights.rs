@@ -444,8 +444,9 @@ impl Model {
         }
         let mut q6 = Q6Head::new(head.cols, head.rows);
         self.head_in_slices(|slice| {
-            q6.append_rows(slice.rows, &|r, out| {
-                kernels::row_to_f32(slice, r, out).expect("a whole row of a supported type")
+            q6.append_rows(slice.rows, &|r, out| match slice.ty {
+                GgmlType::F16 => kernels::f16_bytes_to_f32(slice.row(r), out),
+                _ => kernels::row_to_f32(slice, r, out).expect("a whole row of a supported type"),
             });
         });
         Ok(q6)
