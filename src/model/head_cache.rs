@@ -22,10 +22,11 @@
 //!
 //! The payload is the head's arrays in native byte order (the key records the byte order).
 
-use std::io::{Read, Write};
+use std::io::Read;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crate::kernels::pool::{self, SendPtr};
 
@@ -135,31 +136,23 @@ impl CacheSlot {
         if file.metadata()?.len() != HEADER_BYTES as u64 + payload {
             return Ok(false);
         }
-        // The payload is read on the pool's threads, each a part of every section, so the copy
-        // out of the page cache and the first touch of the fresh pages go in parallel; then it
-        // is hashed in order.
-        let mut parts = Vec::with_capacity(sections.len());
-        let mut at = HEADER_BYTES as u64;
-        for s in sections.iter_mut() {
-            parts.push((SendPtr(s.as_mut_ptr()), s.len(), at));
-            at += s.len() as u64;
-        }
-        let failed = AtomicBool::new(false);
-        let pool = pool::global();
-        pool.run(pool.max_threads(), &|i, n| {
-            for &(ptr, len, at) in &parts {
-                let mine = pool::split(len, 1 << 16, i, n);
-                // SAFETY: `mine` lies inside this section (split stays within `len`) and is
-                // this thread's alone (split gives disjoint ranges); the section outlives `run`.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(ptr.get().add(mine.start), mine.len())
-                };
-                if file.read_exact_at(dst, at + mine.start as u64).is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-            }
-        });
-        if failed.load(Ordering::Relaxed) {
+        // Read on the pool's threads: the copy out of the page cache and the first touch of
+        // the fresh pages go in parallel; then the payload is hashed in order.
+        let ptrs: Vec<SendPtr<u8>> = sections
+            .iter_mut()
+            .map(|s| SendPtr(s.as_mut_ptr()))
+            .collect();
+        let lens: Vec<usize> = sections.iter().map(|s| s.len()).collect();
+        if on_pool_parts(&lens, &|k, part, at| {
+            // SAFETY: `part` lies inside section k (`on_pool_parts` splits within its length)
+            // and is this thread's alone; the sections outlive the call.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(ptrs[k].get().add(part.start), part.len())
+            };
+            file.read_exact_at(dst, at)
+        })
+        .is_err()
+        {
             return Ok(false);
         }
         let mut h = Hasher::new(2);
@@ -184,13 +177,12 @@ impl CacheSlot {
         let tmp = self
             .path
             .with_extension(format!("tmp.{}", std::process::id()));
+        // Written on the pool's threads (each a part of every section at its offset).
         let written = (|| {
-            let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-            f.write_all(&header)?;
-            for s in sections {
-                f.write_all(s)?;
-            }
-            f.flush()
+            let f = std::fs::File::create(&tmp)?;
+            f.write_all_at(&header, 0)?;
+            let lens: Vec<usize> = sections.iter().map(|s| s.len()).collect();
+            on_pool_parts(&lens, &|k, part, at| f.write_all_at(&sections[k][part], at))
         })();
         match written.and_then(|()| std::fs::rename(&tmp, &self.path)) {
             Ok(()) => Ok(()),
@@ -277,6 +269,34 @@ fn file_identity(meta: &std::fs::Metadata) -> (u64, u64, u64, u64) {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .unwrap_or_default();
     (0, 0, t.as_secs(), u64::from(t.subsec_nanos()))
+}
+
+/// `f(k, part, offset)` over the payload: sections of `lens` bytes one after another from the
+/// end of the header, each split into one part per pool thread (`part`: a range of section k,
+/// `offset`: where it lies in the file). The first error is returned.
+fn on_pool_parts(
+    lens: &[usize],
+    f: &(dyn Fn(usize, Range<usize>, u64) -> std::io::Result<()> + Sync),
+) -> std::io::Result<()> {
+    let error = Mutex::new(None);
+    let pool = pool::global();
+    pool.run(pool.max_threads(), &|i, n| {
+        let mut at = HEADER_BYTES as u64;
+        for (k, &len) in lens.iter().enumerate() {
+            let part = pool::split(len, 1 << 16, i, n);
+            if let Err(e) = f(k, part.clone(), at + part.start as u64) {
+                error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+            }
+            at += len as u64;
+        }
+    });
+    match error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn word(b: &[u8], at: usize) -> u64 {
