@@ -377,14 +377,11 @@ fn decode() {
                     std::hint::black_box(read_all(m.codes(), threads));
                 }
             });
-            json.push_str(&format!(
-                "{}\"{tag}_{layout:?}\":{{\"bytes\":{bytes},\"kernel_gb_s\":{:.2},\"read_gb_s\":{:.2},\"gweights_s\":{:.2},\"bandwidth_share\":{:.3}}}",
-                if i > 0 || layout == Layout::Base3 { "," } else { "" },
-                bytes as f64 / kernel_s / 1e9,
-                bytes as f64 / read_s / 1e9,
-                weights as f64 / kernel_s / 1e9,
-                read_s / kernel_s,
-            ));
+            if i > 0 || layout == Layout::Base3 {
+                json.push(',');
+            }
+            let name = format!("{tag}_{layout:?}");
+            json.push_str(&decode_entry(&name, bytes, weights, kernel_s, read_s));
         }
     }
     // Q1_0 / Q2_0 at Qwen3-8B's FFN shapes: 8 matrices of each (100 / 200 MB).
@@ -418,17 +415,24 @@ fn decode() {
                 std::hint::black_box(read_all(m.packed(), threads));
             }
         });
-        json.push_str(&format!(
-            ",\"{}\":{{\"bytes\":{bytes},\"kernel_gb_s\":{:.2},\"read_gb_s\":{:.2},\"gweights_s\":{:.2},\"bandwidth_share\":{:.3}}}",
-            ty.name().to_lowercase(),
-            bytes as f64 / kernel_s / 1e9,
-            bytes as f64 / read_s / 1e9,
-            weights as f64 / kernel_s / 1e9,
-            read_s / kernel_s,
-        ));
+        let name = ty.name().to_lowercase();
+        json.push(',');
+        json.push_str(&decode_entry(&name, bytes, weights, kernel_s, read_s));
     }
     json.push_str("}}");
     println!("{json}");
+}
+
+/// One `--decode` entry: the kernel's and the plain read's GB/s over the same `bytes`, the
+/// kernel's weights per second, and the read's time over the kernel's (its bandwidth share).
+fn decode_entry(name: &str, bytes: usize, weights: usize, kernel_s: f64, read_s: f64) -> String {
+    format!(
+        "\"{name}\":{{\"bytes\":{bytes},\"kernel_gb_s\":{:.2},\"read_gb_s\":{:.2},\"gweights_s\":{:.2},\"bandwidth_share\":{:.3}}}",
+        bytes as f64 / kernel_s / 1e9,
+        bytes as f64 / read_s / 1e9,
+        weights as f64 / kernel_s / 1e9,
+        read_s / kernel_s,
+    )
 }
 
 /// A Q2_0 / Q1_0 matrix of random codes and scales, repacked.

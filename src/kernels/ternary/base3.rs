@@ -144,6 +144,30 @@ pub(super) mod x86 {
         out
     }
 
+    /// The five code vectors of stored vector v of row `w`, the stream prefetched ahead on
+    /// decode (one token).
+    #[inline(always)]
+    unsafe fn vector_digits<const NT: usize>(w: *const u8, v: usize) -> [__m256i; DIGITS] {
+        if NT == 1 {
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(v * CHUNK + PREFETCH) as *const i8);
+        }
+        digits(_mm256_loadu_si256(w.add(v * CHUNK) as *const _))
+    }
+
+    /// s16[t] += the int16 pair sums of chunk c's codes `dm` times token t's activations.
+    #[inline(always)]
+    unsafe fn add_chunk<const NT: usize>(
+        dm: __m256i,
+        c: usize,
+        q: &[*const i8; NT],
+        s16: &mut [__m256i; NT],
+    ) {
+        for t in 0..NT {
+            let a = _mm256_loadu_si256(q[t].add(c * CHUNK) as *const _);
+            s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(dm, a));
+        }
+    }
+
     /// Whole-row integer sums sum(code * q) of row `w` for NT tokens (the totals path). Codes
     /// are at most 2, so a maddubs pair is at most |512| and twelve vectors of five chunks
     /// (|30720|) are added in int16 before widening.
@@ -164,19 +188,13 @@ pub(super) mod x86 {
         while v0 < nv {
             let mut s16 = [_mm256_setzero_si256(); NT];
             for v in v0..(v0 + 12).min(nv) {
-                if NT == 1 {
-                    _mm_prefetch::<_MM_HINT_T0>(w.add(v * CHUNK + PREFETCH) as *const i8);
-                }
-                let d = digits(_mm256_loadu_si256(w.add(v * CHUNK) as *const _));
-                for (m, dm) in d.iter().enumerate() {
+                let d = vector_digits::<NT>(w, v);
+                for (m, &dm) in d.iter().enumerate() {
                     let c = v * DIGITS + m;
                     if c >= chunks {
                         break;
                     }
-                    for t in 0..NT {
-                        let a = _mm256_loadu_si256(q[t].add(c * CHUNK) as *const _);
-                        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(*dm, a));
-                    }
+                    add_chunk(dm, c, &q, &mut s16);
                 }
             }
             for t in 0..NT {
@@ -212,19 +230,13 @@ pub(super) mod x86 {
         let mut accf = [_mm256_setzero_ps(); NT];
         let mut s16 = [_mm256_setzero_si256(); NT];
         for v in 0..chunks.div_ceil(DIGITS) {
-            if NT == 1 {
-                _mm_prefetch::<_MM_HINT_T0>(w.add(v * CHUNK + PREFETCH) as *const i8);
-            }
-            let d = digits(_mm256_loadu_si256(w.add(v * CHUNK) as *const _));
-            for (m, dm) in d.iter().enumerate() {
+            let d = vector_digits::<NT>(w, v);
+            for (m, &dm) in d.iter().enumerate() {
                 let c = v * DIGITS + m;
                 if c >= chunks {
                     break;
                 }
-                for t in 0..NT {
-                    let a = _mm256_loadu_si256(q[t].add(c * CHUNK) as *const _);
-                    s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(*dm, a));
-                }
+                add_chunk(dm, c, &q, &mut s16);
                 if c % 8 == 7 {
                     let b = c / 8;
                     let wd = *w_d.add(b);
